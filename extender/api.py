@@ -1,0 +1,172 @@
+"""The HTTP edge: kube-scheduler's extender verbs, health, readiness and metrics.
+
+:class:`ExtenderService` turns request bytes into (status, body) from memory only: the current
+snapshot and the config. :func:`create_app` wraps it in FastAPI. Nothing here calls the Kubernetes API.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from extender.config import TideoverConfig
+from extender.decisions import FilterDecision, FilterOutcome, decide_filter, decide_scores
+from extender.metrics import Metrics
+from extender.objects import PodFacts
+from extender.snapshot import ClusterSnapshot, NodeKind, node_kind_from_labels
+from extender.wire import (
+    ExtenderArgs,
+    WireError,
+    error_body,
+    filter_error_reply,
+    filter_reply,
+    parse_extender_args,
+    prioritize_reply,
+)
+
+log = logging.getLogger("tideover.extender")
+
+DecisionListener = Callable[[PodFacts, FilterDecision], None]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ExtenderService:
+    def __init__(
+        self,
+        config: TideoverConfig,
+        snapshot: Callable[[], ClusterSnapshot],
+        metrics: Metrics,
+        on_filter_decision: DecisionListener | None = None,
+    ) -> None:
+        self.config = config
+        self.snapshot = snapshot
+        self.metrics = metrics
+        self.on_filter_decision = on_filter_decision
+
+    def _parse(self, verb: str, body: bytes) -> ExtenderArgs | tuple[int, dict[str, str]]:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            self.metrics.bad_requests.labels(verb, "400").inc()
+            return 400, error_body(f"(body): not valid JSON: {error}")
+        try:
+            return parse_extender_args(data)
+        except WireError as error:
+            self.metrics.bad_requests.labels(verb, "400").inc()
+            return 400, error_body(str(error))
+
+    def _count_annotation_problems(self, decision_problems: tuple[Any, ...]) -> None:
+        for problem in decision_problems:
+            self.metrics.invalid_annotations.labels(problem.annotation).inc()
+
+    def filter(self, body: bytes) -> tuple[int, Any]:
+        parsed = self._parse("filter", body)
+        if isinstance(parsed, tuple):
+            return parsed
+        snap = self.snapshot()
+        kinds = None
+        if parsed.nodes is not None:
+            selector = self.config.virtual_nodes.selector
+            kinds = {
+                node["metadata"]["name"]: node_kind_from_labels(node["metadata"].get("labels"), selector)
+                for node in parsed.nodes
+            }
+        decision = decide_filter(parsed.pod, parsed.node_names, snap, self.config, kinds)
+        self.metrics.decisions.labels("filter", decision.outcome.value).inc()
+        self._count_annotation_problems(decision.policy.problems)
+        if decision.unknown_nodes:
+            self.metrics.unknown_nodes.labels("filter").inc(len(decision.unknown_nodes))
+        if decision.outcome is FilterOutcome.NOT_SYNCED:
+            return 200, filter_error_reply(decision.reason)
+        if decision.outcome not in (FilterOutcome.NO_VIRTUAL_CANDIDATE, FilterOutcome.DOES_NOT_TOLERATE_VIRTUAL):
+            log.info("filter pod=%s outcome=%s: %s", parsed.pod.key, decision.outcome.value, decision.reason)
+        if self.on_filter_decision is not None:
+            self.on_filter_decision(parsed.pod, decision)
+        return 200, filter_reply(parsed, decision)
+
+    def prioritize(self, body: bytes) -> tuple[int, Any]:
+        parsed = self._parse("prioritize", body)
+        if isinstance(parsed, tuple):
+            return parsed
+        decision = decide_scores(parsed.pod, parsed.node_names, self.snapshot(), self.config)
+        self.metrics.decisions.labels("prioritize", "scored").inc()
+        if decision.unknown_nodes:
+            self.metrics.unknown_nodes.labels("prioritize").inc(len(decision.unknown_nodes))
+        return 200, prioritize_reply(decision)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
+    """The FastAPI app. ``ready`` says whether the cluster view has synced (for /readyz)."""
+    app = FastAPI(title="tideover", docs_url=None, redoc_url=None, openapi_url=None)
+    metrics = service.metrics
+    limit = service.config.server.max_body_bytes
+
+    def respond(status: int, payload: Any) -> Response:
+        return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+    async def handle(verb: str, handler: Callable[[bytes], tuple[int, Any]], request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            body = await _read_body(request, limit)
+        except BodyTooLarge:
+            metrics.bad_requests.labels(verb, "413").inc()
+            return respond(413, error_body(f"(body): larger than the {limit}-byte limit (server.maxBodyBytes)"))
+        try:
+            status, payload = handler(body)
+        except Exception:  # a bug must not take the scheduler's request down with a stack trace
+            log.exception("%s failed", verb)
+            metrics.bad_requests.labels(verb, "500").inc()
+            return respond(500, error_body(f"internal error in tideover's {verb}; see tideover's log"))
+        metrics.request_seconds.labels(verb).observe(time.perf_counter() - started)
+        return respond(status, payload)
+
+    @app.post("/filter")
+    async def filter_(request: Request) -> Response:
+        return await handle("filter", service.filter, request)
+
+    @app.post("/prioritize")
+    async def prioritize(request: Request) -> Response:
+        return await handle("prioritize", service.prioritize, request)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return PlainTextResponse("ok")
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if ready():
+            return PlainTextResponse("ok")
+        return JSONResponse({"ready": False, "reason": "cluster view has not synced yet"}, status_code=503)
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+__all__ = ["ExtenderService", "NodeKind", "create_app"]

@@ -1,0 +1,213 @@
+"""The ``tideover`` command: serve, check-config, explain."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from extender.config import ConfigError, TideoverConfig, load_config, parse_config
+
+log = logging.getLogger("tideover")
+
+
+class ServeSettings(BaseSettings):
+    """``tideover serve`` settings from the environment (TIDEOVER_*); command-line flags win."""
+
+    model_config = SettingsConfigDict(env_prefix="TIDEOVER_")
+
+    config: Path | None = None
+    kubeconfig: Path | None = None
+    host: str | None = None
+    port: int | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    log_level: str = "info"
+
+
+def _with_server_overrides(config: TideoverConfig, overrides: dict[str, Any], source: str) -> TideoverConfig:
+    if not overrides:
+        return config
+    data = config.model_dump(mode="json", by_alias=True)
+    data["server"].update(overrides)
+    return parse_config(data, f"{source} (with command-line overrides)")
+
+
+def _kube_api_client(kubeconfig: Path | None) -> Any:
+    from kubernetes import client
+    from kubernetes import config as kube_config
+
+    if kubeconfig is not None:
+        return kube_config.new_client_from_config(config_file=str(kubeconfig))
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        configuration = client.Configuration()
+        kube_config.load_incluster_config(client_configuration=configuration)
+        return client.ApiClient(configuration)
+    return kube_config.new_client_from_config()
+
+
+def serve(settings: ServeSettings) -> int:
+    import uvicorn
+    from kubernetes import client
+
+    from extender.api import ExtenderService, create_app
+    from extender.clusterview import ClusterView
+    from extender.events import EventRecorder, SpillNotifier
+    from extender.metrics import Metrics
+
+    source = str(settings.config) if settings.config else "defaults"
+    overrides = {
+        key: value
+        for key, value in {
+            "host": settings.host,
+            "port": settings.port,
+            "tlsCertFile": str(settings.tls_cert_file) if settings.tls_cert_file else None,
+            "tlsKeyFile": str(settings.tls_key_file) if settings.tls_key_file else None,
+        }.items()
+        if value is not None
+    }
+    config = _with_server_overrides(load_config(settings.config), overrides, source)
+    core = client.CoreV1Api(_kube_api_client(settings.kubeconfig))
+
+    view = ClusterView(core, config)
+    recorder = EventRecorder(core, host=socket.gethostname())
+    notifier = SpillNotifier(recorder.emit, view.snapshot)
+    view.add_pod_listener(notifier.on_pod_change)
+    metrics = Metrics()
+    metrics.watch_snapshot(view.snapshot, view.sync_ages)
+    service = ExtenderService(config, view.snapshot, metrics, on_filter_decision=notifier.on_filter_decision)
+    app = create_app(service, view.ready)
+
+    recorder.start()
+    view.start()
+    server = config.server
+    log.info(
+        "serving on %s://%s:%d (config: %s)", "https" if server.tls_cert_file else "http", server.host, server.port,
+        source,
+    )
+    uvicorn_config = uvicorn.Config(
+        app, host=server.host, port=server.port, log_level=settings.log_level.lower(), access_log=False,
+        ssl_certfile=str(server.tls_cert_file) if server.tls_cert_file else None,
+        ssl_keyfile=str(server.tls_key_file) if server.tls_key_file else None,
+        log_config=None,
+    )
+    try:
+        uvicorn.Server(uvicorn_config).run()
+    finally:
+        view.stop()
+        recorder.stop()
+    return 0
+
+
+def check_config(path: Path) -> int:
+    config = load_config(path)
+    pools = ", ".join(pool.name for pool in config.vm_pools.pools) or "(discovered from node labels)"
+    print(f"{path}: OK (pools: {pools})")
+    return 0
+
+
+def explain_command(snapshot: Path, pod: Path, config_path: Path | None, at: str | None, as_json: bool) -> int:
+    from extender.explain import DumpError, explain, read_dump, read_pod, render
+
+    config = load_config(config_path)
+    now = datetime.now(UTC)
+    if at:
+        try:
+            now = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            print(f"--at: {at!r} is not an ISO 8601 time", file=sys.stderr)
+            return 2
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+    try:
+        dump = read_dump(_read(snapshot), str(snapshot))
+        pod_facts = read_pod(_read(pod), str(pod))
+    except (DumpError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    result = explain(dump, pod_facts, config, now)
+    if as_json:
+        import orjson
+
+        payload = {
+            "pod": pod_facts.key,
+            "outcome": result.filter.outcome.value,
+            "reason": result.filter.reason,
+            "candidates": result.candidates,
+            "schedulerRejected": result.prefilter_rejected,
+            "feasible": list(result.filter.feasible),
+            "failedNodes": dict(result.filter.failed),
+            "failedAndUnresolvableNodes": dict(result.filter.failed_unresolvable),
+            "scores": dict(result.scores.scores) if result.scores else None,
+            "pools": {name: pool.capacity.describe() for name, pool in result.snapshot.pools.items()},
+        }
+        print(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(render(result))
+    return 0
+
+
+def _read(path: Path) -> str:
+    return sys.stdin.read() if str(path) == "-" else path.read_text()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tideover", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve_parser = sub.add_parser("serve", help="run the scheduler extender")
+    serve_parser.add_argument("--config", type=Path, help="tideover config file (env TIDEOVER_CONFIG)")
+    serve_parser.add_argument("--kubeconfig", type=Path, help="kubeconfig; default: in-cluster, then ~/.kube/config")
+    serve_parser.add_argument("--host", help="overrides server.host")
+    serve_parser.add_argument("--port", type=int, help="overrides server.port")
+    serve_parser.add_argument("--tls-cert-file", type=Path, help="overrides server.tlsCertFile (serve HTTPS)")
+    serve_parser.add_argument("--tls-key-file", type=Path, help="overrides server.tlsKeyFile")
+    serve_parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    check = sub.add_parser("check-config", help="validate a config file and report every problem")
+    check.add_argument("file", type=Path)
+
+    explain_parser = sub.add_parser("explain", help="what tideover would decide for a pod, from a kubectl dump")
+    explain_parser.add_argument("--snapshot", type=Path, required=True,
+                                help="output of: kubectl get nodes,pods,configmaps -A -o yaml ('-' for stdin)")
+    explain_parser.add_argument("--pod", type=Path, required=True, help="the pod manifest (YAML or JSON)")
+    explain_parser.add_argument("--config", type=Path, help="tideover config file")
+    explain_parser.add_argument("--at", help="evaluate as of this ISO 8601 time (default: now)")
+    explain_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            env = ServeSettings()
+            settings = env.model_copy(
+                update={
+                    key: value
+                    for key, value in vars(args).items()
+                    if key in ServeSettings.model_fields and value is not None
+                }
+            )
+            logging.basicConfig(
+                level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+            )
+            return serve(settings)
+        if args.command == "check-config":
+            return check_config(args.file)
+        return explain_command(args.snapshot, args.pod, args.config, args.at, args.json)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""tideover's configuration file: one YAML document, validated as a whole.
+
+Every field has a default that works on AKS with the virtual-node add-on; the comment on each says its
+unit and why the default was chosen. Keys are camelCase, as in Kubernetes' own config files. Unknown keys
+are rejected (a typo must not silently fall back to a default), and all errors are reported at once,
+each with its path (``vmPools.pools[0].pricePerHour: ...``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from extender.annotations import Priority
+
+API_VERSION: Final = "tideover.io/v1alpha1"
+KIND: Final = "TideoverConfiguration"
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, validate_default=True
+    )
+
+
+class TaintSpec(_Model):
+    key: str = Field(min_length=1)
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+    def as_json(self) -> dict[str, str]:
+        taint = {"key": self.key, "effect": self.effect}
+        if self.value:
+            taint["value"] = self.value
+        return taint
+
+
+class NodeTemplate(_Model):
+    """Labels and taints the pool's *new* nodes will carry: what a pending pod is matched against."""
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    taints: list[TaintSpec] = Field(default_factory=list)
+
+
+class VirtualNodePricing(_Model):
+    # USD per vCPU-second. ACI Linux pay-as-you-go list price (about $0.000012 in public sources in 2026);
+    # check your region's price page.
+    vcpu_per_second: PositiveFloat = 0.000012
+    # USD per GiB-second of memory (ACI "GB"; about $0.0000013).
+    gib_per_second: PositiveFloat = 0.0000013
+    # ACI allocates at least this much for a container group, whatever the pod requests:
+    # a pod without requests still pays for it (cores / GiB).
+    min_cpu: NonNegativeFloat = 1.0
+    min_memory_gib: NonNegativeFloat = 1.5
+
+
+class VirtualNodes(_Model):
+    # A node is virtual when it carries all these labels. AKS's virtual node and every Virtual Kubelet
+    # provider set type=virtual-kubelet.
+    selector: dict[str, str] = Field(default_factory=lambda: {"type": "virtual-kubelet"})
+    pricing: VirtualNodePricing = Field(default_factory=VirtualNodePricing)
+    # Seconds from scheduling to running on ACI without the image pull: container-group creation.
+    # Public reports put ACI starts at 20-60 s including pulls; 15 s is the non-pull part.
+    cold_start_seconds: NonNegativeFloat = 15.0
+    # Bytes per second ACI pulls images at (no image cache is assumed on ACI). 30 MB/s makes a 900 MB
+    # image take 30 s, in line with reported ACI starts of up to 110 s for such images.
+    pull_bytes_per_second: PositiveFloat = 30e6
+
+    @field_validator("selector")
+    @classmethod
+    def _selector_not_empty(cls, selector: dict[str, str]) -> dict[str, str]:
+        if not selector:
+            raise ValueError("must name at least one label, or every node would be virtual")
+        return selector
+
+
+class VmPool(_Model):
+    # The pool's value of vmPools.poolLabel (the AKS agent pool name).
+    name: str = Field(min_length=1)
+    # The cluster-autoscaler node group of this pool (on AKS the VMSS name, e.g.
+    # aks-nodepool1-12345678-vmss). Defaults to the pool name.
+    node_group: str | None = None
+    # USD per hour for one node of this pool (D2s_v5 pay-as-you-go: about $0.096).
+    price_per_hour: PositiveFloat | None = None
+    # Labels/taints of the nodes a scale-up adds. Unset: taken from a current node of the pool
+    # (minus per-node labels), or just the pool label when the pool has no node.
+    template: NodeTemplate | None = None
+    # Seconds from a scale-up's start until its node is Ready, before any is observed. Unset: the
+    # global vmPools.provisioningSeconds.
+    provisioning_seconds: PositiveFloat | None = None
+
+    @property
+    def autoscaler_node_group(self) -> str:
+        return self.node_group or self.name
+
+
+class VmPools(_Model):
+    # Label whose value names a node's pool. AKS sets kubernetes.azure.com/agentpool on every VM node.
+    pool_label: str = Field(default="kubernetes.azure.com/agentpool", min_length=1)
+    pools: list[VmPool] = Field(default_factory=list)
+    # USD per hour for a node of a pool not listed above (D2s_v5 price: the AKS default VM size).
+    default_price_per_hour: PositiveFloat = 0.096
+    # Seconds from a VMSS scale-up's start until the new node is Ready, until observed times refine it.
+    # Public reports: 2-4 minutes usually, up to 15 for a first node; 240 s is the common case.
+    provisioning_seconds: PositiveFloat = 240.0
+    # Seconds for a pod to start on a VM that already has its image (Kubernetes' pod-startup SLO is 5 s
+    # at p99 without pulls; 2 s is typical).
+    pod_start_seconds: NonNegativeFloat = 2.0
+    # Bytes per second a VM pulls images at (Azure VMs from ACR in region: 100 MB/s is conservative).
+    pull_bytes_per_second: PositiveFloat = 100e6
+
+    @field_validator("pools")
+    @classmethod
+    def _unique_pools(cls, pools: list[VmPool]) -> list[VmPool]:
+        names = [pool.name for pool in pools]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"pool names must be unique; repeated: {', '.join(duplicates)}")
+        return pools
+
+    def pool(self, name: str) -> VmPool:
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        return VmPool(name=name)
+
+    def price_per_hour(self, pool_name: str | None) -> float:
+        if pool_name is not None:
+            for pool in self.pools:
+                if pool.name == pool_name and pool.price_per_hour is not None:
+                    return pool.price_per_hour
+        return self.default_price_per_hour
+
+
+class Autoscaler(_Model):
+    # Where cluster-autoscaler writes its status (its --status-config-map-name, default namespace).
+    status_namespace: str = Field(default="kube-system", min_length=1)
+    status_config_map: str = Field(default="cluster-autoscaler-status", min_length=1)
+    # Seconds after which the status is ignored: CA rewrites it every loop (10 s by default), so a
+    # status 3 minutes old means CA is not running and its last "InProgress" is no promise.
+    status_max_age_seconds: PositiveFloat = 180.0
+    # Seconds a node may be not-Ready after creation and still count as capacity arriving (VM boot plus
+    # kubelet start). CA's own max-node-provision-time is 15 minutes.
+    new_node_window_seconds: PositiveFloat = 900.0
+    # Seconds the ETA of an overdue scale-up is taken to be: once the estimate has passed, the wait is
+    # unknown, and we never predict it is almost over.
+    overdue_floor_seconds: NonNegativeFloat = 60.0
+
+
+class PriorityClassPolicy(_Model):
+    # Relative weights of cost and start latency in prioritize (normalised to sum 1).
+    cost_weight: NonNegativeFloat
+    latency_weight: NonNegativeFloat
+    # Seconds a pod of this class will wait for pending VM capacity before it spills (while-pending only).
+    wait_budget_seconds: NonNegativeFloat
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> PriorityClassPolicy:
+        if self.cost_weight == 0 and self.latency_weight == 0:
+            raise ValueError("costWeight and latencyWeight cannot both be 0")
+        return self
+
+
+class Priorities(_Model):
+    # critical: start now, cost matters little; spills as soon as capacity is pending.
+    critical: PriorityClassPolicy = PriorityClassPolicy(cost_weight=0.2, latency_weight=0.8, wait_budget_seconds=0)
+    # standard: balanced; spills while capacity is pending.
+    standard: PriorityClassPolicy = PriorityClassPolicy(cost_weight=0.5, latency_weight=0.5, wait_budget_seconds=0)
+    # economy: cheapest; waits up to 5 minutes (a typical VMSS scale-up) for the VM before spilling.
+    economy: PriorityClassPolicy = PriorityClassPolicy(
+        cost_weight=0.8, latency_weight=0.2, wait_budget_seconds=300
+    )
+
+    def for_priority(self, priority: Priority) -> PriorityClassPolicy:
+        policy: PriorityClassPolicy = getattr(self, priority.value)
+        return policy
+
+
+class Images(_Model):
+    # Bytes assumed for an image no node reports in status.images (a typical app image: 200 MB).
+    default_size_bytes: PositiveFloat = 200e6
+
+
+class Server(_Model):
+    host: str = "0.0.0.0"
+    port: int = Field(default=8888, ge=1, le=65535)
+    # Serve HTTPS with these PEM files (kube-scheduler's enableHTTPS + tlsConfig).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Bytes; larger request bodies get 413. A Pod plus 5,000 node names is about 200 KB; full Nodes
+    # (nodeCacheCapable: false) run to about 5 KB a node, so 64 MiB covers 10,000 nodes.
+    max_body_bytes: int = Field(default=64 * 2**20, ge=1024)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Server:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tlsCertFile and tlsKeyFile must be set together")
+        return self
+
+
+class TideoverConfig(_Model):
+    api_version: Literal["tideover.io/v1alpha1"] = API_VERSION
+    kind: Literal["TideoverConfiguration"] = KIND
+    virtual_nodes: VirtualNodes = Field(default_factory=VirtualNodes)
+    vm_pools: VmPools = Field(default_factory=VmPools)
+    autoscaler: Autoscaler = Field(default_factory=Autoscaler)
+    priorities: Priorities = Field(default_factory=Priorities)
+    images: Images = Field(default_factory=Images)
+    server: Server = Field(default_factory=Server)
+
+
+class ConfigError(Exception):
+    """All the problems of one config file, each with its path."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _loc_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def format_validation_error(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors(include_url=False):
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        problems.append(f"{_loc_path(tuple(item['loc']))}: {message}")
+    return problems
+
+
+def parse_config(data: Any, source: str = "config") -> TideoverConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(source, [f"(top level): must be a mapping, got {type(data).__name__}"])
+    try:
+        return TideoverConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(source, format_validation_error(error)) from None
+
+
+def load_config(path: Path | str | None) -> TideoverConfig:
+    """Read and validate a config file; ``None`` means all defaults."""
+    if path is None:
+        return TideoverConfig()
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(str(path), [f"cannot read: {error.strerror or error}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(str(path), [f"{where}not valid YAML: {problem}"]) from None
+    return parse_config(data, str(path))

@@ -1,0 +1,307 @@
+"""The decisions: pure functions of (pod, candidate nodes, cluster snapshot, config) -> result with reasons.
+
+Filter (the bridge rule):
+1. If any VM node is a candidate, the virtual nodes are removed: the pod fits on a VM now.
+2. Otherwise a virtual node is kept only if the workload's spill policy allows it; for the default
+   policy (``while-pending``) only while capacity is pending in a pool whose new nodes could host the
+   pod, and, for a pod with a wait budget, only if the VM is predicted to take longer than the budget.
+3. Every removed node carries a reason a person can act on. Virtual nodes are reported as
+   FailedAndUnresolvable: preemption cannot change tideover's answer, so the scheduler should not try.
+
+Prioritize: cost and start-latency models from :mod:`scoring`, weighted by the pod's priority class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+from extender.annotations import SpillPolicy, WorkloadPolicy, workload_policy
+from extender.config import TideoverConfig
+from extender.matching import pod_fits_template, untolerated_taint
+from extender.objects import PodFacts
+from extender.snapshot import ClusterSnapshot, NodeKind, PoolView
+from scoring.combine import Weights, combined_scores
+from scoring.cost import GIB, virtual_cost_per_hour, vm_cost_per_hour
+from scoring.latency import missing_image_bytes, start_seconds
+
+
+class FilterOutcome(StrEnum):
+    """What the filter did, as a short code (a metric label; the sentence is in the reason)."""
+
+    NO_VIRTUAL_CANDIDATE = "no-virtual-candidate"
+    DOES_NOT_TOLERATE_VIRTUAL = "does-not-tolerate-virtual"
+    VM_FITS = "vm-fits"
+    SPILL_CAPACITY_PENDING = "spill-capacity-pending"
+    SPILL_WHEN_FULL = "spill-when-full"
+    WITHHELD_SPILL_NEVER = "withheld-spill-never"
+    WITHHELD_NO_SCALE_UP = "withheld-no-scale-up"
+    WITHHELD_NO_POOL_FITS = "withheld-no-pool-fits"
+    WITHHELD_WITHIN_WAIT_BUDGET = "withheld-within-wait-budget"
+    NOT_SYNCED = "not-synced"
+
+    @property
+    def spilled(self) -> bool:
+        return self in (FilterOutcome.SPILL_CAPACITY_PENDING, FilterOutcome.SPILL_WHEN_FULL)
+
+
+@dataclass(frozen=True, slots=True)
+class FilterDecision:
+    outcome: FilterOutcome
+    feasible: tuple[str, ...]
+    failed: Mapping[str, str]  # FailedNodes: preemption might help
+    failed_unresolvable: Mapping[str, str]  # FailedAndUnresolvableNodes
+    reason: str  # one sentence for logs and events
+    policy: WorkloadPolicy
+    unknown_nodes: tuple[str, ...] = ()
+    pending_pools: tuple[str, ...] = ()
+    eta_seconds: float | None = None
+    virtual_cost_per_hour: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreDecision:
+    scores: tuple[tuple[str, int], ...]
+    cost_per_hour: tuple[float, ...]
+    start_seconds: tuple[float, ...]
+    policy: WorkloadPolicy
+    unknown_nodes: tuple[str, ...] = field(default=())
+
+
+def _problems_suffix(policy: WorkloadPolicy) -> str:
+    if not policy.problems:
+        return ""
+    return " [" + "; ".join(str(p) for p in policy.problems) + "]"
+
+
+def wait_budget_seconds(policy: WorkloadPolicy, config: TideoverConfig) -> float:
+    if policy.max_wait_seconds is not None:
+        return policy.max_wait_seconds
+    return config.priorities.for_priority(policy.priority).wait_budget_seconds
+
+
+def pool_fit_problems(pod: PodFacts, pool: PoolView) -> list[str]:
+    """Why a new node of this pool could not host the pod (empty: it could)."""
+    problems = pod_fits_template(pod.spec, pool.template_labels, pool.template_taints)
+    if pool.node_allocatable is not None:
+        cpu, memory = pool.node_allocatable
+        if pod.cpu > cpu:
+            problems.append(f"requests {pod.cpu:g} CPU, a node has {cpu:g}")
+        if pod.memory > memory:
+            problems.append(f"requests {pod.memory / GIB:.1f}Gi memory, a node has {memory / GIB:.1f}Gi")
+    return problems
+
+
+def _tolerates_some_virtual_node(pod: PodFacts, snapshot: ClusterSnapshot) -> bool:
+    for name in snapshot.virtual_nodes:
+        if untolerated_taint(pod.tolerations, snapshot.nodes[name].facts.taints) is None:
+            return True
+    return False
+
+
+def _scale_up_summary(pools: Sequence[PoolView]) -> str:
+    states = sorted({p.capacity.autoscaler_scale_up or p.capacity.state.value for p in pools})
+    return ", ".join(states)
+
+
+def decide_filter(
+    pod: PodFacts,
+    candidates: Sequence[str],
+    snapshot: ClusterSnapshot,
+    config: TideoverConfig,
+    request_kinds: Mapping[str, NodeKind] | None = None,
+) -> FilterDecision:
+    """Which of ``candidates`` (the nodes that passed kube-scheduler's own filters) may host ``pod``.
+
+    ``request_kinds`` classifies nodes the request carried in full (nodeCacheCapable: false), so a node
+    the cluster view has not seen yet is still understood.
+    """
+    policy = workload_policy(pod.annotations)
+    suffix = _problems_suffix(policy)
+    everything = tuple(candidates)
+
+    if not snapshot.synced:
+        return FilterDecision(
+            FilterOutcome.NOT_SYNCED, (), {}, {}, "tideover's cluster view has not synced yet", policy
+        )
+    # Fast path: a pod that tolerates no virtual node's taint cannot have one among its candidates.
+    if request_kinds is None and not _tolerates_some_virtual_node(pod, snapshot):
+        return FilterDecision(
+            FilterOutcome.DOES_NOT_TOLERATE_VIRTUAL, everything, {}, {},
+            "pod does not tolerate the virtual node's taint" + suffix, policy,
+        )
+
+    virtual: list[str] = []
+    other: list[str] = []
+    unknown: list[str] = []
+    nodes = snapshot.nodes
+    for name in everything:
+        kind = request_kinds.get(name) if request_kinds is not None else None
+        if kind is None:
+            info = nodes.get(name)
+            if info is None:
+                # Not seen yet: almost always a VM that just registered (virtual nodes are few and
+                # long-lived), so it counts as a node the pod fits on now.
+                unknown.append(name)
+            else:
+                kind = info.kind
+        if kind is NodeKind.VIRTUAL:
+            virtual.append(name)
+        else:
+            other.append(name)
+    unknown_nodes = tuple(unknown)
+
+    if not virtual:
+        return FilterDecision(
+            FilterOutcome.NO_VIRTUAL_CANDIDATE, everything, {}, {}, "no virtual node among the candidates" + suffix,
+            policy, unknown_nodes,
+        )
+
+    def withhold(outcome: FilterOutcome, reason: str, **extra: object) -> FilterDecision:
+        text = f"virtual node withheld: {reason}{suffix}"
+        return FilterDecision(
+            outcome, tuple(other), {}, dict.fromkeys(virtual, text), text, policy, unknown_nodes, **extra  # type: ignore[arg-type]
+        )
+
+    if other:
+        sample = ", ".join(other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+        return withhold(FilterOutcome.VM_FITS, f"the pod fits on VM node(s) now ({sample})")
+
+    cost = virtual_cost_per_hour(
+        pod.cpu, pod.memory,
+        vcpu_price_per_second=config.virtual_nodes.pricing.vcpu_per_second,
+        gib_price_per_second=config.virtual_nodes.pricing.gib_per_second,
+        min_cpu=config.virtual_nodes.pricing.min_cpu,
+        min_memory=config.virtual_nodes.pricing.min_memory_gib * GIB,
+    )
+    if policy.spill is SpillPolicy.NEVER:
+        return withhold(FilterOutcome.WITHHELD_SPILL_NEVER, "the pod's annotation tideover.io/spill is never")
+    if policy.spill is SpillPolicy.WHEN_FULL:
+        return FilterDecision(
+            FilterOutcome.SPILL_WHEN_FULL, everything, {}, {},
+            f"spilling to the virtual node: no VM node fits and tideover.io/spill is when-full "
+            f"(est. ${cost:.4f}/h on the virtual node){suffix}",
+            policy, unknown_nodes, virtual_cost_per_hour=cost,
+        )
+
+    pools = list(snapshot.pools.values())
+    misfits: dict[str, list[str]] = {}
+    fitting: list[PoolView] = []
+    for pool in pools:
+        problems = pool_fit_problems(pod, pool)
+        if problems:
+            misfits[pool.name] = problems
+        else:
+            fitting.append(pool)
+    if not fitting:
+        if not pools:
+            detail = "no VM pool is known (no node carries the pool label and none is configured)"
+        else:
+            detail = "no VM pool's new nodes could host the pod (" + "; ".join(
+                f"{name}: {', '.join(problems)}" for name, problems in sorted(misfits.items())
+            ) + ")"
+        return withhold(
+            FilterOutcome.WITHHELD_NO_POOL_FITS,
+            f"{detail}; set tideover.io/spill: when-full to let it run on the virtual node",
+        )
+    pending = [p for p in fitting if p.capacity.pending]
+    names = "[" + ", ".join(p.name for p in fitting) + "]"
+    if not pending:
+        return withhold(
+            FilterOutcome.WITHHELD_NO_SCALE_UP,
+            f"no VMSS scale-up in progress for pools {names} (autoscaler: {_scale_up_summary(fitting)})",
+        )
+    etas = [p.capacity.eta_seconds for p in pending if p.capacity.eta_seconds is not None]
+    eta = min(etas) if etas else None
+    pending_names = tuple(p.name for p in pending)
+    budget = wait_budget_seconds(policy, config)
+    if eta is not None and eta <= budget:
+        return withhold(
+            FilterOutcome.WITHHELD_WITHIN_WAIT_BUDGET,
+            f"pool {pending_names[0]} is scaling up and expected Ready in ~{eta:.0f}s, within the pod's "
+            f"wait budget of {budget:.0f}s (priority {policy.priority.value})",
+            pending_pools=pending_names, eta_seconds=eta,
+        )
+    evidence = "; ".join(pending[0].capacity.evidence[:2])
+    eta_text = f"VM expected in ~{eta:.0f}s" if eta is not None else "VM ETA unknown"
+    return FilterDecision(
+        FilterOutcome.SPILL_CAPACITY_PENDING, everything, {}, {},
+        f"spilling to the virtual node while pool(s) {', '.join(pending_names)} scale up ({evidence}); "
+        f"{eta_text}; est. ${cost:.4f}/h on the virtual node{suffix}",
+        policy, unknown_nodes, pending_names, eta, cost,
+    )
+
+
+def decide_scores(
+    pod: PodFacts,
+    candidates: Sequence[str],
+    snapshot: ClusterSnapshot,
+    config: TideoverConfig,
+) -> ScoreDecision:
+    """Scores 0..10 per candidate from the cost and latency models. Unknown nodes score 0."""
+    policy = workload_policy(pod.annotations)
+    names = list(candidates)
+    count = len(names)
+    if count == 0:
+        return ScoreDecision((), (), (), policy)
+    index = snapshot.index
+    positions = np.fromiter((index.get(name, -1) for name in names), dtype=np.int64, count=count)
+    known = positions >= 0
+    safe = np.where(known, positions, 0)
+    if len(index) == 0:
+        return ScoreDecision(tuple((n, 0) for n in names), (0.0,) * count, (0.0,) * count, policy, tuple(names))
+    is_virtual = snapshot.is_virtual[safe] & known
+
+    pricing = config.virtual_nodes.pricing
+    cost = vm_cost_per_hour(
+        pod.cpu, pod.memory,
+        snapshot.allocatable_cpu[safe], snapshot.allocatable_memory[safe], snapshot.price_per_hour[safe],
+    )
+    if is_virtual.any():
+        virtual_cost = virtual_cost_per_hour(
+            pod.cpu, pod.memory, vcpu_price_per_second=pricing.vcpu_per_second,
+            gib_price_per_second=pricing.gib_per_second, min_cpu=pricing.min_cpu,
+            min_memory=pricing.min_memory_gib * GIB,
+        )
+        cost = np.where(is_virtual, virtual_cost, cost)
+
+    images = pod.images
+    sizes = np.array(
+        [snapshot.image_sizes.get(image, config.images.default_size_bytes) for image in images], dtype=np.float64
+    )
+    present = np.zeros((count, len(images)), dtype=np.bool_)
+    if images:
+        nodes = snapshot.nodes
+        for row, name in enumerate(names):
+            info = nodes.get(name)
+            if info is not None and info.facts.images:
+                node_images = info.facts.images
+                for column, image in enumerate(images):
+                    present[row, column] = image in node_images
+        present &= ~is_virtual[:, None]  # ACI pulls every image at each start
+    missing = missing_image_bytes(sizes, present)
+    base = np.where(is_virtual, config.virtual_nodes.cold_start_seconds, config.vm_pools.pod_start_seconds)
+    bandwidth = np.where(
+        is_virtual, config.virtual_nodes.pull_bytes_per_second, config.vm_pools.pull_bytes_per_second
+    )
+    latency = start_seconds(base, missing, bandwidth)
+    # Unknown nodes must not set the "best" value the others are measured against.
+    cost = np.where(known, cost, np.inf)
+    latency = np.where(known, latency, np.inf)
+
+    weights_policy = config.priorities.for_priority(policy.priority)
+    scores = combined_scores(
+        cost, latency, Weights(cost=weights_policy.cost_weight, latency=weights_policy.latency_weight)
+    )
+    scores = np.where(known, scores, 0)
+    unknown = tuple(name for name, ok in zip(names, known.tolist(), strict=True) if not ok)
+    return ScoreDecision(
+        scores=tuple(zip(names, scores.tolist(), strict=True)),
+        cost_per_hour=tuple(cost.tolist()),
+        start_seconds=tuple(latency.tolist()),
+        policy=policy,
+        unknown_nodes=unknown,
+    )

@@ -1,0 +1,134 @@
+"""Kubernetes Events for decisions a person will ask about ("why is my pod on ACI?").
+
+The filter runs while kube-scheduler waits, so it only *remembers* a spill decision (in memory, by pod
+UID). When the pod watch later sees that pod bound to a virtual node, :class:`SpillNotifier` queues a
+``SpilledToVirtualNode`` Event with the decision's reason, predicted cost and VM ETA, and
+:class:`EventRecorder` posts it from its own thread. Withheld virtual nodes need no Event of ours: their
+reason is already in the scheduler's ``FailedScheduling`` Event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from extender.decisions import FilterDecision
+from extender.objects import PodFacts
+from extender.snapshot import ClusterSnapshot, PodPlacement
+
+log = logging.getLogger("tideover.events")
+
+COMPONENT = "tideover"
+SPILLED_TO_VIRTUAL_NODE = "SpilledToVirtualNode"
+
+
+@dataclass(frozen=True, slots=True)
+class PodEvent:
+    namespace: str
+    pod_name: str
+    pod_uid: str
+    reason: str
+    message: str
+    type: str = "Normal"
+
+
+class EventRecorder:
+    """Posts core/v1 Events from a background thread; the queue is bounded so a slow API never grows memory."""
+
+    def __init__(self, api: client.CoreV1Api, *, max_queue: int = 1000, host: str = "") -> None:
+        self._api = api
+        self._queue: queue.Queue[PodEvent | None] = queue.Queue(maxsize=max_queue)
+        self._host = host
+        self._thread = threading.Thread(target=self._run, name="event-recorder", daemon=True)
+        self.dropped = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
+
+    def emit(self, event: PodEvent) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        while True:
+            event = self._queue.get()
+            if event is None:
+                return
+            now = datetime.now(UTC)
+            body = {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"name": f"{event.pod_name}.{uuid.uuid4().hex[:16]}", "namespace": event.namespace},
+                "involvedObject": {
+                    "apiVersion": "v1", "kind": "Pod", "namespace": event.namespace, "name": event.pod_name,
+                    "uid": event.pod_uid,
+                },
+                "reason": event.reason,
+                "message": event.message[:1024],
+                "type": event.type,
+                "source": {"component": COMPONENT, "host": self._host},
+                "reportingComponent": COMPONENT,
+                "reportingInstance": self._host or COMPONENT,
+                "firstTimestamp": now.isoformat().replace("+00:00", "Z"),
+                "lastTimestamp": now.isoformat().replace("+00:00", "Z"),
+                "count": 1,
+            }
+            try:
+                self._api.create_namespaced_event(event.namespace, cast(Any, body))  # the client accepts a dict
+            except ApiException as error:
+                log.warning("could not record event %s for %s/%s: %s", event.reason, event.namespace,
+                            event.pod_name, error.reason)
+            except Exception as error:
+                log.warning("could not record event %s: %s", event.reason, error)
+
+
+class SpillNotifier:
+    """Links the filter's spill decisions to the pods that then land on a virtual node."""
+
+    def __init__(
+        self, emit: Callable[[PodEvent], None], snapshot: Callable[[], ClusterSnapshot], capacity: int = 10_000
+    ) -> None:
+        self._emit = emit
+        self._snapshot = snapshot
+        self._capacity = capacity
+        self._decisions: OrderedDict[str, FilterDecision] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def on_filter_decision(self, pod: PodFacts, decision: FilterDecision) -> None:
+        if not decision.outcome.spilled or not pod.uid:
+            return
+        with self._lock:
+            self._decisions[pod.uid] = decision
+            self._decisions.move_to_end(pod.uid)
+            while len(self._decisions) > self._capacity:
+                self._decisions.popitem(last=False)
+
+    def on_pod_change(self, old: PodPlacement | None, new: PodPlacement | None) -> None:
+        if new is None or new.node_name is None or (old is not None and old.node_name == new.node_name):
+            return
+        if new.node_name not in self._snapshot().virtual_nodes:
+            return
+        with self._lock:
+            decision = self._decisions.pop(new.uid, None)
+        if decision is None:
+            return  # another replica decided (and reports it), or the pod was placed without tideover
+        message = f"placed on virtual node {new.node_name}: {decision.reason}"
+        self._emit(PodEvent(new.namespace, new.name, new.uid, SPILLED_TO_VIRTUAL_NODE, message))
+        log.info("pod %s/%s spilled to %s: %s", new.namespace, new.name, new.node_name, decision.reason)

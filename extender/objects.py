@@ -1,0 +1,299 @@
+"""Facts read from Pod and Node objects in their JSON shape.
+
+The same shape arrives on the extender wire (the scheduler's v1.Pod), from the watch (raw objects)
+and from a ``kubectl get -o yaml`` dump, so one parser serves the server, the cluster view and
+``tideover explain``. Problems in fields tideover needs raise :class:`ObjectError` naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+
+from kubernetes.utils.quantity import parse_quantity
+
+Json = Mapping[str, Any]
+
+EMPTY: Mapping[str, str] = {}
+
+
+class ObjectError(ValueError):
+    """A field of a Kubernetes object is missing or of the wrong type."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+def _mapping(obj: Json, key: str, path: str) -> Json:
+    value = obj.get(key)
+    if value is None:
+        return EMPTY
+    if not isinstance(value, Mapping):
+        raise ObjectError(f"{path}.{key}", f"must be an object, got {type(value).__name__}")
+    return value
+
+
+def _list(obj: Json, key: str, path: str) -> Sequence[Any]:
+    value = obj.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ObjectError(f"{path}.{key}", f"must be a list, got {type(value).__name__}")
+    return value
+
+
+def _str_map(obj: Json, key: str, path: str) -> Mapping[str, str]:
+    value = _mapping(obj, key, path)
+    for k, v in value.items():
+        if not isinstance(v, str):
+            raise ObjectError(f"{path}.{key}.{k}", f"must be a string, got {type(v).__name__}")
+    return value
+
+
+def _str(obj: Json, key: str, path: str, default: str = "") -> str:
+    value = obj.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ObjectError(f"{path}.{key}", f"must be a string, got {type(value).__name__}")
+    return value
+
+
+@lru_cache(maxsize=4096)
+def _quantity_cached(text: str) -> float:
+    return float(parse_quantity(text))
+
+
+def quantity(value: Any, field: str) -> float:
+    """A Kubernetes resource quantity ("500m", "2Gi", 3) as a float in base units."""
+    if isinstance(value, bool):
+        raise ObjectError(field, "must be a quantity, got a boolean")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return _quantity_cached(value)
+        except (ValueError, InvalidOperation, TypeError):
+            raise ObjectError(field, f"{value!r} is not a resource quantity") from None
+    if isinstance(value, Decimal):
+        return float(value)
+    raise ObjectError(field, f"must be a quantity, got {type(value).__name__}")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp from the API (``2026-11-22T10:00:00Z``), or None."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+# Go's time.Time.String(): "2026-11-22 10:00:00.123456789 +0000 UTC"
+_GO_TIME = re.compile(r"^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d+))? ([+-]\d{4})")
+
+
+def parse_go_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    match = _GO_TIME.match(text.strip())
+    if match is None:
+        return None
+    day, clock, fraction, offset = match.groups()
+    micros = int((fraction or "0")[:6].ljust(6, "0"))
+    sign = 1 if offset[0] == "+" else -1
+    tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
+    parsed = datetime.fromisoformat(f"{day}T{clock}").replace(microsecond=micros, tzinfo=tz)
+    return parsed.astimezone(UTC)
+
+
+def normalise_image(name: str) -> str:
+    """Canonical image reference, so ``nginx`` and ``docker.io/library/nginx:latest`` compare equal
+    (the kubelet reports the fully qualified form in ``status.images``)."""
+    ref = name.strip()
+    if "@" not in ref:
+        last = ref.rsplit("/", 1)[-1]
+        if ":" not in last:
+            ref += ":latest"
+    first, _, rest = ref.partition("/")
+    if not rest:
+        return "docker.io/library/" + ref
+    if "." not in first and ":" not in first and first != "localhost":
+        return "docker.io/" + ref
+    return ref
+
+
+@dataclass(frozen=True, slots=True)
+class PodFacts:
+    namespace: str
+    name: str
+    uid: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    spec: Json
+    tolerations: tuple[Json, ...]
+    cpu: float  # cores requested (the larger of the containers' sum and any init container, plus overhead)
+    memory: float  # bytes requested, likewise
+    images: tuple[str, ...]  # normalised, de-duplicated, app containers and init containers
+    owner_kind: str | None
+    owner_name: str | None
+    owner_uid: str | None
+    node_name: str | None
+    phase: str | None
+    created: datetime | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _requests(container: Json, path: str) -> tuple[float, float]:
+    resources = _mapping(container, "resources", path)
+    requests = _mapping(resources, "requests", f"{path}.resources")
+    limits = _mapping(resources, "limits", f"{path}.resources")
+    # The API server defaults requests to limits; objects from a dump or a test may not have been defaulted.
+    cpu_raw = requests.get("cpu", limits.get("cpu"))
+    memory_raw = requests.get("memory", limits.get("memory"))
+    cpu = quantity(cpu_raw, f"{path}.resources.requests.cpu") if cpu_raw is not None else 0.0
+    memory = quantity(memory_raw, f"{path}.resources.requests.memory") if memory_raw is not None else 0.0
+    return cpu, memory
+
+
+def pod_facts(pod: Any, path: str = "Pod") -> PodFacts:
+    if not isinstance(pod, Mapping):
+        raise ObjectError(path, f"must be an object, got {type(pod).__name__}")
+    metadata = _mapping(pod, "metadata", path)
+    spec = _mapping(pod, "spec", path)
+    status = _mapping(pod, "status", path)
+    meta_path, spec_path = f"{path}.metadata", f"{path}.spec"
+
+    cpu = memory = 0.0
+    init_cpu = init_memory = 0.0
+    images: list[str] = []
+    for field in ("containers", "initContainers"):
+        for index, container in enumerate(_list(spec, field, spec_path)):
+            item_path = f"{spec_path}.{field}[{index}]"
+            if not isinstance(container, Mapping):
+                raise ObjectError(item_path, f"must be an object, got {type(container).__name__}")
+            c_cpu, c_memory = _requests(container, item_path)
+            if field == "containers":
+                cpu += c_cpu
+                memory += c_memory
+            else:
+                init_cpu = max(init_cpu, c_cpu)
+                init_memory = max(init_memory, c_memory)
+            image = _str(container, "image", item_path)
+            if image:
+                normalised = normalise_image(image)
+                if normalised not in images:
+                    images.append(normalised)
+    overhead = _mapping(spec, "overhead", spec_path)
+    cpu = max(cpu, init_cpu) + (quantity(overhead["cpu"], f"{spec_path}.overhead.cpu") if "cpu" in overhead else 0)
+    memory = max(memory, init_memory) + (
+        quantity(overhead["memory"], f"{spec_path}.overhead.memory") if "memory" in overhead else 0
+    )
+
+    tolerations = _list(spec, "tolerations", spec_path)
+    for index, toleration in enumerate(tolerations):
+        if not isinstance(toleration, Mapping):
+            raise ObjectError(f"{spec_path}.tolerations[{index}]", "must be an object")
+    owner_kind = owner_name = owner_uid = None
+    for index, ref in enumerate(_list(metadata, "ownerReferences", meta_path)):
+        if isinstance(ref, Mapping) and (ref.get("controller") or owner_kind is None):
+            ref_path = f"{meta_path}.ownerReferences[{index}]"
+            owner_kind = _str(ref, "kind", ref_path) or None
+            owner_name = _str(ref, "name", ref_path) or None
+            owner_uid = _str(ref, "uid", ref_path) or None
+
+    node_name = _str(spec, "nodeName", spec_path) or None
+    return PodFacts(
+        namespace=_str(metadata, "namespace", meta_path, "default") or "default",
+        name=_str(metadata, "name", meta_path) or _str(metadata, "generateName", meta_path),
+        uid=_str(metadata, "uid", meta_path),
+        labels=_str_map(metadata, "labels", meta_path),
+        annotations=_str_map(metadata, "annotations", meta_path),
+        spec=spec,
+        tolerations=tuple(tolerations),
+        cpu=cpu,
+        memory=memory,
+        images=tuple(images),
+        owner_kind=owner_kind,
+        owner_name=owner_name,
+        owner_uid=owner_uid,
+        node_name=node_name,
+        phase=_str(status, "phase", f"{path}.status") or None,
+        created=parse_time(metadata.get("creationTimestamp")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFacts:
+    name: str
+    labels: Mapping[str, str]
+    taints: tuple[Json, ...]
+    allocatable_cpu: float  # cores
+    allocatable_memory: float  # bytes
+    allocatable_pods: float | None  # pod slots; None when the node does not say
+    ready: bool
+    ready_since: datetime | None  # lastTransitionTime of Ready=True
+    created: datetime | None
+    unschedulable: bool
+    provider_id: str | None
+    images: Mapping[str, float]  # normalised image name -> size in bytes
+    annotations: Mapping[str, str]
+
+
+def node_facts(node: Any, path: str = "Node") -> NodeFacts:
+    if not isinstance(node, Mapping):
+        raise ObjectError(path, f"must be an object, got {type(node).__name__}")
+    metadata = _mapping(node, "metadata", path)
+    spec = _mapping(node, "spec", path)
+    status = _mapping(node, "status", path)
+    name = _str(metadata, "name", f"{path}.metadata")
+    if not name:
+        raise ObjectError(f"{path}.metadata.name", "is required")
+    allocatable = _mapping(status, "allocatable", f"{path}.status") or _mapping(status, "capacity", f"{path}.status")
+    ready, ready_since = False, None
+    for condition in _list(status, "conditions", f"{path}.status"):
+        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+            ready = condition.get("status") == "True"
+            ready_since = parse_time(condition.get("lastTransitionTime")) if ready else None
+    images: dict[str, float] = {}
+    for entry in _list(status, "images", f"{path}.status"):
+        if not isinstance(entry, Mapping):
+            continue
+        size = entry.get("sizeBytes")
+        size_bytes = float(size) if isinstance(size, int | float) and not isinstance(size, bool) else 0.0
+        names = entry.get("names")
+        if isinstance(names, list):
+            for image_name in names:
+                if isinstance(image_name, str) and "@" not in image_name:
+                    images[normalise_image(image_name)] = size_bytes
+    taints = tuple(t for t in _list(spec, "taints", f"{path}.spec") if isinstance(t, Mapping))
+    return NodeFacts(
+        name=name,
+        labels=_str_map(metadata, "labels", f"{path}.metadata"),
+        taints=taints,
+        allocatable_cpu=quantity(allocatable.get("cpu", 0), f"{path}.status.allocatable.cpu"),
+        allocatable_memory=quantity(allocatable.get("memory", 0), f"{path}.status.allocatable.memory"),
+        allocatable_pods=(
+            quantity(allocatable["pods"], f"{path}.status.allocatable.pods") if "pods" in allocatable else None
+        ),
+        ready=ready,
+        ready_since=ready_since,
+        created=parse_time(metadata.get("creationTimestamp")),
+        unschedulable=bool(spec.get("unschedulable", False)),
+        provider_id=_str(spec, "providerID", f"{path}.spec") or None,
+        images=images,
+        annotations=_str_map(metadata, "annotations", f"{path}.metadata"),
+    )

@@ -1,0 +1,327 @@
+"""An immutable view of the cluster, as the decisions see it.
+
+The cluster view builds a new :class:`ClusterSnapshot` in the background whenever something changes
+(and every few seconds, so time-based facts such as an ETA stay fresh); the request path only reads
+the current one. :func:`build_snapshot` is pure: the same inputs give the same snapshot, which is
+what lets ``tideover explain`` answer from a ``kubectl`` dump with the server's own code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from extender.autoscaler_status import AutoscalerStatus, AutoscalerStatusError, parse_autoscaler_status
+from extender.capacity import CapacitySignal, PoolNodeState, ProvisioningTimeEstimator, capacity_signal
+from extender.config import TideoverConfig
+from extender.objects import Json, NodeFacts, parse_go_time
+
+# Labels that differ node by node, so a pool's template of its *next* node must not carry them.
+PER_NODE_LABELS = frozenset(
+    {
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+        "failure-domain.beta.kubernetes.io/zone",
+        "topology.disk.csi.azure.com/zone",
+    }
+)
+# Taints that describe a node's current state, not the pool.
+TRANSIENT_TAINT_PREFIXES = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/")
+TRANSIENT_TAINT_KEYS = frozenset({"ToBeDeletedByClusterAutoscaler", "DeletionCandidateOfClusterAutoscaler"})
+
+
+class NodeKind(StrEnum):
+    VIRTUAL = "virtual"
+    VM = "vm"  # a node of a VM pool (carries the pool label)
+    OTHER = "other"  # neither: a node tideover knows no pool for
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    facts: NodeFacts
+    kind: NodeKind
+    pool: str | None
+
+    @property
+    def name(self) -> str:
+        return self.facts.name
+
+
+@dataclass(frozen=True, slots=True)
+class PoolView:
+    name: str
+    node_group: str
+    template_labels: Mapping[str, str]
+    template_taints: tuple[Json, ...]
+    template_source: str  # where the template came from, for explanations
+    capacity: CapacitySignal
+    price_per_hour: float
+    nodes: int
+    ready_nodes: int
+    # (cores, bytes) of the pool's largest node: what a new node will offer. None without nodes.
+    node_allocatable: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PodPlacement:
+    """What the cluster view keeps of a pod: enough for counts and metrics, not the whole object."""
+
+    namespace: str
+    name: str
+    uid: str
+    node_name: str | None
+    phase: str | None
+    owner_uid: str | None
+
+
+def pod_placement(pod: Mapping[str, Any]) -> PodPlacement:
+    metadata = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    owner_uid = None
+    for ref in metadata.get("ownerReferences") or ():
+        if isinstance(ref, Mapping) and ref.get("controller"):
+            owner_uid = ref.get("uid")
+    return PodPlacement(
+        namespace=metadata.get("namespace", ""),
+        name=metadata.get("name", ""),
+        uid=metadata.get("uid", ""),
+        node_name=spec.get("nodeName") or None,
+        phase=status.get("phase"),
+        owner_uid=owner_uid,
+    )
+
+
+# cluster-autoscaler stamps its status ConfigMap with this (Go time.Time.String() format).
+AUTOSCALER_LAST_UPDATED = "cluster-autoscaler.kubernetes.io/last-updated"
+
+
+@dataclass(frozen=True, slots=True)
+class AutoscalerStatusRead:
+    status: AutoscalerStatus | None
+    updated_at: datetime | None
+    problem: str | None  # why there is no usable status
+
+
+def read_autoscaler_config_map(config_map: Mapping[str, Any] | None) -> AutoscalerStatusRead:
+    """The autoscaler's status ConfigMap (raw object) -> its parsed status and when it was written."""
+    if config_map is None:
+        return AutoscalerStatusRead(None, None, "status ConfigMap not found")
+    text = (config_map.get("data") or {}).get("status")
+    if not text:
+        return AutoscalerStatusRead(None, None, "status ConfigMap has no data.status")
+    try:
+        status = parse_autoscaler_status(text)
+    except AutoscalerStatusError as error:
+        return AutoscalerStatusRead(None, None, f"unreadable autoscaler status: {error}")
+    annotations = (config_map.get("metadata") or {}).get("annotations") or {}
+    return AutoscalerStatusRead(status, parse_go_time(annotations.get(AUTOSCALER_LAST_UPDATED)) or status.time, None)
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    built_at: datetime
+    synced: bool
+    nodes: Mapping[str, NodeInfo]
+    pools: Mapping[str, PoolView]
+    virtual_nodes: tuple[str, ...]
+    autoscaler_status: AutoscalerStatus | None
+    autoscaler_status_problem: str | None  # why the status could not be used, if it could not
+    pods_on_virtual_nodes: Mapping[str, int]  # virtual node -> running or pending pods bound to it
+    image_sizes: Mapping[str, float]  # normalised image -> bytes, the largest size any node reports
+    # Scoring arrays, one entry per node in `index` order.
+    index: Mapping[str, int] = field(repr=False)
+    allocatable_cpu: NDArray[np.float64] = field(repr=False)
+    allocatable_memory: NDArray[np.float64] = field(repr=False)
+    price_per_hour: NDArray[np.float64] = field(repr=False)
+    is_virtual: NDArray[np.bool_] = field(repr=False)
+
+    @property
+    def pending_pools(self) -> tuple[str, ...]:
+        return tuple(name for name, pool in self.pools.items() if pool.capacity.pending)
+
+
+def is_virtual_node(labels: Mapping[str, str] | None, selector: Mapping[str, str]) -> bool:
+    if not labels:
+        return False
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def node_kind_from_labels(labels: Mapping[str, str] | None, selector: Mapping[str, str]) -> NodeKind:
+    """Virtual or not, from labels alone (enough for the filter's first rule)."""
+    return NodeKind.VIRTUAL if is_virtual_node(labels, selector) else NodeKind.OTHER
+
+
+def node_kind(facts: NodeFacts, config: TideoverConfig) -> tuple[NodeKind, str | None]:
+    if is_virtual_node(facts.labels, config.virtual_nodes.selector):
+        return NodeKind.VIRTUAL, None
+    pool = facts.labels.get(config.vm_pools.pool_label)
+    if pool:
+        return NodeKind.VM, pool
+    return NodeKind.OTHER, None
+
+
+_AKS_VMSS_GROUP = "aks-{pool}-"
+
+
+def resolve_node_group(pool: str, config: TideoverConfig, status: AutoscalerStatus | None) -> str:
+    """The autoscaler node group of a pool: configured, else a group of that name, else AKS's VMSS naming
+    (``aks-<pool>-<digits>-vmss``), else the pool name."""
+    configured = next((p for p in config.vm_pools.pools if p.name == pool), None)
+    if configured is not None and configured.node_group:
+        return configured.node_group
+    if status is not None and pool not in status.node_groups:
+        pattern = re.compile(rf"^aks-{re.escape(pool)}-\d+-vmss$")
+        matches = [name for name in status.node_groups if pattern.match(name)]
+        if len(matches) == 1:
+            return matches[0]
+    return pool
+
+
+def _template(
+    pool: str, config: TideoverConfig, pool_nodes: list[NodeFacts]
+) -> tuple[Mapping[str, str], tuple[Json, ...], str]:
+    configured = next((p for p in config.vm_pools.pools if p.name == pool), None)
+    if configured is not None and configured.template is not None:
+        labels = dict(configured.template.labels)
+        labels.setdefault(config.vm_pools.pool_label, pool)
+        return labels, tuple(t.as_json() for t in configured.template.taints), "config"
+    if pool_nodes:
+        # Prefer a Ready node: its labels are complete.
+        model = sorted(pool_nodes, key=lambda n: (not n.ready, n.name))[0]
+        labels = {k: v for k, v in model.labels.items() if k not in PER_NODE_LABELS}
+        taints = tuple(
+            t
+            for t in model.taints
+            if not str(t.get("key", "")).startswith(TRANSIENT_TAINT_PREFIXES)
+            and t.get("key") not in TRANSIENT_TAINT_KEYS
+        )
+        return labels, taints, f"node {model.name}"
+    return {config.vm_pools.pool_label: pool}, (), "pool label only"
+
+
+@dataclass
+class PendingTracker:
+    """What the builder remembers between snapshots: when each pool was first seen pending, and the
+    observed provisioning times. Owned by the cluster view; passed in so the builder stays pure."""
+
+    estimator: ProvisioningTimeEstimator
+    first_seen_pending: dict[str, datetime] = field(default_factory=dict)
+    ready_nodes: dict[str, set[str]] = field(default_factory=dict)
+
+    def update(self, pool: str, signal: CapacitySignal, ready_now: set[str], now: datetime) -> None:
+        previous_ready = self.ready_nodes.get(pool)
+        started = self.first_seen_pending.get(pool)
+        if previous_ready is not None and started is not None:
+            # A node of a pending pool turned Ready: one observed provisioning time.
+            for _ in ready_now - previous_ready:
+                self.estimator.observe(pool, (now - started).total_seconds())
+        self.ready_nodes[pool] = ready_now
+        if signal.pending:
+            self.first_seen_pending.setdefault(pool, signal.pending_since or now)
+        else:
+            self.first_seen_pending.pop(pool, None)
+
+
+def build_snapshot(
+    *,
+    config: TideoverConfig,
+    nodes: Iterable[NodeFacts],
+    pods: Iterable[PodPlacement] = (),
+    autoscaler_status: AutoscalerStatus | None,
+    autoscaler_status_updated_at: datetime | None,
+    autoscaler_status_problem: str | None = None,
+    now: datetime,
+    synced: bool = True,
+    tracker: PendingTracker | None = None,
+) -> ClusterSnapshot:
+    tracker = tracker or PendingTracker(ProvisioningTimeEstimator(config.vm_pools.provisioning_seconds))
+    infos: dict[str, NodeInfo] = {}
+    by_pool: dict[str, list[NodeFacts]] = {pool.name: [] for pool in config.vm_pools.pools}
+    image_sizes: dict[str, float] = {}
+    for facts in nodes:
+        kind, pool = node_kind(facts, config)
+        infos[facts.name] = NodeInfo(facts=facts, kind=kind, pool=pool)
+        if pool is not None:
+            by_pool.setdefault(pool, []).append(facts)
+        for image, size in facts.images.items():
+            if size > image_sizes.get(image, 0.0):
+                image_sizes[image] = size
+
+    autoscaler = config.autoscaler
+    pools: dict[str, PoolView] = {}
+    for pool_name in sorted(by_pool):
+        pool_nodes = by_pool[pool_name]
+        node_group = resolve_node_group(pool_name, config, autoscaler_status)
+        configured = config.vm_pools.pool(pool_name)
+        estimator = tracker.estimator
+        default_estimate = configured.provisioning_seconds or config.vm_pools.provisioning_seconds
+        estimate = estimator.estimate(pool_name) if estimator.observations(pool_name) else default_estimate
+        signal = capacity_signal(
+            pool=pool_name,
+            node_group=node_group,
+            status=autoscaler_status,
+            status_updated_at=autoscaler_status_updated_at,
+            nodes=[PoolNodeState(name=n.name, ready=n.ready, created=n.created) for n in pool_nodes],
+            now=now,
+            provisioning_estimate_seconds=estimate,
+            status_max_age_seconds=autoscaler.status_max_age_seconds,
+            new_node_window_seconds=autoscaler.new_node_window_seconds,
+            overdue_floor_seconds=autoscaler.overdue_floor_seconds,
+            first_seen_pending=tracker.first_seen_pending.get(pool_name),
+        )
+        tracker.update(pool_name, signal, {n.name for n in pool_nodes if n.ready}, now)
+        labels, taints, source = _template(pool_name, config, pool_nodes)
+        pools[pool_name] = PoolView(
+            name=pool_name,
+            node_group=node_group,
+            template_labels=labels,
+            template_taints=taints,
+            template_source=source,
+            capacity=signal,
+            price_per_hour=config.vm_pools.price_per_hour(pool_name),
+            nodes=len(pool_nodes),
+            ready_nodes=sum(1 for n in pool_nodes if n.ready),
+            node_allocatable=max(
+                ((n.allocatable_cpu, n.allocatable_memory) for n in pool_nodes), default=None
+            ),
+        )
+
+    virtual = tuple(sorted(name for name, info in infos.items() if info.kind is NodeKind.VIRTUAL))
+    on_virtual = dict.fromkeys(virtual, 0)
+    for pod in pods:
+        if pod.node_name in on_virtual and pod.phase not in ("Succeeded", "Failed"):
+            on_virtual[pod.node_name] += 1
+
+    ordered = list(infos.values())
+    return ClusterSnapshot(
+        built_at=now,
+        synced=synced,
+        nodes=infos,
+        pools=pools,
+        virtual_nodes=virtual,
+        autoscaler_status=autoscaler_status,
+        autoscaler_status_problem=autoscaler_status_problem,
+        pods_on_virtual_nodes=on_virtual,
+        image_sizes=image_sizes,
+        index={info.name: i for i, info in enumerate(ordered)},
+        allocatable_cpu=np.array([i.facts.allocatable_cpu for i in ordered], dtype=np.float64),
+        allocatable_memory=np.array([i.facts.allocatable_memory for i in ordered], dtype=np.float64),
+        price_per_hour=np.array(
+            [config.vm_pools.price_per_hour(i.pool) for i in ordered], dtype=np.float64
+        ),
+        is_virtual=np.array([i.kind is NodeKind.VIRTUAL for i in ordered], dtype=np.bool_),
+    )
+
+
+def empty_snapshot(config: TideoverConfig, now: datetime) -> ClusterSnapshot:
+    return build_snapshot(
+        config=config, nodes=(), autoscaler_status=None, autoscaler_status_updated_at=None, now=now, synced=False
+    )

@@ -1,0 +1,246 @@
+"""Table-driven tests of the filter and prioritize decisions (pure functions over snapshots)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from extender.config import TideoverConfig, parse_config
+from extender.decisions import FilterOutcome, decide_filter, decide_scores, wait_budget_seconds
+from extender.objects import pod_facts
+from extender.snapshot import NodeKind, empty_snapshot
+from tests.factories import (
+    NOW,
+    VIRTUAL_NODE,
+    cluster,
+    pod,
+    snapshot,
+    status_yaml,
+    virtual_node,
+    vm_node,
+)
+
+VM = "aks-nodepool1-000000"
+CONFIG = TideoverConfig()
+IN_PROGRESS = status_yaml("InProgress", registered=2, target=4)
+NO_ACTIVITY = status_yaml("NoActivity", registered=2)
+BACKOFF = status_yaml("Backoff", registered=2, backoff_code="QuotaExceeded")
+
+
+def _filter(
+    pod_obj: dict[str, Any], candidates: list[str], status: str | None, nodes: list[dict[str, Any]] | None = None,
+    config: TideoverConfig = CONFIG,
+) -> Any:
+    snap = snapshot(nodes if nodes is not None else cluster(2), status, config=config)
+    return decide_filter(pod_facts(pod_obj), candidates, snap, config)
+
+
+@pytest.mark.parametrize(
+    ("pod_obj", "candidates", "status", "outcome", "feasible", "reason_part"),
+    [
+        pytest.param(pod(), [VM, VIRTUAL_NODE], IN_PROGRESS, FilterOutcome.VM_FITS, [VM],
+                     "fits on VM node(s) now", id="vm-candidate-removes-virtual"),
+        pytest.param(pod(), [VM], NO_ACTIVITY, FilterOutcome.NO_VIRTUAL_CANDIDATE, [VM], "no virtual node",
+                     id="only-vm-passes-through"),
+        pytest.param(pod(tolerate_virtual=False), [VM], NO_ACTIVITY, FilterOutcome.DOES_NOT_TOLERATE_VIRTUAL, [VM],
+                     "does not tolerate", id="fast-path-no-toleration"),
+        pytest.param(pod(), [VIRTUAL_NODE], NO_ACTIVITY, FilterOutcome.WITHHELD_NO_SCALE_UP, [],
+                     "no VMSS scale-up in progress for pools [nodepool1] (autoscaler: NoActivity)",
+                     id="no-scale-up-withholds"),
+        pytest.param(pod(), [VIRTUAL_NODE], IN_PROGRESS, FilterOutcome.SPILL_CAPACITY_PENDING, [VIRTUAL_NODE],
+                     "scale up", id="scale-up-in-progress-spills"),
+        pytest.param(pod(), [VIRTUAL_NODE], BACKOFF, FilterOutcome.WITHHELD_NO_SCALE_UP, [], "Backoff",
+                     id="backoff-withholds"),
+        pytest.param(pod(), [VIRTUAL_NODE], None, FilterOutcome.WITHHELD_NO_SCALE_UP, [], "no VMSS scale-up",
+                     id="no-autoscaler-status-withholds"),
+        pytest.param(pod(annotations={"tideover.io/spill": "when-full"}), [VIRTUAL_NODE], NO_ACTIVITY,
+                     FilterOutcome.SPILL_WHEN_FULL, [VIRTUAL_NODE], "when-full", id="when-full-spills"),
+        pytest.param(pod(annotations={"tideover.io/spill": "never"}), [VIRTUAL_NODE], IN_PROGRESS,
+                     FilterOutcome.WITHHELD_SPILL_NEVER, [], "spill is never", id="never-withholds-even-pending"),
+        pytest.param(pod(annotations={"tideover.io/spill": "when-full"}), [VM, VIRTUAL_NODE], NO_ACTIVITY,
+                     FilterOutcome.VM_FITS, [VM], "fits on VM", id="when-full-still-prefers-vm"),
+        pytest.param(pod(annotations={"tideover.io/spill": "sometimes"}), [VIRTUAL_NODE], NO_ACTIVITY,
+                     FilterOutcome.WITHHELD_NO_SCALE_UP, [], "tideover.io/spill='sometimes' is not one of",
+                     id="invalid-annotation-defaults-and-is-named"),
+        pytest.param(pod(node_selector={"kubernetes.azure.com/agentpool": "gpupool"}), [VIRTUAL_NODE], IN_PROGRESS,
+                     FilterOutcome.WITHHELD_NO_POOL_FITS, [], "nodeSelector", id="pending-pool-cannot-host-pod"),
+        pytest.param(pod(cpu="16"), [VIRTUAL_NODE], IN_PROGRESS, FilterOutcome.WITHHELD_NO_POOL_FITS, [],
+                     "requests 16 CPU, a node has 2", id="pod-larger-than-pool-node"),
+        pytest.param(pod(annotations={"tideover.io/priority": "economy"}), [VIRTUAL_NODE], IN_PROGRESS,
+                     FilterOutcome.WITHHELD_WITHIN_WAIT_BUDGET, [], "within the pod's wait budget of 300s",
+                     id="economy-waits-for-vm"),
+        pytest.param(pod(annotations={"tideover.io/priority": "economy", "tideover.io/max-wait-seconds": "30"}),
+                     [VIRTUAL_NODE], IN_PROGRESS, FilterOutcome.SPILL_CAPACITY_PENDING, [VIRTUAL_NODE], "VM expected",
+                     id="max-wait-overrides-budget"),
+        pytest.param(pod(annotations={"tideover.io/max-wait-seconds": "3600"}), [VIRTUAL_NODE], IN_PROGRESS,
+                     FilterOutcome.WITHHELD_WITHIN_WAIT_BUDGET, [], "wait budget of 3600s",
+                     id="standard-with-long-max-wait-waits"),
+    ],
+)
+def test_filter(
+    pod_obj: dict[str, Any], candidates: list[str], status: str | None, outcome: FilterOutcome,
+    feasible: list[str], reason_part: str,
+) -> None:
+    decision = _filter(pod_obj, candidates, status)
+    assert decision.outcome is outcome
+    assert list(decision.feasible) == feasible
+    assert reason_part in decision.reason
+    removed = set(candidates) - set(feasible)
+    # Every removed node carries a reason, as unresolvable (preemption cannot change tideover's answer).
+    assert set(decision.failed_unresolvable) == removed
+    assert not decision.failed
+    for reason in decision.failed_unresolvable.values():
+        assert reason.startswith("virtual node withheld: ")
+
+
+def test_reply_never_names_a_node_that_was_not_a_candidate() -> None:
+    decision = _filter(pod(), [VIRTUAL_NODE], NO_ACTIVITY)
+    assert set(decision.feasible) | set(decision.failed_unresolvable) == {VIRTUAL_NODE}
+
+
+def test_unknown_candidate_counts_as_a_vm_that_fits_now() -> None:
+    decision = _filter(pod(), ["aks-nodepool1-new", VIRTUAL_NODE], IN_PROGRESS)
+    assert decision.outcome is FilterOutcome.VM_FITS
+    assert decision.feasible == ("aks-nodepool1-new",)
+    assert decision.unknown_nodes == ("aks-nodepool1-new",)
+
+
+def test_request_kinds_classify_nodes_the_view_has_not_seen() -> None:
+    snap = snapshot(cluster(2, with_virtual=False), IN_PROGRESS)
+    decision = decide_filter(
+        pod_facts(pod()), ["vn2"], snap, CONFIG, request_kinds={"vn2": NodeKind.VIRTUAL}
+    )
+    # The snapshot knows no virtual node, but the request's copy says vn2 is one.
+    assert decision.outcome is FilterOutcome.SPILL_CAPACITY_PENDING
+    assert decision.feasible == ("vn2",)
+
+
+def test_not_synced_is_an_error_not_a_guess() -> None:
+    decision = decide_filter(pod_facts(pod()), [VIRTUAL_NODE], empty_snapshot(CONFIG, NOW), CONFIG)
+    assert decision.outcome is FilterOutcome.NOT_SYNCED
+    assert decision.feasible == ()
+
+
+def test_pending_in_one_pool_only_helps_pods_that_pool_can_host() -> None:
+    config = parse_config({"vmPools": {"pools": [{"name": "nodepool1"}, {"name": "gpupool"}]}})
+    gpu_taint = {"key": "sku", "value": "gpu", "effect": "NoSchedule"}
+    nodes = [
+        *cluster(1),
+        vm_node("aks-gpupool-000000", "gpupool", labels={"accelerator": "nvidia"}, taints=[gpu_taint]),
+    ]
+    status = status_yaml("InProgress", group="gpupool", registered=1, target=2)
+    general = _filter(pod(), [VIRTUAL_NODE], status, nodes, config)
+    # The general pod does not tolerate the GPU pool's taint: gpupool's scale-up is no reason to spill it.
+    assert general.outcome is FilterOutcome.WITHHELD_NO_SCALE_UP
+    assert "pools [nodepool1]" in general.reason
+    gpu_pod = pod(node_selector={"accelerator": "nvidia"})
+    gpu_pod["spec"]["tolerations"].append({"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"})
+    gpu = _filter(gpu_pod, [VIRTUAL_NODE], status, nodes, config)
+    assert gpu.outcome is FilterOutcome.SPILL_CAPACITY_PENDING
+    assert gpu.pending_pools == ("gpupool",)
+
+
+def test_pool_template_from_config_overrides_current_nodes() -> None:
+    config = parse_config({"vmPools": {"pools": [
+        {"name": "nodepool1", "template": {"taints": [{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}]}}
+    ]}})
+    decision = _filter(pod(), [VIRTUAL_NODE], IN_PROGRESS, config=config)
+    assert decision.outcome is FilterOutcome.WITHHELD_NO_POOL_FITS
+    assert "dedicated=batch:NoSchedule" in decision.reason
+
+
+def test_not_ready_new_node_counts_as_pending_capacity() -> None:
+    nodes = [*cluster(2), vm_node("aks-nodepool1-000009", ready=False, created=NOW - timedelta(seconds=20))]
+    decision = _filter(pod(), [VIRTUAL_NODE], NO_ACTIVITY, nodes)
+    assert decision.outcome is FilterOutcome.SPILL_CAPACITY_PENDING
+    assert "aks-nodepool1-000009" in decision.reason
+
+
+def test_stale_status_is_not_a_promise() -> None:
+    snap = snapshot(cluster(2), IN_PROGRESS, status_updated_at=NOW - timedelta(minutes=10))
+    decision = decide_filter(pod_facts(pod()), [VIRTUAL_NODE], snap, CONFIG)
+    assert decision.outcome is FilterOutcome.WITHHELD_NO_SCALE_UP
+
+
+def test_spill_reason_carries_cost_and_eta() -> None:
+    decision = _filter(pod(cpu="1", memory="2Gi"), [VIRTUAL_NODE], IN_PROGRESS)
+    # 1 vCPU * 0.000012 * 3600 + 2 GiB * 0.0000013 * 3600 = 0.0432 + 0.00936
+    assert decision.virtual_cost_per_hour == pytest.approx(0.05256)
+    assert "$0.0526/h" in decision.reason
+    # The scale-up began 30 s ago against the 240 s default estimate.
+    assert decision.eta_seconds == pytest.approx(210)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "budget"),
+    [
+        pytest.param({}, 0, id="standard"),
+        pytest.param({"tideover.io/priority": "critical"}, 0, id="critical"),
+        pytest.param({"tideover.io/priority": "economy"}, 300, id="economy"),
+        pytest.param({"tideover.io/priority": "economy", "tideover.io/max-wait-seconds": "45"}, 45, id="override"),
+        pytest.param({"tideover.io/max-wait-seconds": "-5"}, 0, id="invalid-override-ignored"),
+    ],
+)
+def test_wait_budget(annotations: dict[str, str], budget: float) -> None:
+    from extender.annotations import workload_policy
+
+    assert wait_budget_seconds(workload_policy(annotations), CONFIG) == budget
+
+
+# -- prioritize ---------------------------------------------------------------------------------------
+
+
+def _scores(pod_obj: dict[str, Any], nodes: list[dict[str, Any]], candidates: list[str],
+            config: TideoverConfig = CONFIG) -> dict[str, int]:
+    snap = snapshot(nodes, NO_ACTIVITY, config=config)
+    return dict(decide_scores(pod_facts(pod_obj), candidates, snap, config).scores)
+
+
+def test_image_locality_raises_the_score_under_latency_weight() -> None:
+    image = ("docker.io/library/nginx:1.27", 900_000_000)
+    nodes = [vm_node("warm", images=[image]), vm_node("cold")]
+    scores = _scores(pod(annotations={"tideover.io/priority": "critical"}), nodes, ["warm", "cold"])
+    assert scores["warm"] > scores["cold"]
+    assert scores["warm"] == 10
+
+
+def test_cheaper_pool_scores_higher_for_economy() -> None:
+    config = parse_config({"vmPools": {"pools": [
+        {"name": "spot", "pricePerHour": 0.02}, {"name": "nodepool1", "pricePerHour": 0.096}
+    ]}})
+    nodes = [vm_node("cheap", "spot"), vm_node("dear", "nodepool1")]
+    scores = _scores(pod(annotations={"tideover.io/priority": "economy"}), nodes, ["cheap", "dear"], config)
+    assert scores["cheap"] == 10
+    assert scores["dear"] < scores["cheap"]
+
+
+def test_virtual_node_scores_below_a_vm_for_standard_pods() -> None:
+    scores = _scores(pod(), cluster(1), ["aks-nodepool1-000000", VIRTUAL_NODE])
+    assert scores["aks-nodepool1-000000"] == 10
+    assert scores[VIRTUAL_NODE] < 10
+
+
+def test_scores_are_integers_in_range_and_unknown_nodes_score_zero() -> None:
+    scores = _scores(pod(), cluster(3), ["aks-nodepool1-000000", "ghost", VIRTUAL_NODE])
+    assert scores["ghost"] == 0
+    assert all(isinstance(score, int) and 0 <= score <= 10 for score in scores.values())
+
+
+def test_unknown_nodes_do_not_skew_the_others() -> None:
+    nodes = cluster(2)
+    with_ghost = _scores(pod(), nodes, ["aks-nodepool1-000000", "aks-nodepool1-000001", "ghost"])
+    without = _scores(pod(), nodes, ["aks-nodepool1-000000", "aks-nodepool1-000001"])
+    assert {k: v for k, v in with_ghost.items() if k != "ghost"} == without
+
+
+def test_empty_candidates() -> None:
+    assert _scores(pod(), cluster(1), []) == {}
+
+
+def test_virtual_node_without_vm_pool() -> None:
+    nodes = [virtual_node()]
+    decision = _filter(pod(), [VIRTUAL_NODE], None, nodes)
+    assert decision.outcome is FilterOutcome.WITHHELD_NO_POOL_FITS
+    assert "no VM pool is known" in decision.reason
