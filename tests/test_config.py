@@ -1,0 +1,106 @@
+"""The config file: defaults, validation that reports every problem with its path, unknown keys rejected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from extender.cli import main
+from extender.config import ConfigError, TideoverConfig, load_config, parse_config
+
+
+def test_defaults_are_valid_and_documented_values() -> None:
+    config = TideoverConfig()
+    assert config.virtual_nodes.selector == {"type": "virtual-kubelet"}
+    assert config.vm_pools.pool_label == "kubernetes.azure.com/agentpool"
+    assert config.vm_pools.provisioning_seconds == 240
+    assert config.priorities.economy.wait_budget_seconds == 300
+    assert config.server.port == 8888
+
+
+def test_every_problem_is_reported_at_once_with_its_path() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({
+            "vmPools": {"pools": [{"name": "a", "pricePerHour": -1}, {"name": "a"}], "provisioningSeconds": 0},
+            "virtualNodes": {"pricing": {"vcpuPerSecond": "cheap"}, "selector": {}},
+            "priorities": {"economy": {"costWeight": 0, "latencyWeight": 0, "waitBudgetSeconds": 1}},
+            "server": {"port": 70000, "tlsCertFile": "/x.pem"},
+            "colour": "blue",
+        })
+    problems = caught.value.problems
+    joined = "\n".join(problems)
+    assert "vmPools.pools[0].pricePerHour: Input should be greater than 0" in joined
+    assert "vmPools.provisioningSeconds: Input should be greater than 0" in joined
+    assert "virtualNodes.pricing.vcpuPerSecond: Input should be a valid number" in joined
+    assert "virtualNodes.selector: must name at least one label" in joined
+    assert "priorities.economy: costWeight and latencyWeight cannot both be 0" in joined
+    assert "server.port: Input should be less than or equal to 65535" in joined
+    assert "colour: unknown key" in joined
+    assert len(problems) >= 7
+
+
+def test_duplicate_pools_named() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"vmPools": {"pools": [{"name": "a"}, {"name": "b"}, {"name": "a"}]}})
+    assert caught.value.problems == ["vmPools.pools: pool names must be unique; repeated: a"]
+
+
+def test_tls_files_go_together() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"server": {"tlsKeyFile": "/k.pem"}})
+    assert caught.value.problems == ["server: tlsCertFile and tlsKeyFile must be set together"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("vmPools: [1, 2", "line 1", id="bad-yaml-has-position"),
+        pytest.param("- a\n- b\n", "(top level): must be a mapping, got list", id="not-a-mapping"),
+        pytest.param("kind: Other\n", "kind: Input should be 'TideoverConfiguration'", id="wrong-kind"),
+    ],
+)
+def test_load_config_errors(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert expected in str(caught.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "nope.yaml")
+    assert "cannot read" in str(caught.value)
+
+
+def test_empty_file_means_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("")
+    assert load_config(path) == TideoverConfig()
+
+
+def test_pool_lookup_and_prices() -> None:
+    config = parse_config({"vmPools": {"pools": [{"name": "spot", "pricePerHour": 0.02, "nodeGroup": "vmss-spot"}]}})
+    assert config.vm_pools.price_per_hour("spot") == 0.02
+    assert config.vm_pools.price_per_hour("other") == 0.096
+    assert config.vm_pools.price_per_hour(None) == 0.096
+    assert config.vm_pools.pool("spot").autoscaler_node_group == "vmss-spot"
+    assert config.vm_pools.pool("other").autoscaler_node_group == "other"
+
+
+def test_check_config_command_reports_all_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("server:\n  port: 0\nvmPools:\n  defaultPricePerHour: -2\nextra: 1\n")
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "3 problem(s)" in err
+    assert "server.port" in err and "vmPools.defaultPricePerHour" in err and "extra: unknown key" in err
+    assert "Traceback" not in err
+
+
+def test_check_config_command_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("vmPools:\n  pools:\n    - name: nodepool1\n      pricePerHour: 0.096\n")
+    assert main(["check-config", str(path)]) == 0
+    assert "OK (pools: nodepool1)" in capsys.readouterr().out
