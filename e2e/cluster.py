@@ -132,9 +132,7 @@ class LocalCluster:
         self.scheduler_config_source = scheduler_config
         self.virtual_node_enabled = virtual_node
         self.virtual_node_name = virtual_node_name
-        self.virtual_node_capacity = dict(
-            virtual_node_capacity or {"cpu": "1000", "memory": "4Ti", "pods": "1000"}
-        )
+        self.virtual_node_capacity = dict(virtual_node_capacity or {"cpu": "1000", "memory": "4Ti", "pods": "1000"})
         self.virtual_node_provider_id = virtual_node_provider_id
         self.kwok_enabled = kwok
         self.keep_work_dir = keep_work_dir
@@ -392,9 +390,7 @@ class LocalCluster:
         self.wait_for(check, timeout, f"pod {namespace}/{name} in phase {sorted(wanted)}")
         return found[-1]
 
-    def wait_for(
-        self, predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2
-    ) -> None:
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
         """Poll ``predicate`` until true; fail early if a component died."""
         deadline = time.monotonic() + timeout
         last_exc: Exception | None = None
@@ -684,9 +680,7 @@ class LocalCluster:
         timeout = self.start_timeout
         p = self._ports
         if name == "etcd":
-            self.wait_for(
-                lambda: self._http_ok(f"http://127.0.0.1:{p['etcd']}/health"), timeout, "etcd /health"
-            )
+            self.wait_for(lambda: self._http_ok(f"http://127.0.0.1:{p['etcd']}/health"), timeout, "etcd /health")
         elif name == "kube-apiserver":
             ctx = self._ssl_context()
             self.wait_for(
@@ -700,9 +694,7 @@ class LocalCluster:
                 f"{name} /healthz",
             )
         elif name == "kwok":
-            self.wait_for(
-                lambda: self._http_ok(f"http://127.0.0.1:{p['kwok']}/healthz"), timeout, "kwok /healthz"
-            )
+            self.wait_for(lambda: self._http_ok(f"http://127.0.0.1:{p['kwok']}/healthz"), timeout, "kwok /healthz")
         elif name == "virtual-kubelet":
             self.wait_node_ready(self.virtual_node_name, timeout=timeout)
             self._label_virtual_node()

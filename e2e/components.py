@@ -170,9 +170,7 @@ def _run_go(
         raise BuildError(f"{label}: `{' '.join(args)}` failed with exit code {rc}; log {log_file}:\n{tail}")
 
 
-def _download_json(
-    module_at_version: str, *, cwd: Path, env: dict[str, str], log_file: Path
-) -> dict[str, str]:
+def _download_json(module_at_version: str, *, cwd: Path, env: dict[str, str], log_file: Path) -> dict[str, str]:
     cmd = ["go", "mod", "download", "-json", module_at_version]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     with log_file.open("a") as log:
@@ -286,9 +284,7 @@ def _prepare_kubernetes_module(ctx: _Ctx) -> Path:
     tmp = build_dir.with_name(f".{ctx.version}.tmp.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    info = _download_json(
-        f"{module}@{ctx.version}", cwd=tmp, env=_go_env(mod_mode=False), log_file=ctx.log_file
-    )
+    info = _download_json(f"{module}@{ctx.version}", cwd=tmp, env=_go_env(mod_mode=False), log_file=ctx.log_file)
     replaces = _staging_replaces(Path(info["GoMod"]).read_text(), ctx.version)
     _write_wrapper_module(
         tmp,
@@ -394,9 +390,7 @@ def _ca_env(section: dict[str, object], mod_mode: bool = True) -> dict[str, str]
 def _ca_module_dir(section: dict[str, object], cwd: Path, log_file: Path) -> Path:
     module = _str(section, "module")
     version = _str(section, "version")
-    info = _download_json(
-        f"{module}@{version}", cwd=cwd, env=_ca_env(section, mod_mode=False), log_file=log_file
-    )
+    info = _download_json(f"{module}@{version}", cwd=cwd, env=_ca_env(section, mod_mode=False), log_file=log_file)
     return Path(info["Dir"])
 
 

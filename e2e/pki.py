@@ -79,9 +79,7 @@ class Pki:
                 ),
                 critical=True,
             )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self._ca_key.public_key()), critical=False
-            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self._ca_key.public_key()), critical=False)
             .sign(self._ca_key, hashes.SHA256())
         )
         self.ca = CertPair(directory / "ca.crt", directory / "ca.key")
@@ -148,9 +146,7 @@ class Pki:
         key = _new_key()
         pair = CertPair(self.directory / "sa.pub", self.directory / "sa.key")
         pair.cert.write_bytes(
-            key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
         _write_key(key, pair.key)
         return pair
@@ -165,9 +161,7 @@ def write_kubeconfig(path: Path, *, server: str, ca: Path, client: CertPair, use
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [
-            {"name": "tideover-e2e", "cluster": {"server": server, "certificate-authority-data": b64(ca)}}
-        ],
+        "clusters": [{"name": "tideover-e2e", "cluster": {"server": server, "certificate-authority-data": b64(ca)}}],
         "users": [
             {
                 "name": user,

@@ -1,0 +1,44 @@
+"""pytest fixtures for the end-to-end tests; they run only with TIDEOVER_E2E=1.
+
+Run: ``TIDEOVER_E2E=1 .venv/bin/python -m pytest e2e -s``. The first run builds the components
+(see e2e/components.py); later runs reuse the cached binaries.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e.cluster import LocalCluster
+
+E2E_ENABLED = os.environ.get("TIDEOVER_E2E") == "1"
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if E2E_ENABLED:
+        return
+    skip = pytest.mark.skip(reason="end-to-end test: set TIDEOVER_E2E=1 to run")
+    for item in items:
+        # Only this directory's tests: other conftests decide for theirs.
+        if "e2e" in item.keywords and _HERE in Path(str(item.path)).parents:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    """A started LocalCluster without a scheduler extender, shared by the whole session."""
+    if not E2E_ENABLED:
+        pytest.skip("end-to-end test: set TIDEOVER_E2E=1 to run")
+    c = LocalCluster(keep_work_dir=os.environ.get("TIDEOVER_E2E_KEEP") == "1")
+    t0 = time.monotonic()
+    c.start()
+    print(f"\n[e2e] cluster started in {time.monotonic() - t0:.1f}s (work dir {c.work_dir})")
+    try:
+        yield c
+    finally:
+        c.stop(failed=request.session.testsfailed > 0)

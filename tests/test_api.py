@@ -1,0 +1,786 @@
+"""The HTTP edge, through the FastAPI app: the extender wire format, bad input, limits, health and metrics.
+
+Every request goes through ``create_app`` (routing, body reading, parsing, the decision, JSON encoding),
+either with ``TestClient`` or, where the exact bytes and chunks on the wire matter, as a raw ASGI call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+
+from extender.api import ExtenderService, create_app
+from extender.config import TideoverConfig, parse_config
+from extender.metrics import Metrics
+from extender.objects import node_facts
+from extender.snapshot import ClusterSnapshot, PodPlacement, build_snapshot, empty_snapshot
+from tests.factories import NOW, VIRTUAL_NODE, pod, snapshot, status_yaml, virtual_node, vm_node
+
+with warnings.catch_warnings():
+    # starlette warns at import that it would rather use httpx2; the httpx it has works.
+    warnings.filterwarnings("ignore", message=".*httpx2.*")
+    from fastapi.testclient import TestClient
+
+Json = dict[str, Any]
+
+REPLY_KEYS = {"Nodes", "NodeNames", "FailedNodes", "FailedAndUnresolvableNodes", "Error"}
+NGINX = "docker.io/library/nginx:1.27"
+SPILL = "tideover.io/spill"
+PRIORITY = "tideover.io/priority"
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Harness:
+    client: TestClient
+    app: FastAPI
+    metrics: Metrics
+    snap: ClusterSnapshot
+    config: TideoverConfig
+
+    def post(self, verb: str, body: Any) -> Any:
+        content = body if isinstance(body, bytes) else orjson.dumps(body)
+        return self.client.post(f"/{verb}", content=content, headers={"Content-Type": "application/json"})
+
+    def filter(self, body: Any) -> Json:
+        response = self.post("filter", body)
+        assert response.status_code == 200, response.text
+        reply: Json = response.json()
+        return reply
+
+    def prioritize(self, body: Any) -> list[Json]:
+        response = self.post("prioritize", body)
+        assert response.status_code == 200, response.text
+        reply: list[Json] = response.json()
+        return reply
+
+    def sample(self, name: str, labels: Mapping[str, str]) -> float:
+        value = self.metrics.registry.get_sample_value(name, dict(labels))
+        return 0.0 if value is None else value
+
+    def decisions_total(self) -> float:
+        total = 0.0
+        for family in self.metrics.registry.collect():
+            if family.name == "tideover_decisions":
+                total += sum(s.value for s in family.samples if s.name == "tideover_decisions_total")
+        return total
+
+
+def harness(
+    snap: ClusterSnapshot | None = None,
+    *,
+    config: TideoverConfig | None = None,
+    ready: Callable[[], bool] = lambda: True,
+) -> Harness:
+    config = config or TideoverConfig()
+    snap = snap if snap is not None else snapshot(default_nodes(), config=config)
+    metrics = Metrics()
+    frozen = snap
+    app = create_app(ExtenderService(config, lambda: frozen, metrics), ready=ready)
+    return Harness(TestClient(app), app, metrics, snap, config)
+
+
+def default_nodes() -> list[Json]:
+    return [vm_node("vm-1"), vm_node("vm-2"), virtual_node()]
+
+
+def names_args(pod_obj: Json, names: Sequence[str]) -> Json:
+    return {"Pod": pod_obj, "Nodes": None, "NodeNames": list(names)}
+
+
+def nodes_args(pod_obj: Json, nodes: Sequence[Json]) -> Json:
+    return {"Pod": pod_obj, "Nodes": {"metadata": {}, "items": list(nodes)}, "NodeNames": None}
+
+
+@dataclass
+class AsgiReply:
+    status: int
+    body: bytes
+    chunks_read: int
+
+
+def asgi_post(
+    app: FastAPI, path: str, chunks: Iterator[bytes], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> AsgiReply:
+    """POST to the ASGI app directly, handing the body over chunk by chunk as a server would."""
+    scope: Json = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    read = 0
+    status = 0
+    body = bytearray()
+    pending = next(chunks, None)
+
+    async def receive() -> Json:
+        nonlocal read, pending
+        if pending is None:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        chunk, pending = pending, next(chunks, None)
+        read += 1
+        return {"type": "http.request", "body": chunk, "more_body": pending is not None}
+
+    async def send(message: Json) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            body.extend(message.get("body", b""))
+
+    asyncio.run(app(scope, receive, send))
+    return AsgiReply(status, bytes(body), read)
+
+
+def blanks(total: int, size: int) -> Iterator[bytes]:
+    """``total`` bytes of whitespace in ``size``-byte chunks, made as they are read."""
+    block = b" " * size
+    sent = 0
+    while sent < total:
+        piece = block[: min(size, total - sent)]
+        sent += len(piece)
+        yield piece
+
+
+def pieces(body: bytes, size: int) -> Iterator[bytes]:
+    return (body[start : start + size] for start in range(0, len(body), size))
+
+
+# --------------------------------------------------------------------------------------------------
+# /filter, NodeNames form (nodeCacheCapable: true)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FilterCase:
+    status: str | None
+    pod_kwargs: Mapping[str, Any]
+    names: tuple[str, ...]
+    feasible: tuple[str, ...]
+    withheld_reason: str | None  # a phrase of the reason given for the virtual node; None: not withheld
+    outcome: str
+
+
+FILTER_CASES = [
+    pytest.param(
+        FilterCase(None, {}, ("vm-1", "vm-2", VIRTUAL_NODE), ("vm-1", "vm-2"),
+                   "the pod fits on VM node(s) now (vm-1, vm-2)", "vm-fits"),
+        id="vm-and-virtual-candidates",
+    ),
+    pytest.param(
+        FilterCase(status_yaml("NoActivity"), {}, (VIRTUAL_NODE,), (),
+                   "no VMSS scale-up in progress for pools [nodepool1]", "withheld-no-scale-up"),
+        id="only-virtual-no-scale-up",
+    ),
+    pytest.param(
+        FilterCase(None, {}, (VIRTUAL_NODE,), (), "no VMSS scale-up in progress", "withheld-no-scale-up"),
+        id="only-virtual-no-autoscaler-status",
+    ),
+    pytest.param(
+        FilterCase(status_yaml("InProgress", target=4), {}, (VIRTUAL_NODE,), (VIRTUAL_NODE,), None,
+                   "spill-capacity-pending"),
+        id="only-virtual-scale-up-in-progress",
+    ),
+    pytest.param(
+        FilterCase(None, {"annotations": {SPILL: "when-full"}}, (VIRTUAL_NODE,), (VIRTUAL_NODE,), None,
+                   "spill-when-full"),
+        id="spill-when-full",
+    ),
+    pytest.param(
+        FilterCase(status_yaml("InProgress", target=4), {"annotations": {SPILL: "never"}}, (VIRTUAL_NODE,), (),
+                   "tideover.io/spill is never", "withheld-spill-never"),
+        id="spill-never-despite-scale-up",
+    ),
+    pytest.param(
+        FilterCase(status_yaml("InProgress", target=4), {"annotations": {PRIORITY: "economy"}}, (VIRTUAL_NODE,),
+                   (), "within the pod's wait budget of 300s", "withheld-within-wait-budget"),
+        id="economy-waits-for-the-vm",
+    ),
+    pytest.param(
+        FilterCase(None, {"tolerate_virtual": False}, ("vm-1", VIRTUAL_NODE), ("vm-1", VIRTUAL_NODE), None,
+                   "does-not-tolerate-virtual"),
+        id="no-toleration-fast-path-unchanged",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", FILTER_CASES)
+def test_filter_node_names(case: FilterCase) -> None:
+    h = harness(snapshot(default_nodes(), case.status))
+    reply = h.filter(names_args(pod(**case.pod_kwargs), case.names))
+
+    assert set(reply) == REPLY_KEYS
+    assert reply["Nodes"] is None
+    assert reply["NodeNames"] == list(case.feasible)
+    assert reply["FailedNodes"] == {}
+    assert reply["Error"] == ""
+    unresolvable = reply["FailedAndUnresolvableNodes"]
+    if case.withheld_reason is None:
+        assert unresolvable == {}
+    else:
+        assert list(unresolvable) == [VIRTUAL_NODE]
+        assert unresolvable[VIRTUAL_NODE].startswith("virtual node withheld: ")
+        assert case.withheld_reason in unresolvable[VIRTUAL_NODE]
+    assert h.sample("tideover_decisions_total", {"verb": "filter", "outcome": case.outcome}) == 1.0
+    assert h.decisions_total() == 1.0
+
+
+def test_filter_reply_is_exactly_the_go_struct() -> None:
+    h = harness()
+    response = h.post("filter", names_args(pod(), ["vm-1", VIRTUAL_NODE]))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert orjson.loads(response.content) == {
+        "Nodes": None,
+        "NodeNames": ["vm-1"],
+        "FailedNodes": {},
+        "FailedAndUnresolvableNodes": {
+            VIRTUAL_NODE: "virtual node withheld: the pod fits on VM node(s) now (vm-1)",
+        },
+        "Error": "",
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# /filter, full Nodes form (nodeCacheCapable: false)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("order", "kept"),
+    [
+        pytest.param(("vm-1", "vm-2", VIRTUAL_NODE), ("vm-1", "vm-2"), id="virtual-last"),
+        pytest.param(("vm-2", VIRTUAL_NODE, "vm-1"), ("vm-2", "vm-1"), id="virtual-between"),
+        pytest.param((VIRTUAL_NODE, "vm-1"), ("vm-1",), id="virtual-first"),
+    ],
+)
+def test_filter_full_nodes_keeps_request_order(order: tuple[str, ...], kept: tuple[str, ...]) -> None:
+    objects = {"vm-1": vm_node("vm-1"), "vm-2": vm_node("vm-2"), VIRTUAL_NODE: virtual_node()}
+    h = harness()
+    reply = h.filter(nodes_args(pod(), [objects[name] for name in order]))
+
+    assert set(reply) == REPLY_KEYS
+    assert reply["NodeNames"] is None  # the request had no NodeNames
+    assert reply["Nodes"]["items"] == [objects[name] for name in kept]  # the full objects, untouched
+    assert list(reply["FailedAndUnresolvableNodes"]) == [VIRTUAL_NODE]
+    assert reply["FailedNodes"] == {}
+    assert reply["Error"] == ""
+
+
+def test_filter_full_nodes_spill_returns_the_virtual_node_object() -> None:
+    h = harness(snapshot(default_nodes(), status_yaml("InProgress", target=4)))
+    node = virtual_node()
+    reply = h.filter(nodes_args(pod(), [node]))
+    assert reply["Nodes"]["items"] == [node]
+    assert reply["FailedAndUnresolvableNodes"] == {}
+
+
+def test_filter_full_nodes_classifies_unknown_nodes_from_their_labels() -> None:
+    # The snapshot knows vm-1 only: neither request node has been seen by the cluster view yet.
+    h = harness(snapshot([vm_node("vm-1")]))
+    new_vm, new_virtual = vm_node("vm-new"), virtual_node("virtual-node-new")
+
+    reply = h.filter(nodes_args(pod(), [new_vm, new_virtual]))
+    assert reply["Nodes"]["items"] == [new_vm]
+    assert reply["FailedAndUnresolvableNodes"] == {
+        "virtual-node-new": "virtual node withheld: the pod fits on VM node(s) now (vm-new)"
+    }
+
+    reply = h.filter(nodes_args(pod(), [new_virtual]))
+    assert reply["Nodes"]["items"] == []
+    assert "no VMSS scale-up in progress" in reply["FailedAndUnresolvableNodes"]["virtual-node-new"]
+
+
+def test_filter_full_nodes_with_node_names_too_replies_with_both() -> None:
+    h = harness()
+    body = nodes_args(pod(), [vm_node("vm-1"), virtual_node()])
+    body["NodeNames"] = ["vm-1", VIRTUAL_NODE]
+    reply = h.filter(body)
+    assert reply["NodeNames"] == ["vm-1"]
+    assert [n["metadata"]["name"] for n in reply["Nodes"]["items"]] == ["vm-1"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Input keys in any case (Go decodes case-insensitively)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pod_key", "names_key"),
+    [("pod", "nodenames"), ("POD", "NODENAMES"), ("pOd", "nodeNames")],
+    ids=["lower", "upper", "mixed"],
+)
+def test_input_keys_are_case_insensitive(pod_key: str, names_key: str) -> None:
+    h = harness()
+    body = {pod_key: pod(), names_key: ["vm-1", VIRTUAL_NODE]}
+    reply = h.filter(body)
+    assert reply["NodeNames"] == ["vm-1"]
+    assert list(reply["FailedAndUnresolvableNodes"]) == [VIRTUAL_NODE]
+    assert [entry["Host"] for entry in h.prioritize(body)] == ["vm-1", VIRTUAL_NODE]
+
+
+def test_lower_case_nodes_and_items_are_accepted() -> None:
+    h = harness()
+    reply = h.filter({"pod": pod(), "nodes": {"Items": [vm_node("vm-1"), virtual_node()]}})
+    assert [n["metadata"]["name"] for n in reply["Nodes"]["items"]] == ["vm-1"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Names the cluster view has not seen
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("names", "feasible"),
+    [
+        pytest.param(("ghost-1",), ("ghost-1",), id="only-unknown"),
+        pytest.param(("ghost-1", "vm-1"), ("ghost-1", "vm-1"), id="unknown-and-vm"),
+        pytest.param(("ghost-1", VIRTUAL_NODE), ("ghost-1",), id="unknown-counts-as-a-vm"),
+        pytest.param(("ghost-1", "ghost-2", VIRTUAL_NODE, "vm-2"), ("ghost-1", "ghost-2", "vm-2"), id="mixed"),
+    ],
+)
+def test_unknown_names_are_kept_by_filter(names: tuple[str, ...], feasible: tuple[str, ...]) -> None:
+    h = harness()
+    reply = h.filter(names_args(pod(), names))
+    assert reply["NodeNames"] == list(feasible)
+    unknown = sum(1 for name in names if name.startswith("ghost"))
+    assert h.sample("tideover_unknown_nodes_total", {"verb": "filter"}) == unknown
+
+
+def test_unknown_names_score_zero() -> None:
+    h = harness()
+    reply = h.prioritize(names_args(pod(), ["ghost-1", "vm-1", "ghost-2"]))
+    assert reply == [{"Host": "ghost-1", "Score": 0}, {"Host": "vm-1", "Score": 10}, {"Host": "ghost-2", "Score": 0}]
+    assert h.sample("tideover_unknown_nodes_total", {"verb": "prioritize"}) == 2.0
+
+
+REPLY_SUBSET_CASES = [
+    pytest.param(names, status, annotations, id=ident)
+    for ident, names, status, annotations in [
+        ("vm-virtual-ghost", ("vm-1", VIRTUAL_NODE, "ghost"), None, {}),
+        ("virtual-only", (VIRTUAL_NODE,), status_yaml("InProgress", target=4), {}),
+        ("when-full", (VIRTUAL_NODE, "ghost"), None, {SPILL: "when-full"}),
+        ("never", (VIRTUAL_NODE,), None, {SPILL: "never"}),
+        ("duplicates", ("vm-1", "vm-1", VIRTUAL_NODE), None, {}),
+        ("empty", (), None, {}),
+    ]
+]
+
+
+@pytest.mark.parametrize(("names", "status", "annotations"), REPLY_SUBSET_CASES)
+def test_replies_only_name_nodes_from_the_request(
+    names: tuple[str, ...], status: str | None, annotations: Mapping[str, str]
+) -> None:
+    h = harness(snapshot(default_nodes(), status))
+    body = names_args(pod(annotations=annotations), names)
+    reply = h.filter(body)
+    mentioned = set(reply["NodeNames"]) | set(reply["FailedNodes"]) | set(reply["FailedAndUnresolvableNodes"])
+    assert mentioned <= set(names)
+    # Every candidate is accounted for: feasible or removed with a reason.
+    assert set(reply["NodeNames"]) | set(reply["FailedAndUnresolvableNodes"]) == set(names)
+    assert [entry["Host"] for entry in h.prioritize(body)] == list(names)
+
+
+# --------------------------------------------------------------------------------------------------
+# /prioritize
+# --------------------------------------------------------------------------------------------------
+
+
+def test_prioritize_reply_shape() -> None:
+    h = harness()
+    reply = h.prioritize(names_args(pod(), ["vm-1", "vm-2", VIRTUAL_NODE]))
+    assert [entry["Host"] for entry in reply] == ["vm-1", "vm-2", VIRTUAL_NODE]
+    for entry in reply:
+        assert set(entry) == {"Host", "Score"}
+        assert type(entry["Score"]) is int
+        assert 0 <= entry["Score"] <= 10
+    assert h.sample("tideover_decisions_total", {"verb": "prioritize", "outcome": "scored"}) == 1.0
+
+
+def test_prioritize_full_nodes_form() -> None:
+    h = harness()
+    reply = h.prioritize(nodes_args(pod(), [vm_node("vm-2"), virtual_node()]))
+    assert [entry["Host"] for entry in reply] == ["vm-2", VIRTUAL_NODE]
+    assert reply[0]["Score"] > reply[1]["Score"]  # a VM starts sooner and costs less than ACI
+
+
+def test_prioritize_prefers_a_node_that_has_the_image() -> None:
+    nodes = [vm_node("warm", images=[(NGINX, 500_000_000)]), vm_node("cold"), virtual_node()]
+    h = harness(snapshot(nodes))
+    scores = {e["Host"]: e["Score"] for e in h.prioritize(names_args(pod(image="nginx:1.27"), ["cold", "warm"]))}
+    assert scores["warm"] >= scores["cold"]
+    assert scores == {"warm": 10, "cold": 7}  # 500 MB at 100 MB/s: 7 s to start instead of 2 s
+
+
+def test_prioritize_prefers_the_cheaper_pool_for_economy() -> None:
+    config = parse_config(
+        {"vmPools": {"pools": [{"name": "cheap", "pricePerHour": 0.05}, {"name": "pricey", "pricePerHour": 0.5}]}}
+    )
+    nodes = [vm_node("pricey-1", "pricey"), vm_node("cheap-1", "cheap"), virtual_node()]
+    h = harness(snapshot(nodes, config=config), config=config)
+    economy = pod(annotations={PRIORITY: "economy"})
+    scores = {e["Host"]: e["Score"] for e in h.prioritize(names_args(economy, ["pricey-1", "cheap-1"]))}
+    assert scores["cheap-1"] > scores["pricey-1"]
+    assert scores["cheap-1"] == 10
+
+
+def test_prioritize_while_unsynced_scores_zero() -> None:
+    config = TideoverConfig()
+    h = harness(empty_snapshot(config, NOW), config=config)
+    assert h.prioritize(names_args(pod(), ["vm-1", VIRTUAL_NODE])) == [
+        {"Host": "vm-1", "Score": 0},
+        {"Host": VIRTUAL_NODE, "Score": 0},
+    ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input: 400 naming the field, no state change
+# --------------------------------------------------------------------------------------------------
+
+
+def _pod_with(path: Sequence[str | int], value: Any) -> Json:
+    obj = pod()
+    target: Any = obj
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return obj
+
+
+CPU = ("spec", "containers", 0, "resources", "requests", "cpu")
+
+BAD_REQUESTS = [
+    pytest.param(b'{"Pod": {"metadata": {"name": "web', "(body): not valid JSON", id="truncated-json"),
+    pytest.param(b"", "(body): not valid JSON", id="empty-body"),
+    pytest.param(b'{"Pod": "\xff"}', "(body): not valid JSON", id="not-utf8"),
+    pytest.param(b"[" * 2000 + b"]" * 2000, "(body): not valid JSON", id="nested-too-deep"),
+    pytest.param(b"[]", "(body): must be a JSON object (ExtenderArgs), got list", id="body-is-a-list"),
+    pytest.param(b"42", "(body): must be a JSON object (ExtenderArgs), got int", id="body-is-a-number"),
+    pytest.param(b'"pod"', "(body): must be a JSON object (ExtenderArgs), got str", id="body-is-a-string"),
+    pytest.param(b"null", "(body): must be a JSON object", id="body-is-null"),
+    pytest.param({"NodeNames": ["vm-1"]}, "Pod: is required", id="missing-pod"),
+    pytest.param({"Pod": None, "NodeNames": ["vm-1"]}, "Pod: is required", id="pod-null"),
+    pytest.param({"Pod": "web-1", "NodeNames": ["vm-1"]}, "Pod: must be an object, got str", id="pod-a-string"),
+    pytest.param({"Pod": [1], "NodeNames": ["vm-1"]}, "Pod: must be an object, got list", id="pod-a-list"),
+    pytest.param({"Pod": pod(), "NodeNames": "vm-1"}, "NodeNames: must be a list of node names, got str",
+                 id="node-names-a-string"),
+    pytest.param({"Pod": pod(), "NodeNames": {"vm-1": 1}}, "NodeNames: must be a list", id="node-names-an-object"),
+    pytest.param({"Pod": pod(), "NodeNames": ["vm-1", 7]}, "NodeNames[1]: must be a non-empty string",
+                 id="node-names-with-a-number"),
+    pytest.param({"Pod": pod(), "NodeNames": ["vm-1", None]}, "NodeNames[1]", id="node-names-with-null"),
+    pytest.param({"Pod": pod(), "NodeNames": [""]}, "NodeNames[0]: must be a non-empty string",
+                 id="node-names-with-empty"),
+    pytest.param({"Pod": _pod_with(CPU, "abc"), "NodeNames": ["vm-1"]},
+                 "Pod.spec.containers[0].resources.requests.cpu: 'abc' is not a resource quantity", id="cpu-abc"),
+    pytest.param({"Pod": _pod_with(CPU, True), "NodeNames": ["vm-1"]},
+                 "Pod.spec.containers[0].resources.requests.cpu", id="cpu-boolean"),
+    pytest.param({"Pod": _pod_with(("spec", "containers", 0, "resources", "requests", "memory"), "lots"),
+                  "NodeNames": ["vm-1"]},
+                 "Pod.spec.containers[0].resources.requests.memory", id="memory-bad"),
+    pytest.param({"Pod": _pod_with(("spec", "containers"), {"app": {}}), "NodeNames": ["vm-1"]},
+                 "Pod.spec.containers: must be a list", id="containers-not-a-list"),
+    pytest.param({"Pod": _pod_with(("spec", "containers", 0, "image"), 5), "NodeNames": ["vm-1"]},
+                 "Pod.spec.containers[0].image: must be a string", id="image-a-number"),
+    pytest.param({"Pod": _pod_with(("metadata", "annotations"), {SPILL: 1}), "NodeNames": ["vm-1"]},
+                 "Pod.metadata.annotations.tideover.io/spill: must be a string", id="annotation-not-a-string"),
+    pytest.param({"Pod": _pod_with(("spec", "tolerations"), ["x"]), "NodeNames": ["vm-1"]},
+                 "Pod.spec.tolerations[0]: must be an object", id="toleration-not-an-object"),
+    pytest.param({"Pod": pod()}, "the request has neither Nodes nor NodeNames", id="neither-nodes-nor-names"),
+    pytest.param({"Pod": pod(), "Nodes": None, "NodeNames": None}, "neither Nodes nor NodeNames",
+                 id="both-null"),
+    pytest.param({"Pod": pod(), "Nodes": [vm_node("vm-1")]}, "Nodes: must be a NodeList object, got list",
+                 id="nodes-a-list"),
+    pytest.param({"Pod": pod(), "Nodes": {"items": {"a": 1}}}, "Nodes.items: must be a list, got dict",
+                 id="nodes-items-not-a-list"),
+    pytest.param({"Pod": pod(), "Nodes": {"items": ["vm-1"]}}, "Nodes.items[0]: must be a Node object",
+                 id="nodes-item-a-string"),
+    pytest.param({"Pod": pod(), "Nodes": {"items": [{"metadata": {}}]}}, "Nodes.items[0].metadata.name: is required",
+                 id="nodes-item-without-name"),
+]
+
+
+@pytest.mark.parametrize("verb", ["filter", "prioritize"])
+@pytest.mark.parametrize(("body", "message"), BAD_REQUESTS)
+def test_bad_input_is_400_naming_the_field(verb: str, body: Any, message: str) -> None:
+    h = harness()
+    snap_before = h.snap
+    node_names_before = list(h.snap.nodes)
+
+    response = h.post(verb, body)
+
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert "Traceback" not in response.text
+    reply = response.json()
+    assert list(reply) == ["Error"]
+    assert message in reply["Error"]
+    assert h.decisions_total() == 0.0
+    assert h.sample("tideover_bad_requests_total", {"verb": verb, "status": "400"}) == 1.0
+    # Untouched: the same snapshot object with the same nodes, and a good request still answers as before.
+    assert h.snap is snap_before
+    assert list(h.snap.nodes) == node_names_before
+    assert h.filter(names_args(pod(), ["vm-1", VIRTUAL_NODE]))["NodeNames"] == ["vm-1"]
+
+
+# Known defects (reported, not fixed here): each should be a 400 naming the field, and is a 500 today.
+KNOWN_500S = [
+    pytest.param("filter", {"Pod": pod(), "Nodes": {"items": [{"metadata": {"name": "x", "labels": ["a"]}}]}},
+                 "Nodes.items[0].metadata.labels", id="filter-node-labels-a-list"),
+    *[
+        pytest.param(verb, {"Pod": _pod_with(CPU, value), "NodeNames": names},
+                     "Pod.spec.containers[0].resources.requests.cpu", id=f"{verb}-cpu-{value}")
+        for value in ("NaN", "Infinity", "1e400")
+        for verb, names in (("filter", [VIRTUAL_NODE]), ("prioritize", ["vm-1"]))
+    ],
+]
+
+
+@pytest.mark.xfail(strict=True, reason="extender bug: malformed input reaches code that raises (HTTP 500)")
+@pytest.mark.parametrize(("verb", "body", "message"), KNOWN_500S)
+def test_known_malformed_input_should_be_400(verb: str, body: Json, message: str) -> None:
+    h = harness()
+    response = h.post(verb, body)
+    assert "Traceback" not in response.text
+    assert response.status_code == 400, response.text
+    assert message in response.json()["Error"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Oversized bodies: 413
+# --------------------------------------------------------------------------------------------------
+
+HUNDRED_MB = 100 * 1_000_000
+
+
+def _assert_413(reply_status: int, reply_body: bytes, h: Harness, limit: int) -> None:
+    assert reply_status == 413
+    assert b"Traceback" not in reply_body
+    assert orjson.loads(reply_body) == {
+        "Error": f"(body): larger than the {limit}-byte limit (server.maxBodyBytes)"
+    }
+    assert h.decisions_total() == 0.0
+
+
+@pytest.mark.parametrize("verb", ["filter", "prioritize"])
+def test_declared_content_length_over_the_limit_is_refused_unread(verb: str) -> None:
+    h = harness()
+    limit = h.config.server.max_body_bytes
+    reply = asgi_post(
+        h.app, f"/{verb}", iter([b"{}"]), headers=[(b"content-length", str(limit + 1).encode())]
+    )
+    _assert_413(reply.status, reply.body, h, limit)
+    assert reply.chunks_read == 0  # refused on the header alone
+    assert h.sample("tideover_bad_requests_total", {"verb": verb, "status": "413"}) == 1.0
+
+
+def test_hundred_megabyte_body_through_the_client() -> None:
+    h = harness()
+    body = b'{"Pod": {}, "NodeNames": ["' + b"x" * HUNDRED_MB + b'"]}'
+    response = h.post("filter", body)
+    _assert_413(response.status_code, response.content, h, h.config.server.max_body_bytes)
+
+
+def test_hundred_megabyte_body_without_content_length_is_cut_off_while_streaming() -> None:
+    h = harness()
+    limit = h.config.server.max_body_bytes
+    chunk = 1_000_000
+    reply = asgi_post(h.app, "/filter", blanks(HUNDRED_MB, chunk))
+    _assert_413(reply.status, reply.body, h, limit)
+    # It stopped reading once past the limit, instead of buffering all 100 MB.
+    assert reply.chunks_read == limit // chunk + 1
+
+
+SMALL = parse_config({"server": {"maxBodyBytes": 2048}})
+
+
+@pytest.mark.parametrize(
+    ("size", "declared", "status"),
+    [
+        pytest.param(2048, True, 200, id="at-limit-declared"),
+        pytest.param(2048, False, 200, id="at-limit-streamed"),
+        pytest.param(2049, True, 413, id="one-over-declared"),
+        pytest.param(2049, False, 413, id="one-over-streamed"),
+        pytest.param(10_000, False, 413, id="well-over-streamed"),
+    ],
+)
+def test_small_body_limit(size: int, declared: bool, status: int) -> None:
+    h = harness(snapshot(default_nodes(), config=SMALL), config=SMALL)
+    small_pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}
+    body = orjson.dumps({"Pod": small_pod, "NodeNames": ["vm-1"]})
+    body += b" " * (size - len(body))  # trailing whitespace is valid JSON
+    assert len(body) == size
+    headers = [(b"content-length", str(size).encode())] if declared else []
+    reply = asgi_post(h.app, "/filter", pieces(body, 512), headers=headers)
+    assert reply.status == status, reply.body
+    if status == 413:
+        _assert_413(reply.status, reply.body, h, 2048)
+    else:
+        assert orjson.loads(reply.body)["NodeNames"] == ["vm-1"]
+
+
+def test_small_limit_through_the_client() -> None:
+    h = harness(snapshot(default_nodes(), config=SMALL), config=SMALL)
+    response = h.post("prioritize", names_args(pod(), ["vm-1"] * 300))
+    _assert_413(response.status_code, response.content, h, 2048)
+    assert h.sample("tideover_bad_requests_total", {"verb": "prioritize", "status": "413"}) == 1.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Sync, health and readiness
+# --------------------------------------------------------------------------------------------------
+
+
+def _unsynced_with_nodes(config: TideoverConfig) -> ClusterSnapshot:
+    return build_snapshot(
+        config=config, nodes=[node_facts(n) for n in default_nodes()], autoscaler_status=None,
+        autoscaler_status_updated_at=None, now=NOW, synced=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda config: empty_snapshot(config, NOW), id="empty"),
+        pytest.param(_unsynced_with_nodes, id="nodes-but-not-synced"),
+    ],
+)
+def test_filter_while_unsynced_is_200_with_an_error(make: Callable[[TideoverConfig], ClusterSnapshot]) -> None:
+    config = TideoverConfig()
+    h = harness(make(config), config=config)
+    response = h.post("filter", names_args(pod(), ["vm-1", VIRTUAL_NODE]))
+    assert response.status_code == 200
+    assert response.json() == {
+        "Nodes": None,
+        "NodeNames": None,
+        "FailedNodes": {},
+        "FailedAndUnresolvableNodes": {},
+        "Error": "tideover's cluster view has not synced yet",
+    }
+    assert h.sample("tideover_decisions_total", {"verb": "filter", "outcome": "not-synced"}) == 1.0
+
+
+@pytest.mark.parametrize(("ready", "status"), [(True, 200), (False, 503)], ids=["ready", "not-ready"])
+def test_readyz(ready: bool, status: int) -> None:
+    h = harness(ready=lambda: ready)
+    response = h.client.get("/readyz")
+    assert response.status_code == status
+    if ready:
+        assert response.text == "ok"
+    else:
+        assert response.json() == {"ready": False, "reason": "cluster view has not synced yet"}
+
+
+def test_readyz_follows_the_callable() -> None:
+    state = {"ready": False}
+    h = harness(ready=lambda: state["ready"])
+    assert h.client.get("/readyz").status_code == 503
+    state["ready"] = True
+    assert h.client.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("ready", [True, False], ids=["ready", "not-ready"])
+def test_healthz(ready: bool) -> None:
+    h = harness(ready=lambda: ready)
+    response = h.client.get("/healthz")
+    assert response.status_code == 200
+    assert response.text == "ok"
+
+
+@pytest.mark.parametrize("verb", ["filter", "prioritize"])
+def test_verbs_only_accept_post(verb: str) -> None:
+    h = harness()
+    assert h.client.get(f"/{verb}").status_code == 405
+
+
+# --------------------------------------------------------------------------------------------------
+# /metrics
+# --------------------------------------------------------------------------------------------------
+
+
+def _scrape(h: Harness) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = h.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def _key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
+    return name, frozenset(labels.items())
+
+
+def test_metrics_endpoint() -> None:
+    on_virtual = [
+        PodPlacement("default", "spilled-1", "uid-1", VIRTUAL_NODE, "Running", None),
+        PodPlacement("default", "spilled-2", "uid-2", VIRTUAL_NODE, "Pending", None),
+        PodPlacement("default", "done", "uid-3", VIRTUAL_NODE, "Succeeded", None),
+        PodPlacement("default", "on-vm", "uid-4", "vm-1", "Running", None),
+    ]
+    snap = snapshot(default_nodes(), status_yaml("InProgress", target=4), pods=on_virtual)
+    h = harness(snap)
+    h.metrics.watch_snapshot(lambda: snap, lambda: {"nodes": 1.0})
+
+    h.filter(names_args(pod(), ["vm-1", VIRTUAL_NODE]))  # vm-fits
+    h.filter(names_args(pod(), [VIRTUAL_NODE]))  # spill-capacity-pending
+    bad_annotation = h.filter(names_args(pod(annotations={SPILL: "sometimes"}), ["vm-1", VIRTUAL_NODE]))
+    h.prioritize(names_args(pod(), ["vm-1", VIRTUAL_NODE]))
+    h.post("filter", b"not json")
+
+    reason = bad_annotation["FailedAndUnresolvableNodes"][VIRTUAL_NODE]
+    assert "annotation tideover.io/spill='sometimes' is not one of never | while-pending | when-full" in reason
+
+    samples = _scrape(h)
+    assert samples[_key("tideover_decisions_total", verb="filter", outcome="vm-fits")] == 2.0
+    assert samples[_key("tideover_decisions_total", verb="filter", outcome="spill-capacity-pending")] == 1.0
+    assert samples[_key("tideover_decisions_total", verb="prioritize", outcome="scored")] == 1.0
+    # The 400 was answered too, so it is timed too.
+    assert samples[_key("tideover_request_duration_seconds_count", verb="filter")] == 4.0
+    assert samples[_key("tideover_request_duration_seconds_count", verb="prioritize")] == 1.0
+    for verb, count in (("filter", 4.0), ("prioritize", 1.0)):
+        assert samples[_key("tideover_request_duration_seconds_bucket", verb=verb, le="+Inf")] == count
+        assert _key("tideover_request_duration_seconds_bucket", verb=verb, le="0.002") in samples
+    assert samples[_key("tideover_bad_requests_total", verb="filter", status="400")] == 1.0
+    assert samples[_key("tideover_capacity_pending", pool="nodepool1", state="scale-up-in-progress")] == 1.0
+    assert samples[_key("tideover_capacity_eta_seconds", pool="nodepool1")] > 0
+    assert samples[_key("tideover_pods_on_virtual_nodes", node=VIRTUAL_NODE)] == 2.0
+    assert samples[_key("tideover_invalid_annotations_total", annotation=SPILL)] == 1.0
+    assert samples[_key("tideover_cluster_view_synced")] == 1.0
+    assert samples[_key("tideover_cluster_view_last_sync_age_seconds", resource="nodes")] == 1.0
+
+
+def test_metrics_capacity_pending_is_zero_without_a_scale_up() -> None:
+    snap = snapshot(default_nodes(), status_yaml("NoActivity"))
+    h = harness(snap)
+    h.metrics.watch_snapshot(lambda: snap, lambda: {})
+    samples = _scrape(h)
+    pending = {
+        dict(labels)["pool"]: value
+        for (name, labels), value in samples.items()
+        if name == "tideover_capacity_pending"
+    }
+    assert pending == {"nodepool1": 0.0}
+    assert samples[_key("tideover_pods_on_virtual_nodes", node=VIRTUAL_NODE)] == 0.0

@@ -1,0 +1,177 @@
+"""The cluster view's list/watch loop with the real client `watch` over scripted API responses.
+
+The fake stands in for the HTTP responses only; the kubernetes client's Watch, the view's relist on
+410 Gone, its reconnect after errors and the snapshot publisher are the real code.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+from kubernetes.client.rest import ApiException
+
+from extender.clusterview import ClusterView
+from extender.config import TideoverConfig
+from extender.snapshot import ClusterSnapshot
+from tests.factories import NOW, VIRTUAL_NODE, pod, status_config_map, status_yaml, virtual_node, vm_node
+
+
+class _Response:
+    def __init__(self, body: bytes = b"", lines: list[dict[str, Any]] | None = None, hold: float = 0.0) -> None:
+        self.data = body
+        self.status = 200
+        self._lines = lines or []
+        self._hold = hold
+
+    def stream(self, amt: Any = None, decode_content: bool = False) -> Iterator[bytes]:
+        for line in self._lines:
+            yield orjson.dumps(line) + b"\n"
+        time.sleep(self._hold)  # an open watch with nothing to say, until the server times it out
+
+    def close(self) -> None:
+        pass
+
+    def release_conn(self) -> None:
+        pass
+
+
+def _list_body(items: list[dict[str, Any]], version: str) -> bytes:
+    return orjson.dumps({"metadata": {"resourceVersion": version}, "items": items})
+
+
+class FakeCoreV1Api:
+    """Serves scripted list and watch responses per resource; records the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.lists: dict[str, list[Callable[[], _Response]]] = {"nodes": [], "pods": [], "cms": []}
+        self.watches: dict[str, list[Callable[[], _Response]]] = {"nodes": [], "pods": [], "cms": []}
+
+    def _serve(self, resource: str, kwargs: dict[str, Any]) -> _Response:
+        watching = kwargs.get("watch", False)
+        self.calls.append((resource, kwargs))
+        queue = self.watches[resource] if watching else self.lists[resource]
+        if not queue:
+            return _Response(lines=[], hold=0.05) if watching else _Response(_list_body([], "1"))
+        return queue.pop(0)()
+
+    def list_node(self, **kwargs: Any) -> Any:
+        """:return: V1NodeList"""
+        return self._serve("nodes", kwargs)
+
+    def list_pod_for_all_namespaces(self, **kwargs: Any) -> Any:
+        """:return: V1PodList"""
+        return self._serve("pods", kwargs)
+
+    def list_namespaced_config_map(self, namespace: str, **kwargs: Any) -> Any:
+        """:return: V1ConfigMapList"""
+        return self._serve("cms", {"namespace": namespace, **kwargs})
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+@pytest.fixture
+def api() -> FakeCoreV1Api:
+    return FakeCoreV1Api()
+
+
+def _view(api: FakeCoreV1Api) -> ClusterView:
+    return ClusterView(api, TideoverConfig(), refresh_seconds=0.05, coalesce_seconds=0.0, watch_timeout_seconds=1,
+                       now=lambda: NOW)
+
+
+def test_lists_watches_and_publishes_a_synced_snapshot(api: FakeCoreV1Api) -> None:
+    api.lists["nodes"].append(lambda: _Response(_list_body([vm_node("vm-1"), virtual_node()], "10")))
+    api.lists["pods"].append(lambda: _Response(_list_body([pod("a", node_name=VIRTUAL_NODE)], "20")))
+    api.lists["cms"].append(lambda: _Response(_list_body([status_config_map(status_yaml("InProgress", target=3))], "30")))
+    api.watches["nodes"].append(lambda: _Response(lines=[
+        {"type": "ADDED", "object": vm_node("vm-2") | {"metadata": vm_node("vm-2")["metadata"] | {"resourceVersion": "11"}}},
+    ], hold=0.05))
+    view = _view(api)
+    assert not view.ready()
+    view.start()
+    try:
+        _wait_for(lambda: view.ready() and "vm-2" in view.snapshot().nodes)
+        snap: ClusterSnapshot = view.snapshot()
+        assert snap.virtual_nodes == (VIRTUAL_NODE,)
+        assert snap.pods_on_virtual_nodes == {VIRTUAL_NODE: 1}
+        assert snap.pools["nodepool1"].capacity.pending
+        # The status ConfigMap is watched by name, in the configured namespace.
+        cm_call = next(kwargs for resource, kwargs in api.calls if resource == "cms")
+        assert cm_call["namespace"] == "kube-system"
+        assert cm_call["field_selector"] == "metadata.name=cluster-autoscaler-status"
+        # The watch resumes from the list's resourceVersion, with bookmarks.
+        node_watch = next(kwargs for resource, kwargs in api.calls if resource == "nodes" and kwargs.get("watch"))
+        assert node_watch["resource_version"] == "10"
+        assert node_watch["allow_watch_bookmarks"] is True
+        assert set(view.sync_ages()) == {"nodes", "pods", "autoscaler-status"}
+    finally:
+        view.stop()
+
+
+def test_relists_after_410_gone(api: FakeCoreV1Api) -> None:
+    api.lists["nodes"].append(lambda: _Response(_list_body([vm_node("vm-1")], "10")))
+    # The watch answers with an ERROR event (expired resourceVersion): the view must relist.
+    api.watches["nodes"].append(lambda: _Response(lines=[
+        {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}}
+    ]))
+    api.lists["nodes"].append(lambda: _Response(_list_body([vm_node("vm-9")], "50")))
+    view = _view(api)
+    view.start()
+    try:
+        _wait_for(lambda: set(view.snapshot().nodes) == {"vm-9"})
+        node_lists = [kw for resource, kw in api.calls if resource == "nodes" and not kw.get("watch")]
+        assert len(node_lists) == 2
+    finally:
+        view.stop()
+
+
+def test_reconnects_after_an_api_error_and_deleted_objects_leave(api: FakeCoreV1Api) -> None:
+    def fail() -> _Response:
+        raise ApiException(status=500, reason="Internal Server Error")
+
+    api.lists["nodes"].append(fail)
+    api.lists["nodes"].append(lambda: _Response(_list_body([vm_node("vm-1"), vm_node("vm-2")], "10")))
+    api.watches["nodes"].append(lambda: _Response(lines=[{"type": "DELETED", "object": vm_node("vm-2")}], hold=0.05))
+    view = _view(api)
+    view.start()
+    try:
+        _wait_for(lambda: set(view.snapshot().nodes) == {"vm-1"}, timeout=8)
+    finally:
+        view.stop()
+
+
+def test_pod_listeners_see_bindings(api: FakeCoreV1Api) -> None:
+    unbound = pod("a")
+    bound = pod("a", node_name=VIRTUAL_NODE)
+    bound["metadata"]["resourceVersion"] = "21"
+    api.lists["pods"].append(lambda: _Response(_list_body([unbound], "20")))
+    api.watches["pods"].append(lambda: _Response(lines=[{"type": "MODIFIED", "object": bound}], hold=0.05))
+    seen: list[tuple[str | None, str | None]] = []
+    done = threading.Event()
+
+    def listener(old: Any, new: Any) -> None:
+        seen.append((old.node_name if old else None, new.node_name if new else None))
+        if new is not None and new.node_name:
+            done.set()
+
+    view = _view(api)
+    view.add_pod_listener(listener)
+    view.start()
+    try:
+        assert done.wait(5)
+        assert seen == [(None, None), (None, VIRTUAL_NODE)]
+    finally:
+        view.stop()

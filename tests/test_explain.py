@@ -1,0 +1,100 @@
+"""`tideover explain`: the server's decisions from a kubectl dump, through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from extender.cli import main
+from tests.factories import NOW, VIRTUAL_NODE, cluster, iso, pod, status_config_map, status_yaml
+
+
+def _write_dump(tmp_path: Path, status: str | None, extra_pods: list[dict[str, Any]] | None = None) -> Path:
+    items: list[dict[str, Any]] = [*cluster(2)]
+    items.extend(extra_pods or [])
+    if status is not None:
+        items.append(status_config_map(status))
+    path = tmp_path / "dump.yaml"
+    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
+    return path
+
+
+def _write_pod(tmp_path: Path, obj: dict[str, Any]) -> Path:
+    path = tmp_path / "pod.yaml"
+    path.write_text(yaml.safe_dump(obj))
+    return path
+
+
+def _full_vms() -> list[dict[str, Any]]:
+    # Each 2-CPU VM already runs a pod using 1.8 CPU: a 500m pod fits on neither.
+    return [
+        pod(f"busy-{i}", cpu="1800m", node_name=f"aks-nodepool1-00000{i}", tolerate_virtual=False) | {
+            "status": {"phase": "Running"}
+        }
+        for i in range(2)
+    ]
+
+
+def test_explain_withholds_without_scale_up(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dump = _write_dump(tmp_path, status_yaml("NoActivity", registered=2), _full_vms())
+    pod_file = _write_pod(tmp_path, pod("web-7"))
+    assert main(["explain", "--snapshot", str(dump), "--pod", str(pod_file), "--at", iso(NOW)]) == 0
+    out = capsys.readouterr().out
+    assert "aks-nodepool1-000000: rejected: insufficient cpu" in out
+    assert f"candidates passed to tideover: {VIRTUAL_NODE}" in out
+    assert "tideover filter: withheld-no-scale-up" in out
+    assert "no VMSS scale-up in progress for pools [nodepool1] (autoscaler: NoActivity)" in out
+
+
+def test_explain_spills_while_scale_up_in_progress_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dump = _write_dump(tmp_path, status_yaml("InProgress", registered=2, target=3), _full_vms())
+    pod_file = _write_pod(tmp_path, pod("web-8"))
+    assert main(["explain", "--snapshot", str(dump), "--pod", str(pod_file), "--at", iso(NOW), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["outcome"] == "spill-capacity-pending"
+    assert result["feasible"] == [VIRTUAL_NODE]
+    assert "pending" in result["pools"]["nodepool1"]
+
+
+def test_explain_scores_when_several_vms_fit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dump = _write_dump(tmp_path, status_yaml("NoActivity", registered=2))
+    pod_file = _write_pod(tmp_path, pod("web-9", tolerate_virtual=False))
+    assert main(["explain", "--snapshot", str(dump), "--pod", str(pod_file), "--at", iso(NOW)]) == 0
+    out = capsys.readouterr().out
+    assert "tideover prioritize" in out
+    assert f"{VIRTUAL_NODE}: rejected: untolerated taint virtual-kubelet.io/provider=azure:NoSchedule" in out
+
+
+def test_explain_reports_missing_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dump = _write_dump(tmp_path, None, _full_vms())
+    pod_file = _write_pod(tmp_path, pod("web-10"))
+    assert main(["explain", "--snapshot", str(dump), "--pod", str(pod_file)]) == 0
+    assert "status ConfigMap not in the dump" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("dump_text", "pod_text", "message"),
+    [
+        pytest.param("kind: List\nitems: []\n", None, "no Node objects found", id="no-nodes"),
+        pytest.param("{ bad", None, "not valid YAML", id="bad-dump"),
+        pytest.param(None, "kind: Pod\nspec: []\n", "Pod.spec: must be an object", id="bad-pod"),
+        pytest.param(None, "", "expected one Pod, found 0", id="empty-pod"),
+    ],
+)
+def test_explain_bad_input_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dump_text: str | None, pod_text: str | None, message: str
+) -> None:
+    dump = _write_dump(tmp_path, None)
+    if dump_text is not None:
+        dump.write_text(dump_text)
+    pod_file = _write_pod(tmp_path, pod())
+    if pod_text is not None:
+        pod_file.write_text(pod_text)
+    assert main(["explain", "--snapshot", str(dump), "--pod", str(pod_file)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
