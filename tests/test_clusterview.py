@@ -95,10 +95,11 @@ def _view(api: FakeCoreV1Api) -> ClusterView:
 def test_lists_watches_and_publishes_a_synced_snapshot(api: FakeCoreV1Api) -> None:
     api.lists["nodes"].append(lambda: _Response(_list_body([vm_node("vm-1"), virtual_node()], "10")))
     api.lists["pods"].append(lambda: _Response(_list_body([pod("a", node_name=VIRTUAL_NODE)], "20")))
-    api.lists["cms"].append(lambda: _Response(_list_body([status_config_map(status_yaml("InProgress", target=3))], "30")))
-    api.watches["nodes"].append(lambda: _Response(lines=[
-        {"type": "ADDED", "object": vm_node("vm-2") | {"metadata": vm_node("vm-2")["metadata"] | {"resourceVersion": "11"}}},
-    ], hold=0.05))
+    status = status_config_map(status_yaml("InProgress", target=3))
+    api.lists["cms"].append(lambda: _Response(_list_body([status], "30")))
+    added = vm_node("vm-2")
+    added["metadata"]["resourceVersion"] = "11"
+    api.watches["nodes"].append(lambda: _Response(lines=[{"type": "ADDED", "object": added}], hold=0.05))
     view = _view(api)
     assert not view.ready()
     view.start()
