@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from kubernetes import client as k8s
@@ -347,26 +347,43 @@ class LocalCluster:
         }
         if images:
             body["status"]["images"] = [dict(i) for i in images]
-        self.core_v1().create_node(body)
+        self.core_v1().create_node(cast(Any, body))
         if wait_ready:
             self.wait_node_ready(name, timeout=timeout)
-        node = self.core_v1().read_node(name)
-        result: dict[str, Any] = self.api_client().sanitize_for_serialization(node)
-        return result
+        return self.node(name)
 
     def delete_node(self, name: str) -> None:
         with contextlib.suppress(ApiException):
             self.core_v1().delete_node(name)
 
+    def to_dict(self, obj: object) -> dict[str, Any]:
+        """A client model object as the plain JSON-style dict the API server sends."""
+        result: dict[str, Any] = self.api_client().sanitize_for_serialization(obj)
+        return result
+
+    def node(self, name: str) -> dict[str, Any]:
+        return self.to_dict(self.core_v1().read_node(name))
+
+    def pod(self, name: str, namespace: str = "default") -> dict[str, Any]:
+        return self.to_dict(self.core_v1().read_namespaced_pod(name, namespace))
+
+    def create_pod(self, manifest: Mapping[str, Any], namespace: str = "default") -> dict[str, Any]:
+        return self.to_dict(self.core_v1().create_namespaced_pod(namespace, cast(Any, dict(manifest))))
+
+    def delete_pod(self, name: str, namespace: str = "default") -> None:
+        with contextlib.suppress(ApiException):
+            self.core_v1().delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+
     def wait_node_ready(self, name: str, timeout: float = 60.0) -> None:
         def ready() -> bool:
             try:
-                node = self.core_v1().read_node(name)
+                node = self.node(name)
             except ApiException as exc:
                 if exc.status == 404:
                     return False
                 raise
-            return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+            conditions = node.get("status", {}).get("conditions") or []
+            return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
         self.wait_for(ready, timeout, f"node {name} Ready")
 
@@ -376,13 +393,14 @@ class LocalCluster:
         namespace: str = "default",
         phases: Iterable[str] = ("Running",),
         timeout: float = 60.0,
-    ) -> k8s.V1Pod:
+    ) -> dict[str, Any]:
+        """Wait until the pod is in one of ``phases``; return it as a dict."""
         wanted = set(phases)
-        found: list[k8s.V1Pod] = []
+        found: list[dict[str, Any]] = []
 
         def check() -> bool:
-            pod = self.core_v1().read_namespaced_pod(name, namespace)
-            if pod.status and pod.status.phase in wanted:
+            pod = self.pod(name, namespace)
+            if pod.get("status", {}).get("phase") in wanted:
                 found.append(pod)
                 return True
             return False

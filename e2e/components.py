@@ -11,12 +11,12 @@ Every version is pinned in ``e2e/versions.toml``. Binaries land in
 directory exists is cached and is not rebuilt. Each build goes into a temporary directory that is
 renamed into place only when it succeeded, so an interrupted build is never taken as cached.
 
-For ``k8s.io/kubernetes``, etcd and the cluster-autoscaler a small Go module is generated inside
-the cache's build directory (never committed): it requires the pinned upstream module and, where
-upstream's own ``go.mod`` has ``replace`` directives (which Go ignores in a dependency), repeats
-them. virtual-kubelet and kwok have no replace directives and are built with ``go install
-pkg@version``. The Go module and build caches stay at their defaults, so a warm machine rebuilds
-quickly.
+Every component is built from a small Go module generated inside the cache's build directory
+(never committed): it requires the pinned upstream module and, where upstream's own ``go.mod`` has
+``replace`` directives (which Go ignores in a dependency: k8s.io/kubernetes, cluster-autoscaler),
+repeats them. ``go install pkg@version`` is not used: it also fetches the module's version list to
+look for deprecations, which this environment's module proxy refuses for virtual-kubelet. The Go
+module and build caches stay at their defaults, so a warm machine rebuilds quickly.
 """
 
 from __future__ import annotations
@@ -318,53 +318,41 @@ def _build_kubernetes(ctx: _Ctx) -> None:
     )
 
 
-def _build_etcd(ctx: _Ctx) -> None:
+def _build_via_wrapper(ctx: _Ctx, package: str, ldflags: str, note: str) -> None:
+    """Build ``package`` from a generated module that requires the pinned upstream module.
+
+    Used instead of ``go install pkg@version`` because that also fetches the module's version list
+    (to look for deprecations), which some Go module proxies refuse, and because it refuses
+    modules with replace directives (etcd's server module has some, pointing into its own repo).
+    """
     module = _str(ctx.section, "module")
-    build_dir = ctx.build_root / "etcd" / ctx.version
-    _write_wrapper_module(
-        build_dir,
-        "etcd",
-        {module: ctx.version},
-        {},
-        f"builds {module} {ctx.version} (its own replace directives only point into its repo)",
-    )
+    build_dir = ctx.build_root / ctx.component / ctx.version
+    _write_wrapper_module(build_dir, ctx.component, {module: ctx.version}, {}, f"builds {module} {ctx.version}; {note}")
     _run_go(
-        [
-            "go",
-            "build",
-            "-ldflags",
-            "-s -w",
-            "-o",
-            str(ctx.out_dir / "etcd"),
-            module,
-        ],
+        ["go", "build", "-ldflags", ldflags, "-o", str(ctx.out_dir / ctx.component), package],
         cwd=build_dir,
         env=_go_env(),
         log_file=ctx.log_file,
-        label="etcd",
-    )
-
-
-def _go_install(ctx: _Ctx, ldflags: str) -> None:
-    package = _str(ctx.section, "package")
-    _run_go(
-        ["go", "install", "-ldflags", ldflags, f"{package}@{ctx.version}"],
-        cwd=ctx.out_dir,
-        env=_go_env({"GOBIN": str(ctx.out_dir)}, mod_mode=False),
-        log_file=ctx.log_file,
         label=ctx.component,
     )
-    built = ctx.out_dir / package.rsplit("/", 1)[1]
-    if built.name != ctx.component:
-        built.rename(ctx.out_dir / ctx.component)
+
+
+def _build_etcd(ctx: _Ctx) -> None:
+    # server/v3's main package is the module root (server/main.go).
+    _build_via_wrapper(
+        ctx, _str(ctx.section, "module"), "-s -w", "its own replace directives only point into its repository"
+    )
 
 
 def _build_virtual_kubelet(ctx: _Ctx) -> None:
-    _go_install(ctx, f"-s -w -X main.buildVersion={ctx.version}")
+    _build_via_wrapper(
+        ctx, _str(ctx.section, "package"), f"-s -w -X main.buildVersion={ctx.version}", "no replace directives"
+    )
 
 
 def _build_kwok(ctx: _Ctx) -> None:
-    _go_install(ctx, f"-s -w -X sigs.k8s.io/kwok/pkg/consts.Version={ctx.version.removeprefix('v')}")
+    version_flag = f"-X sigs.k8s.io/kwok/pkg/consts.Version={ctx.version.removeprefix('v')}"
+    _build_via_wrapper(ctx, _str(ctx.section, "package"), f"-s -w {version_flag}", "no replace directives")
     module = _str(ctx.section, "module")
     info = _download_json(
         f"{module}@{ctx.version}", cwd=ctx.out_dir, env=_go_env(mod_mode=False), log_file=ctx.log_file

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from extender.config import ConfigError, TideoverConfig, load_config, parse_config
@@ -20,14 +21,18 @@ log = logging.getLogger("tideover")
 
 
 class ServeSettings(BaseSettings):
-    """``tideover serve`` settings from the environment (TIDEOVER_*); command-line flags win."""
+    """``tideover serve`` settings from the environment (TIDEOVER_*); command-line flags win.
 
-    model_config = SettingsConfigDict(env_prefix="TIDEOVER_")
+    Host and port are TIDEOVER_LISTEN_HOST / TIDEOVER_LISTEN_PORT: Kubernetes' service links put
+    TIDEOVER_PORT=tcp://10.0.0.1:8888 into every pod of a namespace with a Service named tideover.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TIDEOVER_", extra="ignore")
 
     config: Path | None = None
     kubeconfig: Path | None = None
-    host: str | None = None
-    port: int | None = None
+    host: str | None = Field(default=None, validation_alias="TIDEOVER_LISTEN_HOST")
+    port: int | None = Field(default=None, validation_alias="TIDEOVER_LISTEN_PORT")
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     log_level: str = "info"

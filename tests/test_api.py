@@ -184,13 +184,25 @@ class FilterCase:
 
 FILTER_CASES = [
     pytest.param(
-        FilterCase(None, {}, ("vm-1", "vm-2", VIRTUAL_NODE), ("vm-1", "vm-2"),
-                   "the pod fits on VM node(s) now (vm-1, vm-2)", "vm-fits"),
+        FilterCase(
+            None,
+            {},
+            ("vm-1", "vm-2", VIRTUAL_NODE),
+            ("vm-1", "vm-2"),
+            "the pod fits on VM node(s) now (vm-1, vm-2)",
+            "vm-fits",
+        ),
         id="vm-and-virtual-candidates",
     ),
     pytest.param(
-        FilterCase(status_yaml("NoActivity"), {}, (VIRTUAL_NODE,), (),
-                   "no VMSS scale-up in progress for pools [nodepool1]", "withheld-no-scale-up"),
+        FilterCase(
+            status_yaml("NoActivity"),
+            {},
+            (VIRTUAL_NODE,),
+            (),
+            "no VMSS scale-up in progress for pools [nodepool1]",
+            "withheld-no-scale-up",
+        ),
         id="only-virtual-no-scale-up",
     ),
     pytest.param(
@@ -198,28 +210,58 @@ FILTER_CASES = [
         id="only-virtual-no-autoscaler-status",
     ),
     pytest.param(
-        FilterCase(status_yaml("InProgress", target=4), {}, (VIRTUAL_NODE,), (VIRTUAL_NODE,), None,
-                   "spill-capacity-pending"),
+        FilterCase(
+            status_yaml("InProgress", target=4),
+            {},
+            (VIRTUAL_NODE,),
+            (VIRTUAL_NODE,),
+            None,
+            "spill-capacity-pending",
+        ),
         id="only-virtual-scale-up-in-progress",
     ),
     pytest.param(
-        FilterCase(None, {"annotations": {SPILL: "when-full"}}, (VIRTUAL_NODE,), (VIRTUAL_NODE,), None,
-                   "spill-when-full"),
+        FilterCase(
+            None,
+            {"annotations": {SPILL: "when-full"}},
+            (VIRTUAL_NODE,),
+            (VIRTUAL_NODE,),
+            None,
+            "spill-when-full",
+        ),
         id="spill-when-full",
     ),
     pytest.param(
-        FilterCase(status_yaml("InProgress", target=4), {"annotations": {SPILL: "never"}}, (VIRTUAL_NODE,), (),
-                   "tideover.io/spill is never", "withheld-spill-never"),
+        FilterCase(
+            status_yaml("InProgress", target=4),
+            {"annotations": {SPILL: "never"}},
+            (VIRTUAL_NODE,),
+            (),
+            "tideover.io/spill is never",
+            "withheld-spill-never",
+        ),
         id="spill-never-despite-scale-up",
     ),
     pytest.param(
-        FilterCase(status_yaml("InProgress", target=4), {"annotations": {PRIORITY: "economy"}}, (VIRTUAL_NODE,),
-                   (), "within the pod's wait budget of 300s", "withheld-within-wait-budget"),
+        FilterCase(
+            status_yaml("InProgress", target=4),
+            {"annotations": {PRIORITY: "economy"}},
+            (VIRTUAL_NODE,),
+            (),
+            "within the pod's wait budget of 300s",
+            "withheld-within-wait-budget",
+        ),
         id="economy-waits-for-the-vm",
     ),
     pytest.param(
-        FilterCase(None, {"tolerate_virtual": False}, ("vm-1", VIRTUAL_NODE), ("vm-1", VIRTUAL_NODE), None,
-                   "does-not-tolerate-virtual"),
+        FilterCase(
+            None,
+            {"tolerate_virtual": False},
+            ("vm-1", VIRTUAL_NODE),
+            ("vm-1", VIRTUAL_NODE),
+            None,
+            "does-not-tolerate-virtual",
+        ),
         id="no-toleration-fast-path-unchanged",
     ),
 ]
@@ -357,7 +399,9 @@ def test_lower_case_nodes_and_items_are_accepted() -> None:
         pytest.param(("ghost-1",), ("ghost-1",), id="only-unknown"),
         pytest.param(("ghost-1", "vm-1"), ("ghost-1", "vm-1"), id="unknown-and-vm"),
         pytest.param(("ghost-1", VIRTUAL_NODE), ("ghost-1",), id="unknown-counts-as-a-vm"),
-        pytest.param(("ghost-1", "ghost-2", VIRTUAL_NODE, "vm-2"), ("ghost-1", "ghost-2", "vm-2"), id="mixed"),
+        pytest.param(
+            ("ghost-1", "ghost-2", VIRTUAL_NODE, "vm-2"), ("ghost-1", "ghost-2", "vm-2"), id="mixed"
+        ),
     ],
 )
 def test_unknown_names_are_kept_by_filter(names: tuple[str, ...], feasible: tuple[str, ...]) -> None:
@@ -371,7 +415,11 @@ def test_unknown_names_are_kept_by_filter(names: tuple[str, ...], feasible: tupl
 def test_unknown_names_score_zero() -> None:
     h = harness()
     reply = h.prioritize(names_args(pod(), ["ghost-1", "vm-1", "ghost-2"]))
-    assert reply == [{"Host": "ghost-1", "Score": 0}, {"Host": "vm-1", "Score": 10}, {"Host": "ghost-2", "Score": 0}]
+    assert reply == [
+        {"Host": "ghost-1", "Score": 0},
+        {"Host": "vm-1", "Score": 10},
+        {"Host": "ghost-2", "Score": 0},
+    ]
     assert h.sample("tideover_unknown_nodes_total", {"verb": "prioritize"}) == 2.0
 
 
@@ -428,14 +476,20 @@ def test_prioritize_full_nodes_form() -> None:
 def test_prioritize_prefers_a_node_that_has_the_image() -> None:
     nodes = [vm_node("warm", images=[(NGINX, 500_000_000)]), vm_node("cold"), virtual_node()]
     h = harness(snapshot(nodes))
-    scores = {e["Host"]: e["Score"] for e in h.prioritize(names_args(pod(image="nginx:1.27"), ["cold", "warm"]))}
+    scores = {
+        e["Host"]: e["Score"] for e in h.prioritize(names_args(pod(image="nginx:1.27"), ["cold", "warm"]))
+    }
     assert scores["warm"] >= scores["cold"]
     assert scores == {"warm": 10, "cold": 7}  # 500 MB at 100 MB/s: 7 s to start instead of 2 s
 
 
 def test_prioritize_prefers_the_cheaper_pool_for_economy() -> None:
     config = parse_config(
-        {"vmPools": {"pools": [{"name": "cheap", "pricePerHour": 0.05}, {"name": "pricey", "pricePerHour": 0.5}]}}
+        {
+            "vmPools": {
+                "pools": [{"name": "cheap", "pricePerHour": 0.05}, {"name": "pricey", "pricePerHour": 0.5}]
+            }
+        }
     )
     nodes = [vm_node("pricey-1", "pricey"), vm_node("cheap-1", "cheap"), virtual_node()]
     h = harness(snapshot(nodes, config=config), config=config)
@@ -481,42 +535,91 @@ BAD_REQUESTS = [
     pytest.param(b"null", "(body): must be a JSON object", id="body-is-null"),
     pytest.param({"NodeNames": ["vm-1"]}, "Pod: is required", id="missing-pod"),
     pytest.param({"Pod": None, "NodeNames": ["vm-1"]}, "Pod: is required", id="pod-null"),
-    pytest.param({"Pod": "web-1", "NodeNames": ["vm-1"]}, "Pod: must be an object, got str", id="pod-a-string"),
+    pytest.param(
+        {"Pod": "web-1", "NodeNames": ["vm-1"]}, "Pod: must be an object, got str", id="pod-a-string"
+    ),
     pytest.param({"Pod": [1], "NodeNames": ["vm-1"]}, "Pod: must be an object, got list", id="pod-a-list"),
-    pytest.param({"Pod": pod(), "NodeNames": "vm-1"}, "NodeNames: must be a list of node names, got str",
-                 id="node-names-a-string"),
-    pytest.param({"Pod": pod(), "NodeNames": {"vm-1": 1}}, "NodeNames: must be a list", id="node-names-an-object"),
-    pytest.param({"Pod": pod(), "NodeNames": ["vm-1", 7]}, "NodeNames[1]: must be a non-empty string",
-                 id="node-names-with-a-number"),
+    pytest.param(
+        {"Pod": pod(), "NodeNames": "vm-1"},
+        "NodeNames: must be a list of node names, got str",
+        id="node-names-a-string",
+    ),
+    pytest.param(
+        {"Pod": pod(), "NodeNames": {"vm-1": 1}}, "NodeNames: must be a list", id="node-names-an-object"
+    ),
+    pytest.param(
+        {"Pod": pod(), "NodeNames": ["vm-1", 7]},
+        "NodeNames[1]: must be a non-empty string",
+        id="node-names-with-a-number",
+    ),
     pytest.param({"Pod": pod(), "NodeNames": ["vm-1", None]}, "NodeNames[1]", id="node-names-with-null"),
-    pytest.param({"Pod": pod(), "NodeNames": [""]}, "NodeNames[0]: must be a non-empty string",
-                 id="node-names-with-empty"),
-    pytest.param({"Pod": _pod_with(CPU, "abc"), "NodeNames": ["vm-1"]},
-                 "Pod.spec.containers[0].resources.requests.cpu: 'abc' is not a resource quantity", id="cpu-abc"),
-    pytest.param({"Pod": _pod_with(CPU, True), "NodeNames": ["vm-1"]},
-                 "Pod.spec.containers[0].resources.requests.cpu", id="cpu-boolean"),
-    pytest.param({"Pod": _pod_with(("spec", "containers", 0, "resources", "requests", "memory"), "lots"),
-                  "NodeNames": ["vm-1"]},
-                 "Pod.spec.containers[0].resources.requests.memory", id="memory-bad"),
-    pytest.param({"Pod": _pod_with(("spec", "containers"), {"app": {}}), "NodeNames": ["vm-1"]},
-                 "Pod.spec.containers: must be a list", id="containers-not-a-list"),
-    pytest.param({"Pod": _pod_with(("spec", "containers", 0, "image"), 5), "NodeNames": ["vm-1"]},
-                 "Pod.spec.containers[0].image: must be a string", id="image-a-number"),
-    pytest.param({"Pod": _pod_with(("metadata", "annotations"), {SPILL: 1}), "NodeNames": ["vm-1"]},
-                 "Pod.metadata.annotations.tideover.io/spill: must be a string", id="annotation-not-a-string"),
-    pytest.param({"Pod": _pod_with(("spec", "tolerations"), ["x"]), "NodeNames": ["vm-1"]},
-                 "Pod.spec.tolerations[0]: must be an object", id="toleration-not-an-object"),
+    pytest.param(
+        {"Pod": pod(), "NodeNames": [""]},
+        "NodeNames[0]: must be a non-empty string",
+        id="node-names-with-empty",
+    ),
+    pytest.param(
+        {"Pod": _pod_with(CPU, "abc"), "NodeNames": ["vm-1"]},
+        "Pod.spec.containers[0].resources.requests.cpu: 'abc' is not a resource quantity",
+        id="cpu-abc",
+    ),
+    pytest.param(
+        {"Pod": _pod_with(CPU, True), "NodeNames": ["vm-1"]},
+        "Pod.spec.containers[0].resources.requests.cpu",
+        id="cpu-boolean",
+    ),
+    pytest.param(
+        {
+            "Pod": _pod_with(("spec", "containers", 0, "resources", "requests", "memory"), "lots"),
+            "NodeNames": ["vm-1"],
+        },
+        "Pod.spec.containers[0].resources.requests.memory",
+        id="memory-bad",
+    ),
+    pytest.param(
+        {"Pod": _pod_with(("spec", "containers"), {"app": {}}), "NodeNames": ["vm-1"]},
+        "Pod.spec.containers: must be a list",
+        id="containers-not-a-list",
+    ),
+    pytest.param(
+        {"Pod": _pod_with(("spec", "containers", 0, "image"), 5), "NodeNames": ["vm-1"]},
+        "Pod.spec.containers[0].image: must be a string",
+        id="image-a-number",
+    ),
+    pytest.param(
+        {"Pod": _pod_with(("metadata", "annotations"), {SPILL: 1}), "NodeNames": ["vm-1"]},
+        "Pod.metadata.annotations.tideover.io/spill: must be a string",
+        id="annotation-not-a-string",
+    ),
+    pytest.param(
+        {"Pod": _pod_with(("spec", "tolerations"), ["x"]), "NodeNames": ["vm-1"]},
+        "Pod.spec.tolerations[0]: must be an object",
+        id="toleration-not-an-object",
+    ),
     pytest.param({"Pod": pod()}, "the request has neither Nodes nor NodeNames", id="neither-nodes-nor-names"),
-    pytest.param({"Pod": pod(), "Nodes": None, "NodeNames": None}, "neither Nodes nor NodeNames",
-                 id="both-null"),
-    pytest.param({"Pod": pod(), "Nodes": [vm_node("vm-1")]}, "Nodes: must be a NodeList object, got list",
-                 id="nodes-a-list"),
-    pytest.param({"Pod": pod(), "Nodes": {"items": {"a": 1}}}, "Nodes.items: must be a list, got dict",
-                 id="nodes-items-not-a-list"),
-    pytest.param({"Pod": pod(), "Nodes": {"items": ["vm-1"]}}, "Nodes.items[0]: must be a Node object",
-                 id="nodes-item-a-string"),
-    pytest.param({"Pod": pod(), "Nodes": {"items": [{"metadata": {}}]}}, "Nodes.items[0].metadata.name: is required",
-                 id="nodes-item-without-name"),
+    pytest.param(
+        {"Pod": pod(), "Nodes": None, "NodeNames": None}, "neither Nodes nor NodeNames", id="both-null"
+    ),
+    pytest.param(
+        {"Pod": pod(), "Nodes": [vm_node("vm-1")]},
+        "Nodes: must be a NodeList object, got list",
+        id="nodes-a-list",
+    ),
+    pytest.param(
+        {"Pod": pod(), "Nodes": {"items": {"a": 1}}},
+        "Nodes.items: must be a list, got dict",
+        id="nodes-items-not-a-list",
+    ),
+    pytest.param(
+        {"Pod": pod(), "Nodes": {"items": ["vm-1"]}},
+        "Nodes.items[0]: must be a Node object",
+        id="nodes-item-a-string",
+    ),
+    pytest.param(
+        {"Pod": pod(), "Nodes": {"items": [{"metadata": {}}]}},
+        "Nodes.items[0].metadata.name: is required",
+        id="nodes-item-without-name",
+    ),
 ]
 
 
@@ -545,11 +648,19 @@ def test_bad_input_is_400_naming_the_field(verb: str, body: Any, message: str) -
 
 # Known defects (reported, not fixed here): each should be a 400 naming the field, and is a 500 today.
 KNOWN_500S = [
-    pytest.param("filter", {"Pod": pod(), "Nodes": {"items": [{"metadata": {"name": "x", "labels": ["a"]}}]}},
-                 "Nodes.items[0].metadata.labels", id="filter-node-labels-a-list"),
+    pytest.param(
+        "filter",
+        {"Pod": pod(), "Nodes": {"items": [{"metadata": {"name": "x", "labels": ["a"]}}]}},
+        "Nodes.items[0].metadata.labels",
+        id="filter-node-labels-a-list",
+    ),
     *[
-        pytest.param(verb, {"Pod": _pod_with(CPU, value), "NodeNames": names},
-                     "Pod.spec.containers[0].resources.requests.cpu", id=f"{verb}-cpu-{value}")
+        pytest.param(
+            verb,
+            {"Pod": _pod_with(CPU, value), "NodeNames": names},
+            "Pod.spec.containers[0].resources.requests.cpu",
+            id=f"{verb}-cpu-{value}",
+        )
         for value in ("NaN", "Infinity", "1e400")
         for verb, names in (("filter", [VIRTUAL_NODE]), ("prioritize", ["vm-1"]))
     ],
@@ -653,8 +764,12 @@ def test_small_limit_through_the_client() -> None:
 
 def _unsynced_with_nodes(config: TideoverConfig) -> ClusterSnapshot:
     return build_snapshot(
-        config=config, nodes=[node_facts(n) for n in default_nodes()], autoscaler_status=None,
-        autoscaler_status_updated_at=None, now=NOW, synced=False,
+        config=config,
+        nodes=[node_facts(n) for n in default_nodes()],
+        autoscaler_status=None,
+        autoscaler_status_updated_at=None,
+        now=NOW,
+        synced=False,
     )
 
 
@@ -665,7 +780,9 @@ def _unsynced_with_nodes(config: TideoverConfig) -> ClusterSnapshot:
         pytest.param(_unsynced_with_nodes, id="nodes-but-not-synced"),
     ],
 )
-def test_filter_while_unsynced_is_200_with_an_error(make: Callable[[TideoverConfig], ClusterSnapshot]) -> None:
+def test_filter_while_unsynced_is_200_with_an_error(
+    make: Callable[[TideoverConfig], ClusterSnapshot],
+) -> None:
     config = TideoverConfig()
     h = harness(make(config), config=config)
     response = h.post("filter", names_args(pod(), ["vm-1", VIRTUAL_NODE]))
@@ -751,7 +868,9 @@ def test_metrics_endpoint() -> None:
     h.post("filter", b"not json")
 
     reason = bad_annotation["FailedAndUnresolvableNodes"][VIRTUAL_NODE]
-    assert "annotation tideover.io/spill='sometimes' is not one of never | while-pending | when-full" in reason
+    assert (
+        "annotation tideover.io/spill='sometimes' is not one of never | while-pending | when-full" in reason
+    )
 
     samples = _scrape(h)
     assert samples[_key("tideover_decisions_total", verb="filter", outcome="vm-fits")] == 2.0

@@ -104,3 +104,17 @@ def test_check_config_command_ok(tmp_path: Path, capsys: pytest.CaptureFixture[s
     path.write_text("vmPools:\n  pools:\n    - name: nodepool1\n      pricePerHour: 0.096\n")
     assert main(["check-config", str(path)]) == 0
     assert "OK (pools: nodepool1)" in capsys.readouterr().out
+
+
+def test_serve_settings_ignore_kubernetes_service_link_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from extender.cli import ServeSettings
+
+    # A Service named tideover makes Kubernetes inject these into every pod of its namespace.
+    monkeypatch.setenv("TIDEOVER_PORT", "tcp://10.0.0.1:8888")
+    monkeypatch.setenv("TIDEOVER_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("TIDEOVER_LISTEN_PORT", "9443")
+    monkeypatch.setenv("TIDEOVER_CONFIG", "/etc/tideover/tideover.yaml")
+    settings = ServeSettings()
+    assert settings.port == 9443
+    assert settings.host is None
+    assert str(settings.config) == "/etc/tideover/tideover.yaml"

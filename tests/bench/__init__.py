@@ -1,0 +1,1 @@
+"""Benchmarks: programs that print measurements (run with ``python -m``), not tests."""
