@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -193,6 +194,9 @@ class LocalCluster:
     def start(self) -> LocalCluster:
         """Generate everything, start all processes and wait until the cluster is usable."""
         t0 = time.monotonic()
+        # Children run in their own sessions, so they would outlive an interpreter that exits
+        # without calling stop(); this catches normal exits and unhandled exceptions.
+        atexit.register(self.stop)
         try:
             wanted = list(CONTROL_PLANE)
             if self.kwok_enabled:
@@ -218,6 +222,7 @@ class LocalCluster:
 
     def stop(self, failed: bool = False) -> None:
         """Kill every process this cluster started (process groups), in reverse start order."""
+        atexit.unregister(self.stop)
         failed = failed or self._failed
         for name in reversed(list(self._procs)):
             self._terminate(self._procs[name])
@@ -732,3 +737,32 @@ class LocalCluster:
 
     def _label_virtual_node(self) -> None:
         self.core_v1().patch_node(self.virtual_node_name, {"metadata": {"labels": VIRTUAL_NODE_EXTRA_LABELS}})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m e2e.cluster [--nodes N] [--scheduler-config FILE]``: run a cluster until Ctrl-C."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m e2e.cluster", description=main.__doc__)
+    parser.add_argument("--nodes", type=int, default=2, help="kwok VM nodes to add (default 2)")
+    parser.add_argument("--scheduler-config", type=Path, default=None)
+    parser.add_argument("--work-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    cluster = LocalCluster(args.work_dir, scheduler_config=args.scheduler_config, keep_work_dir=True)
+    cluster.start()
+    try:
+        for i in range(args.nodes):
+            cluster.add_vm_node(f"aks-nodepool1-{i}")
+        print(f"cluster up in {cluster.started_seconds:.1f}s; logs in {cluster.logs_dir}")
+        print(f"export KUBECONFIG={cluster.kubeconfig}")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

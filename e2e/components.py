@@ -423,10 +423,13 @@ def _build_cluster_autoscaler(ctx: _Ctx) -> None:
         replaces,
         f"builds {module} {ctx.version}; replace list copied from its go.mod",
     )
+    tags = ctx.section.get("build_tags") or []
+    tag_args = ["-tags", ",".join(map(str, tags))] if isinstance(tags, list) and tags else []
     _run_go(
         [
             "go",
             "build",
+            *tag_args,
             "-ldflags",
             "-s -w",
             "-o",

@@ -28,10 +28,12 @@ from extender.config import TideoverConfig
 from extender.objects import NodeFacts, ObjectError, node_facts
 from extender.snapshot import (
     ClusterSnapshot,
+    NodeIndex,
     PendingTracker,
     PodPlacement,
     build_snapshot,
     empty_snapshot,
+    index_nodes,
     pod_placement,
     read_autoscaler_config_map,
 )
@@ -75,6 +77,8 @@ class ClusterView:
         self._now = now
         self._lock = threading.Lock()
         self._store = _Store()
+        self._nodes_version = 0  # bumped on every node change; the NodeIndex is rebuilt only then
+        self._node_index: tuple[int, NodeIndex] | None = None
         self._synced: set[str] = set()
         self._last_sync: dict[str, float] = {}
         self._dirty = threading.Event()
@@ -187,6 +191,7 @@ class ClusterView:
                 log.exception("pod listener failed")
 
     def _apply_node(self, kind: str, obj: Mapping[str, Any]) -> None:
+        self._nodes_version += 1
         name = (obj.get("metadata") or {}).get("name")
         if kind == "DELETED":
             if isinstance(name, str):
@@ -297,15 +302,18 @@ class ClusterView:
 
     def rebuild(self) -> ClusterSnapshot:
         with self._lock:
-            nodes = list(self._store.nodes.values())
+            version = self._nodes_version
+            nodes = None if self._node_index and self._node_index[0] == version else list(self._store.nodes.values())
             pods = list(self._store.pods.values())
             status, updated_at, problem = (
                 self._store.status, self._store.status_updated_at, self._store.status_problem
             )
             synced = all(resource in self._synced for resource in self.RESOURCES)
         previous = self._snapshot
+        if nodes is not None or self._node_index is None:
+            self._node_index = (version, index_nodes(self._config, nodes or []))
         new = build_snapshot(
-            config=self._config, nodes=nodes, pods=pods, autoscaler_status=status,
+            config=self._config, nodes=self._node_index[1], pods=pods, autoscaler_status=status,
             autoscaler_status_updated_at=updated_at, autoscaler_status_problem=problem,
             now=self._now(), synced=synced, tracker=self._tracker,
         )

@@ -273,15 +273,11 @@ def decide_scores(
         [snapshot.image_sizes.get(image, config.images.default_size_bytes) for image in images], dtype=np.float64
     )
     present = np.zeros((count, len(images)), dtype=np.bool_)
-    if images:
-        nodes = snapshot.nodes
-        for row, name in enumerate(names):
-            info = nodes.get(name)
-            if info is not None and info.facts.images:
-                node_images = info.facts.images
-                for column, image in enumerate(images):
-                    present[row, column] = image in node_images
-        present &= ~is_virtual[:, None]  # ACI pulls every image at each start
+    for column, image in enumerate(images):
+        holders = snapshot.image_presence.get(image)
+        if holders is not None:
+            present[:, column] = holders[safe] & known
+    present &= ~is_virtual[:, None]  # ACI pulls every image at each start
     missing = missing_image_bytes(sizes, present)
     base = np.where(is_virtual, config.virtual_nodes.cold_start_seconds, config.vm_pools.pod_start_seconds)
     bandwidth = np.where(

@@ -7,6 +7,7 @@ and from a ``kubectl get -o yaml`` dump, so one parser serves the server, the cl
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -75,16 +76,19 @@ def quantity(value: Any, field: str) -> float:
     """A Kubernetes resource quantity ("500m", "2Gi", 3) as a float in base units."""
     if isinstance(value, bool):
         raise ObjectError(field, "must be a quantity, got a boolean")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+    if isinstance(value, int | float | Decimal):
+        result = float(value)
+    elif isinstance(value, str):
         try:
-            return _quantity_cached(value)
-        except (ValueError, InvalidOperation, TypeError):
+            result = _quantity_cached(value)
+        except (ValueError, InvalidOperation, TypeError, OverflowError):
             raise ObjectError(field, f"{value!r} is not a resource quantity") from None
-    if isinstance(value, Decimal):
-        return float(value)
-    raise ObjectError(field, f"must be a quantity, got {type(value).__name__}")
+    else:
+        raise ObjectError(field, f"must be a quantity, got {type(value).__name__}")
+    # "NaN", "Infinity" and "1e400" parse as floats; none is a quantity anyone can request.
+    if not math.isfinite(result) or result < 0:
+        raise ObjectError(field, f"{value!r} is not a finite, non-negative quantity")
+    return result
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -162,11 +166,12 @@ def _requests(container: Json, path: str) -> tuple[float, float]:
     requests = _mapping(resources, "requests", f"{path}.resources")
     limits = _mapping(resources, "limits", f"{path}.resources")
     # The API server defaults requests to limits; objects from a dump or a test may not have been defaulted.
-    cpu_raw = requests.get("cpu", limits.get("cpu"))
-    memory_raw = requests.get("memory", limits.get("memory"))
-    cpu = quantity(cpu_raw, f"{path}.resources.requests.cpu") if cpu_raw is not None else 0.0
-    memory = quantity(memory_raw, f"{path}.resources.requests.memory") if memory_raw is not None else 0.0
-    return cpu, memory
+    values = []
+    for resource in ("cpu", "memory"):
+        source = "requests" if resource in requests else "limits"
+        raw = (requests if source == "requests" else limits).get(resource)
+        values.append(quantity(raw, f"{path}.resources.{source}.{resource}") if raw is not None else 0.0)
+    return values[0], values[1]
 
 
 def pod_facts(pod: Any, path: str = "Pod") -> PodFacts:

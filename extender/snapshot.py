@@ -142,6 +142,8 @@ class ClusterSnapshot:
     allocatable_memory: NDArray[np.float64] = field(repr=False)
     price_per_hour: NDArray[np.float64] = field(repr=False)
     is_virtual: NDArray[np.bool_] = field(repr=False)
+    image_presence: Mapping[str, NDArray[np.bool_]] = field(repr=False, default_factory=dict)
+    node_index: NodeIndex | None = field(repr=False, default=None)
 
     @property
     def pending_pools(self) -> tuple[str, ...]:
@@ -230,10 +232,63 @@ class PendingTracker:
             self.first_seen_pending.pop(pool, None)
 
 
+@dataclass(frozen=True)
+class NodeIndex:
+    """Everything derived from the nodes alone. Rebuilt only when a node changes, so the periodic
+    snapshot refresh (for ETAs and staleness) costs little on a 5,000-node cluster."""
+
+    nodes: Mapping[str, NodeInfo]
+    by_pool: Mapping[str, tuple[NodeFacts, ...]]
+    virtual_nodes: tuple[str, ...]
+    image_sizes: Mapping[str, float]
+    index: Mapping[str, int]
+    allocatable_cpu: NDArray[np.float64]
+    allocatable_memory: NDArray[np.float64]
+    price_per_hour: NDArray[np.float64]
+    is_virtual: NDArray[np.bool_]
+    # image -> boolean mask over `index` order: which nodes report the image in status.images.
+    image_presence: Mapping[str, NDArray[np.bool_]]
+
+
+def index_nodes(config: TideoverConfig, nodes: Iterable[NodeFacts]) -> NodeIndex:
+    infos: dict[str, NodeInfo] = {}
+    by_pool: dict[str, list[NodeFacts]] = {pool.name: [] for pool in config.vm_pools.pools}
+    image_sizes: dict[str, float] = {}
+    holders: dict[str, list[int]] = {}
+    for position, facts in enumerate(nodes):
+        kind, pool = node_kind(facts, config)
+        infos[facts.name] = NodeInfo(facts=facts, kind=kind, pool=pool)
+        if pool is not None:
+            by_pool.setdefault(pool, []).append(facts)
+        for image, size in facts.images.items():
+            if size > image_sizes.get(image, 0.0):
+                image_sizes[image] = size
+            holders.setdefault(image, []).append(position)
+    ordered = list(infos.values())
+    count = len(ordered)
+    presence: dict[str, NDArray[np.bool_]] = {}
+    for image, positions in holders.items():
+        mask = np.zeros(count, dtype=np.bool_)
+        mask[positions] = True
+        presence[image] = mask
+    return NodeIndex(
+        nodes=infos,
+        by_pool={name: tuple(members) for name, members in by_pool.items()},
+        virtual_nodes=tuple(sorted(name for name, info in infos.items() if info.kind is NodeKind.VIRTUAL)),
+        image_sizes=image_sizes,
+        index={info.name: i for i, info in enumerate(ordered)},
+        allocatable_cpu=np.array([i.facts.allocatable_cpu for i in ordered], dtype=np.float64),
+        allocatable_memory=np.array([i.facts.allocatable_memory for i in ordered], dtype=np.float64),
+        price_per_hour=np.array([config.vm_pools.price_per_hour(i.pool) for i in ordered], dtype=np.float64),
+        is_virtual=np.array([i.kind is NodeKind.VIRTUAL for i in ordered], dtype=np.bool_),
+        image_presence=presence,
+    )
+
+
 def build_snapshot(
     *,
     config: TideoverConfig,
-    nodes: Iterable[NodeFacts],
+    nodes: Iterable[NodeFacts] | NodeIndex,
     pods: Iterable[PodPlacement] = (),
     autoscaler_status: AutoscalerStatus | None,
     autoscaler_status_updated_at: datetime | None,
@@ -242,23 +297,14 @@ def build_snapshot(
     synced: bool = True,
     tracker: PendingTracker | None = None,
 ) -> ClusterSnapshot:
+    """A snapshot from the nodes (or a :class:`NodeIndex` of them), pods and the autoscaler's status."""
     tracker = tracker or PendingTracker(ProvisioningTimeEstimator(config.vm_pools.provisioning_seconds))
-    infos: dict[str, NodeInfo] = {}
-    by_pool: dict[str, list[NodeFacts]] = {pool.name: [] for pool in config.vm_pools.pools}
-    image_sizes: dict[str, float] = {}
-    for facts in nodes:
-        kind, pool = node_kind(facts, config)
-        infos[facts.name] = NodeInfo(facts=facts, kind=kind, pool=pool)
-        if pool is not None:
-            by_pool.setdefault(pool, []).append(facts)
-        for image, size in facts.images.items():
-            if size > image_sizes.get(image, 0.0):
-                image_sizes[image] = size
+    node_index = nodes if isinstance(nodes, NodeIndex) else index_nodes(config, nodes)
 
     autoscaler = config.autoscaler
     pools: dict[str, PoolView] = {}
-    for pool_name in sorted(by_pool):
-        pool_nodes = by_pool[pool_name]
+    for pool_name in sorted(node_index.by_pool):
+        pool_nodes = node_index.by_pool[pool_name]
         node_group = resolve_node_group(pool_name, config, autoscaler_status)
         configured = config.vm_pools.pool(pool_name)
         estimator = tracker.estimator
@@ -278,7 +324,7 @@ def build_snapshot(
             first_seen_pending=tracker.first_seen_pending.get(pool_name),
         )
         tracker.update(pool_name, signal, {n.name for n in pool_nodes if n.ready}, now)
-        labels, taints, source = _template(pool_name, config, pool_nodes)
+        labels, taints, source = _template(pool_name, config, list(pool_nodes))
         pools[pool_name] = PoolView(
             name=pool_name,
             node_group=node_group,
@@ -289,35 +335,31 @@ def build_snapshot(
             price_per_hour=config.vm_pools.price_per_hour(pool_name),
             nodes=len(pool_nodes),
             ready_nodes=sum(1 for n in pool_nodes if n.ready),
-            node_allocatable=max(
-                ((n.allocatable_cpu, n.allocatable_memory) for n in pool_nodes), default=None
-            ),
+            node_allocatable=max(((n.allocatable_cpu, n.allocatable_memory) for n in pool_nodes), default=None),
         )
 
-    virtual = tuple(sorted(name for name, info in infos.items() if info.kind is NodeKind.VIRTUAL))
-    on_virtual = dict.fromkeys(virtual, 0)
+    on_virtual = dict.fromkeys(node_index.virtual_nodes, 0)
     for pod in pods:
         if pod.node_name in on_virtual and pod.phase not in ("Succeeded", "Failed"):
             on_virtual[pod.node_name] += 1
 
-    ordered = list(infos.values())
     return ClusterSnapshot(
         built_at=now,
         synced=synced,
-        nodes=infos,
+        nodes=node_index.nodes,
         pools=pools,
-        virtual_nodes=virtual,
+        virtual_nodes=node_index.virtual_nodes,
         autoscaler_status=autoscaler_status,
         autoscaler_status_problem=autoscaler_status_problem,
         pods_on_virtual_nodes=on_virtual,
-        image_sizes=image_sizes,
-        index={info.name: i for i, info in enumerate(ordered)},
-        allocatable_cpu=np.array([i.facts.allocatable_cpu for i in ordered], dtype=np.float64),
-        allocatable_memory=np.array([i.facts.allocatable_memory for i in ordered], dtype=np.float64),
-        price_per_hour=np.array(
-            [config.vm_pools.price_per_hour(i.pool) for i in ordered], dtype=np.float64
-        ),
-        is_virtual=np.array([i.kind is NodeKind.VIRTUAL for i in ordered], dtype=np.bool_),
+        image_sizes=node_index.image_sizes,
+        index=node_index.index,
+        allocatable_cpu=node_index.allocatable_cpu,
+        allocatable_memory=node_index.allocatable_memory,
+        price_per_hour=node_index.price_per_hour,
+        is_virtual=node_index.is_virtual,
+        image_presence=node_index.image_presence,
+        node_index=node_index,
     )
 
 

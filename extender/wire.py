@@ -53,9 +53,9 @@ def parse_extender_args(body: Any) -> ExtenderArgs:
     if raw_names is not None:
         if not isinstance(raw_names, list):
             raise WireError("NodeNames", f"must be a list of node names, got {type(raw_names).__name__}")
-        for index, name in enumerate(raw_names):
-            if not isinstance(name, str) or not name:
-                raise WireError(f"NodeNames[{index}]", "must be a non-empty string")
+        if not all(type(name) is str and name for name in raw_names):  # one fast pass; find the culprit only on failure
+            index = next(i for i, name in enumerate(raw_names) if not isinstance(name, str) or not name)
+            raise WireError(f"NodeNames[{index}]", "must be a non-empty string")
         names = raw_names
 
     raw_nodes = fields.get("nodes")
@@ -76,6 +76,11 @@ def parse_extender_args(body: Any) -> ExtenderArgs:
             name = metadata.get("name") if isinstance(metadata, Mapping) else None
             if not isinstance(name, str) or not name:
                 raise WireError(f"Nodes.items[{index}].metadata.name", "is required")
+            labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+            if labels is not None and (
+                not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values())
+            ):
+                raise WireError(f"Nodes.items[{index}].metadata.labels", "must be an object of string values")
             items.append(node)
 
     if items is not None:

@@ -646,8 +646,8 @@ def test_bad_input_is_400_naming_the_field(verb: str, body: Any, message: str) -
     assert h.filter(names_args(pod(), ["vm-1", VIRTUAL_NODE]))["NodeNames"] == ["vm-1"]
 
 
-# Known defects (reported, not fixed here): each should be a 400 naming the field, and is a 500 today.
-KNOWN_500S = [
+# Inputs that once reached code that raised (a 500): each is a 400 naming the field.
+ONCE_500S = [
     pytest.param(
         "filter",
         {"Pod": pod(), "Nodes": {"items": [{"metadata": {"name": "x", "labels": ["a"]}}]}},
@@ -667,9 +667,8 @@ KNOWN_500S = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="extender bug: malformed input reaches code that raises (HTTP 500)")
-@pytest.mark.parametrize(("verb", "body", "message"), KNOWN_500S)
-def test_known_malformed_input_should_be_400(verb: str, body: Json, message: str) -> None:
+@pytest.mark.parametrize(("verb", "body", "message"), ONCE_500S)
+def test_malformed_values_that_once_raised_are_400(verb: str, body: Json, message: str) -> None:
     h = harness()
     response = h.post(verb, body)
     assert "Traceback" not in response.text
