@@ -67,6 +67,7 @@ def serve(settings: ServeSettings) -> int:
     from extender.clusterview import ClusterView
     from extender.events import EventRecorder, SpillNotifier
     from extender.metrics import Metrics
+    from extender.spillstate import SpillStateRecorder
 
     source = str(settings.config) if settings.config else "defaults"
     overrides = {
@@ -86,12 +87,15 @@ def serve(settings: ServeSettings) -> int:
     recorder = EventRecorder(core, host=socket.gethostname())
     notifier = SpillNotifier(recorder.emit, view.snapshot)
     view.add_pod_listener(notifier.on_pod_change)
+    spill_state = SpillStateRecorder(lambda name, patch: core.patch_node(name, dict(patch)))
+    view.add_snapshot_listener(spill_state.on_snapshot)
     metrics = Metrics()
     metrics.watch_snapshot(view.snapshot, view.sync_ages)
     service = ExtenderService(config, view.snapshot, metrics, on_filter_decision=notifier.on_filter_decision)
     app = create_app(service, view.ready)
 
     recorder.start()
+    spill_state.start()
     view.start()
     server = config.server
     log.info(
@@ -109,6 +113,7 @@ def serve(settings: ServeSettings) -> int:
     finally:
         view.stop()
         recorder.stop()
+        spill_state.stop()
     return 0
 
 
