@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -65,6 +66,12 @@ class ClusterError(RuntimeError):
     """The local cluster failed to start or to reach a wanted state."""
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask Linux to SIGKILL this child when the thread that started it dies (PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -108,6 +115,9 @@ class LocalCluster:
         extra_args: component name -> extra command-line flags.
         keep_work_dir: keep the work dir after a successful stop (it is always kept after a failure).
         start_timeout: seconds allowed for each readiness wait during :meth:`start`.
+        die_with_parent: have Linux kill every component when the thread that started it dies
+            (even by SIGKILL), so a killed test run leaves no processes behind. Start the cluster
+            from a thread that outlives it (the main thread, as pytest fixtures do).
     """
 
     def __init__(
@@ -124,6 +134,7 @@ class LocalCluster:
         extra_args: Mapping[str, Sequence[str]] | None = None,
         keep_work_dir: bool = False,
         start_timeout: float = 90.0,
+        die_with_parent: bool = True,
     ) -> None:
         self._own_work_dir = work_dir is None
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="tideover-e2e-")).resolve()
@@ -138,6 +149,7 @@ class LocalCluster:
         self.kwok_enabled = kwok
         self.keep_work_dir = keep_work_dir
         self.start_timeout = start_timeout
+        self.die_with_parent = die_with_parent
         self._binaries_override = dict(binaries or {})
         self._extra_args = {k: list(v) for k, v in (extra_args or {}).items()}
         self._binaries: dict[str, Path] = {}
@@ -146,7 +158,7 @@ class LocalCluster:
         self._api_client: k8s.ApiClient | None = None
         self._pki: Pki | None = None
         self._admin: CertPair | None = None
-        self._vm_node_count = 0
+        self._vm_node_count: dict[str, int] = {}
         self.started_seconds: float | None = None
         self._failed = False
 
@@ -256,6 +268,7 @@ class LocalCluster:
                 env=proc.env,
                 cwd=self.work_dir,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
         self._wait_ready(name)
 
@@ -307,12 +320,15 @@ class LocalCluster:
         """Create a kwok fake Node that looks like an AKS VMSS node and (by default) wait until Ready.
 
         ``taints``: dicts with key / value / effect. ``images``: dicts as in ``status.images``
-        (``{"names": [...], "sizeBytes": n}``). Returns the Node as a dict.
+        (``{"names": [...], "sizeBytes": n}``). ``provider_id`` defaults to
+        ``azure:///subscriptions/sim/resourceGroups/sim/providers/Microsoft.Compute/virtualMachineScaleSets/
+        <pool>/virtualMachines/<n>`` with n counting per pool from 0. ``labels`` are added to (and may
+        override) the AKS labels. Returns the Node as a dict.
         """
         if not self.kwok_enabled:
             raise ClusterError("add_vm_node needs the cluster started with kwok=True")
-        index = self._vm_node_count
-        self._vm_node_count += 1
+        index = self._vm_node_count.get(pool, 0)  # VMSS instance id within the pool
+        self._vm_node_count[pool] = index + 1
         node_labels = {
             "kubernetes.azure.com/agentpool": pool,
             "agentpool": pool,
@@ -323,7 +339,6 @@ class LocalCluster:
             "kubernetes.io/arch": "amd64",
             "kubernetes.io/hostname": name,
             "kubernetes.io/role": "agent",
-            "type": "kwok",
             **(labels or {}),
         }
         if node_labels.get("type") == "virtual-kubelet":
@@ -711,11 +726,10 @@ class LocalCluster:
             )
         elif name in ("kube-controller-manager", "kube-scheduler"):
             ctx = self._ssl_context(client_cert=False, verify=False)  # self-signed serving certs
-            self.wait_for(
-                lambda: self._http_ok(f"https://127.0.0.1:{p[name]}/healthz", ctx),
-                timeout,
-                f"{name} /healthz",
-            )
+            # kube-scheduler's /readyz includes its informer sync; kube-controller-manager has no /readyz.
+            path = "readyz" if name == "kube-scheduler" else "healthz"
+            url = f"https://127.0.0.1:{p[name]}/{path}"
+            self.wait_for(lambda: self._http_ok(url, ctx), timeout, f"{name} /{path}")
         elif name == "kwok":
             self.wait_for(lambda: self._http_ok(f"http://127.0.0.1:{p['kwok']}/healthz"), timeout, "kwok /healthz")
         elif name == "virtual-kubelet":
@@ -748,6 +762,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scheduler-config", type=Path, default=None)
     parser.add_argument("--work-dir", type=Path, default=None)
     args = parser.parse_args(argv)
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     cluster = LocalCluster(args.work_dir, scheduler_config=args.scheduler_config, keep_work_dir=True)
     cluster.start()
     try:

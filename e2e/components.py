@@ -22,10 +22,13 @@ module and build caches stay at their defaults, so a warm machine rebuilds quick
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -466,11 +469,32 @@ def build_component(component: str, versions: dict[str, dict[str, object]] | Non
         _log(f"{component} {version}: cached ({binary})")
         return binary
     root = cache_root()
+    lock_dir = root / "build" / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with (lock_dir / f"{component}.lock").open("w") as lock:
+        # Serialise concurrent builds of one component (e.g. parallel test workers).
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if binary.is_file():
+                _log(f"{component} {version}: cached ({binary}, built by another process)")
+                return binary
+            return _build_locked(component, version, versions, final, root)
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build_locked(
+    component: str, version: str, versions: dict[str, dict[str, object]], final: Path, root: Path
+) -> Path:
+    binary = final / component
     log_file = root / "build" / "logs" / f"{component}-{version}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.tmp.*"):  # left by killed builds (we hold the lock)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = final.with_name(f".{final.name}.tmp.{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp.mkdir()
     _log(f"{component} {version}: building (log: {log_file})")
     start = time.monotonic()
     try:
@@ -492,10 +516,8 @@ def build_component(component: str, versions: dict[str, dict[str, object]] | Non
             )
             + "\n"
         )
-        if final.exists():  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        shutil.rmtree(final, ignore_errors=True)  # a leftover without its binary
+        os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -536,6 +558,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("proto-path", help="print the path of cluster-autoscaler's externalgrpc.proto")
     sub.add_parser("versions", help="print the pinned versions")
     args = parser.parse_args(argv)
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds: the running go command is killed, temp dirs removed
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         if args.cmd == "build":
             start = time.monotonic()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,7 +48,7 @@ def test_kwok_vm_nodes_become_ready(cluster: LocalCluster) -> None:
         labels = node["metadata"]["labels"]
         assert labels["kubernetes.azure.com/agentpool"] == "nodepool1"
         assert labels["kubernetes.azure.com/mode"] == "user"
-        assert labels["type"] != "virtual-kubelet"
+        assert labels.get("type") != "virtual-kubelet"
         assert node["spec"]["providerID"].startswith("azure:///subscriptions/sim/")
         assert node["status"]["allocatable"]["cpu"] == "2"
         assert _ready(node)
@@ -94,3 +95,29 @@ def test_pod_runs_on_virtual_node(cluster: LocalCluster) -> None:
 
 def _node_names(cluster: LocalCluster) -> list[str]:
     return [str(n.metadata.name) for n in cluster.core_v1().list_node().items if n.metadata]
+
+
+def test_restart_scheduler_with_caller_config(cluster: LocalCluster, tmp_path: Path) -> None:
+    config = tmp_path / "scheduler.yaml"
+    config.write_text(
+        "apiVersion: kubescheduler.config.k8s.io/v1\n"
+        "kind: KubeSchedulerConfiguration\n"
+        "profiles:\n"
+        "- schedulerName: default-scheduler\n"
+        "- schedulerName: smoke-scheduler\n"
+    )
+    before = config.read_text()
+    t0 = time.monotonic()
+    cluster.restart_scheduler(config)
+    print(f"\n[e2e] scheduler restarted in {time.monotonic() - t0:.1f}s")
+    assert config.read_text() == before  # the caller's file is not modified
+    assert str(cluster.scheduler_config_path) != str(config)
+    if not any(n.startswith("aks-nodepool1-smoke-") for n in _node_names(cluster)):
+        cluster.add_vm_node("aks-nodepool1-smoke-0")
+    name = f"profile-pod-{uuid.uuid4().hex[:6]}"
+    cluster.create_pod(_pod(name, schedulerName="smoke-scheduler"))
+    pod = cluster.wait_pod_phase(name, timeout=60)
+    assert pod["spec"]["nodeName"].startswith("aks-nodepool1-smoke-")
+    cluster.delete_pod(name)
+    cluster.restart_scheduler(None)  # back to the previous (caller's) config: still valid
+    assert cluster.is_running("kube-scheduler")

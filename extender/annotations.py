@@ -3,6 +3,9 @@
 - ``tideover.io/spill``: ``never`` | ``while-pending`` (default) | ``when-full``
 - ``tideover.io/priority``: ``critical`` | ``standard`` (default) | ``economy``
 - ``tideover.io/max-wait-seconds``: seconds; overrides the priority class's wait budget
+- ``tideover.io/max-virtual-replicas``: a whole number >= 0; at most this many pods of the pod's workload
+  (its controller owner) on virtual nodes at once
+- ``tideover.io/max-virtual-percent``: 0 to 100; at most this share of the workload's pods on virtual nodes
 
 An invalid value never blocks a pod: it falls back to the default, and the problem is reported in the
 decision's reason, the log and the ``tideover_invalid_annotations_total`` metric.
@@ -20,6 +23,8 @@ PREFIX = "tideover.io/"
 SPILL = PREFIX + "spill"
 PRIORITY = PREFIX + "priority"
 MAX_WAIT_SECONDS = PREFIX + "max-wait-seconds"
+MAX_VIRTUAL_REPLICAS = PREFIX + "max-virtual-replicas"
+MAX_VIRTUAL_PERCENT = PREFIX + "max-virtual-percent"
 
 
 class SpillPolicy(StrEnum):
@@ -51,6 +56,8 @@ class WorkloadPolicy:
     spill: SpillPolicy = SpillPolicy.WHILE_PENDING
     priority: Priority = Priority.STANDARD
     max_wait_seconds: float | None = None
+    max_virtual_replicas: int | None = None  # pods of the workload on virtual nodes at once, at most
+    max_virtual_percent: float | None = None  # percent (0..100) of the workload's pods, at most
     problems: tuple[AnnotationProblem, ...] = ()
 
 
@@ -96,4 +103,39 @@ def workload_policy(annotations: Mapping[str, str] | None) -> WorkloadPolicy:
                 )
             )
             max_wait = None
-    return WorkloadPolicy(spill=spill, priority=priority, max_wait_seconds=max_wait, problems=tuple(problems))
+    return WorkloadPolicy(
+        spill=spill,
+        priority=priority,
+        max_wait_seconds=max_wait,
+        max_virtual_replicas=_max_virtual_replicas(annotations, problems),
+        max_virtual_percent=_max_virtual_percent(annotations, problems),
+        problems=tuple(problems),
+    )
+
+
+def _max_virtual_replicas(annotations: Mapping[str, str], problems: list[AnnotationProblem]) -> int | None:
+    raw = annotations.get(MAX_VIRTUAL_REPLICAS)
+    if raw is None:
+        return None
+    text = raw.strip()
+    if text.isascii() and text.isdigit():  # digits only: no sign, decimal point or exponent
+        try:
+            return int(text)
+        except ValueError:  # more digits than int() takes
+            pass
+    problems.append(AnnotationProblem(MAX_VIRTUAL_REPLICAS, raw, "is not a whole number >= 0; no replica cap"))
+    return None
+
+
+def _max_virtual_percent(annotations: Mapping[str, str], problems: list[AnnotationProblem]) -> float | None:
+    raw = annotations.get(MAX_VIRTUAL_PERCENT)
+    if raw is None:
+        return None
+    try:
+        percent = float(raw.strip().removesuffix("%").strip())
+    except ValueError:
+        percent = math.nan
+    if not 0 <= percent <= 100:  # also NaN
+        problems.append(AnnotationProblem(MAX_VIRTUAL_PERCENT, raw, "is not a number from 0 to 100; no percent cap"))
+        return None
+    return percent

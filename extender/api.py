@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from extender.config import TideoverConfig
 from extender.decisions import FilterDecision, FilterOutcome, decide_filter, decide_scores
+from extender.guards import SpillLedger
 from extender.metrics import Metrics
 from extender.objects import PodFacts
 from extender.snapshot import ClusterSnapshot, NodeKind, node_kind_from_labels
@@ -52,6 +53,9 @@ class ExtenderService:
         self.snapshot = snapshot
         self.metrics = metrics
         self.on_filter_decision = on_filter_decision
+        # Spills decided but not yet visible in the snapshot (binding and watch lag), so the per-workload
+        # and per-namespace caps hold during a burst.
+        self.spills = SpillLedger()
 
     def _parse(self, verb: str, body: bytes) -> ExtenderArgs | tuple[int, dict[str, str]]:
         try:
@@ -81,7 +85,10 @@ class ExtenderService:
                 node["metadata"]["name"]: node_kind_from_labels(node["metadata"].get("labels"), selector)
                 for node in parsed.nodes
             }
-        decision = decide_filter(parsed.pod, parsed.node_names, snap, self.config, kinds)
+        in_flight = self.spills.view(snap, exclude_uid=parsed.pod.uid)
+        decision = decide_filter(parsed.pod, parsed.node_names, snap, self.config, kinds, in_flight)
+        if decision.outcome is not FilterOutcome.NOT_SYNCED:
+            self.spills.settle(parsed.pod, decision.outcome.spilled, decision.virtual_cost_per_hour)
         self.metrics.decisions.labels("filter", decision.outcome.value).inc()
         self._count_annotation_problems(decision.policy.problems)
         if decision.unknown_nodes:

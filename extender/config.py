@@ -9,6 +9,7 @@ each with its path (``vmPools.pools[0].pricePerHour: ...``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -62,6 +63,114 @@ class VirtualNodePricing(_Model):
     min_memory_gib: NonNegativeFloat = 1.5
 
 
+# Volume sources (the key of an entry in pod.spec.volumes) the ACI provider mounts: virtual-kubelet/azure-aci's
+# getVolumes handles exactly these and rejects any other ("requires volume ... of an unsupported type"). No
+# persistentVolumeClaim (AKS: "virtual nodes don't support persistent volumes"; mount Azure Files inline),
+# no hostPath (there is no host), no ephemeral (it is a PVC), and no top-level downwardAPI volume (a
+# downwardAPI source inside a projected volume, as in every pod's kube-api-access volume, is skipped).
+ACI_VOLUME_TYPES: Final = ("configMap", "secret", "emptyDir", "projected", "azureFile", "gitRepo", "csi")
+
+
+class ProviderProfile(_Model):
+    """What a Virtual Kubelet provider can run. A pod that needs anything else is never spilled to it.
+
+    The defaults describe ACI behind the AKS virtual node (virtual-kubelet/azure-aci and the AKS docs), and
+    a profile for another provider starts from them: list only what differs.
+    """
+
+    # How reasons name the provider ("ACI cannot run this pod: ..."). Unset: the profile's name.
+    display_name: str | None = None
+    # Operating systems the provider's nodes run, matched against pod.spec.os.name and a nodeSelector on
+    # kubernetes.io/os. AKS virtual nodes run Linux pods only.
+    operating_systems: list[str] = Field(default_factory=lambda: ["linux"])
+    # Volume sources the provider mounts (see ACI_VOLUME_TYPES for why these).
+    volume_types: list[str] = Field(default_factory=lambda: list(ACI_VOLUME_TYPES))
+    # For a csi volume: drivers the provider mounts. ACI mounts Azure Files only (azure-aci: "Disk is not
+    # supported by ACI").
+    csi_drivers: list[str] = Field(default_factory=lambda: ["file.csi.azure.com"])
+    # hostNetwork, hostPort, hostPID, hostIPC: there is no host to share. ACI gives each pod its own IP in
+    # the delegated subnet (seed: "No host networking: cannot use hostPort or hostNetwork").
+    host_network: bool = False
+    host_ports: bool = False
+    host_pid: bool = Field(default=False, alias="hostPID")
+    host_ipc: bool = Field(default=False, alias="hostIPC")
+    # Privileged containers: ACI rejects elevated security contexts (seed: "No privileged containers").
+    privileged: bool = False
+    # Linux capabilities a container may add (securityContext.capabilities.add, without the CAP_ prefix).
+    # ACI grants none beyond the runtime's defaults.
+    allowed_capabilities: list[str] = Field(default_factory=list)
+    # Resources beyond cpu, memory and ephemeral-storage that the provider advertises (e.g. nvidia.com/gpu
+    # where ACI offers GPU container groups in your region). Default none: ACI's GPU SKUs are not in every
+    # region, and a pod asking for one elsewhere fails to start.
+    extended_resources: list[str] = Field(default_factory=list)
+    # Init containers: "allowed"; "restricted", run only when they have no resources, ports or liveness/
+    # readiness probes (azure-aci rejects those: "initContainers do not support resources requests"); or
+    # "forbidden" (the AKS add-on docs list init containers as unsupported: use this where yours lacks them).
+    init_containers: Literal["allowed", "restricted", "forbidden"] = "restricted"
+    # Liveness/readiness probe handlers the provider runs. ACI runs exec and httpGet; azure-aci rejects
+    # tcpSocket and grpc probes ("probe must specify one of exec and httpGet").
+    probe_handlers: list[str] = Field(default_factory=lambda: ["exec", "httpGet"])
+    # startupProbe: ACI does not run it, so a liveness probe tuned to follow it would kill a slow start.
+    startup_probes: bool = False
+    # postStart/preStop hooks: "virtual nodes don't support container hooks" (AKS docs), so a preStop
+    # drain would not happen.
+    lifecycle_hooks: bool = False
+    # spec.hostAliases: not supported on AKS virtual nodes (AKS docs); the names would not resolve.
+    host_aliases: bool = False
+    # args without command: ACI has no separate entrypoint override, and azure-aci rejects it ("ACI does not
+    # support providing args without specifying the command").
+    args_without_command: bool = False
+
+    def name_for(self, key: str) -> str:
+        return self.display_name or key
+
+
+# Profiles every config has; virtualNodes.profiles may add others or replace these.
+BUILTIN_PROFILES: Final[Mapping[str, ProviderProfile]] = {"aci": ProviderProfile(display_name="ACI")}
+
+# Azure reserves 5 addresses in every subnet (network, broadcast, the default gateway and two for DNS).
+AZURE_RESERVED_IPS_PER_SUBNET: Final = 5
+
+
+class VirtualSubnet(_Model):
+    # The subnet delegated to ACI (Microsoft.ContainerInstance/containerGroups), e.g. 10.241.0.0/16: every
+    # pod on the virtual node takes one of its IPs. Usable IPs: 2^(32-prefix) - 5 (a /24 gives 251).
+    # Unset, with maxPods unset too: tideover does not limit the count (the virtual node's own pod
+    # capacity still does).
+    cidr: IPv4Network | None = None
+    # Pods on virtual nodes at most, when you would rather give a number than the subnet (or a smaller one).
+    # With both, the smaller limit holds.
+    max_pods: int | None = Field(default=None, ge=1)
+    # IPs kept free (pods). A deleted pod's container group holds its IP until ACI has deleted it, and spills
+    # tideover has allowed are counted only once their pods are bound: 5 covers both for bursts of the usual
+    # size.
+    reserve: int = Field(default=5, ge=0)
+
+    @field_validator("cidr")
+    @classmethod
+    def _azure_subnet_size(cls, cidr: IPv4Network | None) -> IPv4Network | None:
+        if cidr is not None and cidr.prefixlen > 29:
+            raise ValueError(f"/{cidr.prefixlen} is smaller than the smallest Azure subnet (/29)")
+        return cidr
+
+    @property
+    def usable_ips(self) -> int | None:
+        if self.cidr is None:
+            return None
+        return cidr_usable_ips(self.cidr)
+
+    @property
+    def limit(self) -> int | None:
+        """Pods the virtual side may hold at most (before the reserve), or None for no limit."""
+        limits = [n for n in (self.usable_ips, self.max_pods) if n is not None]
+        return min(limits) if limits else None
+
+
+def cidr_usable_ips(cidr: IPv4Network) -> int:
+    """IPs of an Azure subnet that ACI can hand out: all but the 5 Azure reserves (/24 -> 251)."""
+    return max(0, cidr.num_addresses - AZURE_RESERVED_IPS_PER_SUBNET)
+
+
 class VirtualNodes(_Model):
     # A node is virtual when it carries all these labels. AKS's virtual node and every Virtual Kubelet
     # provider set type=virtual-kubelet.
@@ -73,6 +182,18 @@ class VirtualNodes(_Model):
     # Bytes per second ACI pulls images at (no image cache is assumed on ACI). 30 MB/s makes a 900 MB
     # image take 30 s, in line with reported ACI starts of up to 110 s for such images.
     pull_bytes_per_second: PositiveFloat = 30e6
+    # Which provider profile describes what the virtual nodes can run: a key of `profiles`, or a built-in
+    # (aci).
+    profile: str = Field(default="aci", min_length=1)
+    # Provider profiles by name, beside (or replacing) the built-in aci.
+    profiles: dict[str, ProviderProfile] = Field(default_factory=dict)
+    # The ACI subnet's capacity: tideover stops spilling before it runs out of IPs.
+    subnet: VirtualSubnet = Field(default_factory=VirtualSubnet)
+    # USD per hour: the most a namespace's pods on virtual nodes may cost together (estimated from their
+    # requests at `pricing`); a spill that would go past it is withheld. Namespace -> cap.
+    namespace_spend_caps_per_hour: dict[str, NonNegativeFloat] = Field(default_factory=dict)
+    # USD per hour for every namespace not listed above. Unset: no cap.
+    default_namespace_spend_cap_per_hour: NonNegativeFloat | None = None
 
     @field_validator("selector")
     @classmethod
@@ -80,6 +201,22 @@ class VirtualNodes(_Model):
         if not selector:
             raise ValueError("must name at least one label, or every node would be virtual")
         return selector
+
+    @model_validator(mode="after")
+    def _known_profile(self) -> VirtualNodes:
+        known = {*BUILTIN_PROFILES, *self.profiles}
+        if self.profile not in known:
+            raise ValueError(f"profile {self.profile!r} is not defined; known: {', '.join(sorted(known))}")
+        return self
+
+    def provider_profile(self) -> tuple[str, ProviderProfile]:
+        """The selected profile's name and rules."""
+        profile = self.profiles.get(self.profile) or BUILTIN_PROFILES[self.profile]
+        return self.profile, profile
+
+    def namespace_spend_cap(self, namespace: str) -> float | None:
+        """USD per hour the namespace's pods on virtual nodes may cost together, or None for no cap."""
+        return self.namespace_spend_caps_per_hour.get(namespace, self.default_namespace_spend_cap_per_hour)
 
 
 class VmPool(_Model):

@@ -5,7 +5,9 @@ Filter (the bridge rule):
 2. Otherwise a virtual node is kept only if the workload's spill policy allows it; for the default
    policy (``while-pending``) only while capacity is pending in a pool whose new nodes could host the
    pod, and, for a pod with a wait budget, only if the VM is predicted to take longer than the budget.
-3. Every removed node carries a reason a person can act on. Virtual nodes are reported as
+3. Whatever the policy (``when-full`` too), a virtual node is never kept for a pod the provider cannot run,
+   nor past the ACI subnet's, the workload's or the namespace's cap (:mod:`extender.guards`).
+4. Every removed node carries a reason a person can act on. Virtual nodes are reported as
    FailedAndUnresolvable: preemption cannot change tideover's answer, so the scheduler should not try.
 
 Prioritize: cost and start-latency models from :mod:`scoring`, weighted by the pod's priority class.
@@ -21,6 +23,14 @@ import numpy as np
 
 from extender.annotations import SpillPolicy, WorkloadPolicy, workload_policy
 from extender.config import TideoverConfig
+from extender.guards import (
+    NO_IN_FLIGHT,
+    CapacityGuard,
+    InFlight,
+    incompatibilities,
+    incompatibility_reason,
+    virtual_capacity_problems,
+)
 from extender.matching import pod_fits_template, untolerated_taint
 from extender.objects import PodFacts
 from extender.snapshot import ClusterSnapshot, NodeKind, PoolView
@@ -41,11 +51,22 @@ class FilterOutcome(StrEnum):
     WITHHELD_NO_SCALE_UP = "withheld-no-scale-up"
     WITHHELD_NO_POOL_FITS = "withheld-no-pool-fits"
     WITHHELD_WITHIN_WAIT_BUDGET = "withheld-within-wait-budget"
+    WITHHELD_INCOMPATIBLE = "withheld-incompatible"
+    WITHHELD_SUBNET_FULL = "withheld-subnet-full"
+    WITHHELD_WORKLOAD_CAP = "withheld-workload-cap"
+    WITHHELD_NAMESPACE_SPEND_CAP = "withheld-namespace-spend-cap"
     NOT_SYNCED = "not-synced"
 
     @property
     def spilled(self) -> bool:
         return self in (FilterOutcome.SPILL_CAPACITY_PENDING, FilterOutcome.SPILL_WHEN_FULL)
+
+
+CAPACITY_OUTCOMES: Mapping[CapacityGuard, FilterOutcome] = {
+    CapacityGuard.SUBNET: FilterOutcome.WITHHELD_SUBNET_FULL,
+    CapacityGuard.WORKLOAD: FilterOutcome.WITHHELD_WORKLOAD_CAP,
+    CapacityGuard.NAMESPACE_SPEND: FilterOutcome.WITHHELD_NAMESPACE_SPEND_CAP,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +134,13 @@ def decide_filter(
     snapshot: ClusterSnapshot,
     config: TideoverConfig,
     request_kinds: Mapping[str, NodeKind] | None = None,
+    in_flight: InFlight = NO_IN_FLIGHT,
 ) -> FilterDecision:
     """Which of ``candidates`` (the nodes that passed kube-scheduler's own filters) may host ``pod``.
 
     ``request_kinds`` classifies nodes the request carried in full (nodeCacheCapable: false), so a node
-    the cluster view has not seen yet is still understood.
+    the cluster view has not seen yet is still understood. ``in_flight``: spills allowed that the snapshot
+    does not show yet (:class:`~extender.guards.SpillLedger`), counted by the capacity guards.
     """
     policy = workload_policy(pod.annotations)
     suffix = _problems_suffix(policy)
@@ -179,7 +202,23 @@ def decide_filter(
     )
     if policy.spill is SpillPolicy.NEVER:
         return withhold(FilterOutcome.WITHHELD_SPILL_NEVER, "the pod's annotation tideover.io/spill is never")
+    profile_name, profile = config.virtual_nodes.provider_profile()
+    incompatible = incompatibilities(pod, profile, profile_name)
+    if incompatible:
+        return withhold(
+            FilterOutcome.WITHHELD_INCOMPATIBLE, incompatibility_reason(incompatible, profile, profile_name)
+        )
+
+    def capped(waiting: str = "", **extra: object) -> FilterDecision | None:
+        problems = virtual_capacity_problems(pod, snapshot, config, policy, cost, in_flight)
+        if not problems:
+            return None
+        reason = "; ".join(problem.reason for problem in problems) + waiting
+        return withhold(CAPACITY_OUTCOMES[problems[0].guard], reason, virtual_cost_per_hour=cost, **extra)
+
     if policy.spill is SpillPolicy.WHEN_FULL:
+        if (capped_decision := capped()) is not None:
+            return capped_decision
         return FilterDecision(
             FilterOutcome.SPILL_WHEN_FULL, everything, {}, {},
             f"spilling to the virtual node: no VM node fits and tideover.io/spill is when-full "
@@ -227,6 +266,12 @@ def decide_filter(
         )
     evidence = "; ".join(pending[0].capacity.evidence[:2])
     eta_text = f"VM expected in ~{eta:.0f}s" if eta is not None else "VM ETA unknown"
+    capped_decision = capped(
+        f"; the pod waits for pool(s) {', '.join(pending_names)} ({eta_text})",
+        pending_pools=pending_names, eta_seconds=eta,
+    )
+    if capped_decision is not None:
+        return capped_decision
     return FilterDecision(
         FilterOutcome.SPILL_CAPACITY_PENDING, everything, {}, {},
         f"spilling to the virtual node while pool(s) {', '.join(pending_names)} scale up ({evidence}); "

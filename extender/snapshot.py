@@ -8,6 +8,7 @@ what lets ``tideover explain`` answer from a ``kubectl`` dump with the server's 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ from numpy.typing import NDArray
 from extender.autoscaler_status import AutoscalerStatus, AutoscalerStatusError, parse_autoscaler_status
 from extender.capacity import CapacitySignal, PoolNodeState, ProvisioningTimeEstimator, capacity_signal
 from extender.config import TideoverConfig
-from extender.objects import Json, NodeFacts, parse_go_time
+from extender.objects import Json, NodeFacts, ObjectError, parse_go_time, quantity
+from extender.objects import _requests as container_requests
+from scoring.cost import GIB, virtual_cost_per_hour
 
 # Labels that differ node by node, so a pool's template of its *next* node must not carry them.
 PER_NODE_LABELS = frozenset(
@@ -78,7 +81,50 @@ class PodPlacement:
     uid: str
     node_name: str | None
     phase: str | None
-    owner_uid: str | None
+    owner_uid: str | None  # the controller owner (else the first owner), as PodFacts.owner_uid
+    cpu: float = 0.0  # cores requested, as PodFacts.cpu; 0 when the pod's requests cannot be read
+    memory: float = 0.0  # bytes requested, likewise
+
+    @property
+    def active(self) -> bool:
+        """Holds (or will hold) resources and an IP: not Succeeded or Failed."""
+        return self.phase not in TERMINAL_PHASES
+
+
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def _pod_requests(spec: Any) -> tuple[float, float]:
+    """(cores, bytes) the pod requests, as :func:`~extender.objects.pod_facts` counts them; (0, 0) when the
+    spec cannot be read. Requests only: no image normalisation, so the watch stays cheap."""
+    if not isinstance(spec, Mapping):
+        return 0.0, 0.0
+    try:
+        cpu = memory = init_cpu = init_memory = 0.0
+        for container in spec.get("containers") or ():
+            c_cpu, c_memory = _container_requests(container, "containers")
+            cpu += c_cpu
+            memory += c_memory
+        for container in spec.get("initContainers") or ():
+            c_cpu, c_memory = _container_requests(container, "initContainers")
+            init_cpu = max(init_cpu, c_cpu)
+            init_memory = max(init_memory, c_memory)
+        overhead = spec.get("overhead") or {}
+        cpu = max(cpu, init_cpu) + (quantity(overhead["cpu"], "overhead.cpu") if "cpu" in overhead else 0.0)
+        memory = max(memory, init_memory) + (
+            quantity(overhead["memory"], "overhead.memory") if "memory" in overhead else 0.0
+        )
+    except (ObjectError, TypeError, AttributeError):
+        return 0.0, 0.0
+    if not (math.isfinite(cpu) and math.isfinite(memory)):  # sums of huge quantities
+        return 0.0, 0.0
+    return cpu, memory
+
+
+def _container_requests(container: Any, field_name: str) -> tuple[float, float]:
+    if not isinstance(container, Mapping):
+        raise ObjectError(field_name, "must be an object")
+    return container_requests(container, field_name)
 
 
 def pod_placement(pod: Mapping[str, Any]) -> PodPlacement:
@@ -86,9 +132,13 @@ def pod_placement(pod: Mapping[str, Any]) -> PodPlacement:
     spec = pod.get("spec") or {}
     status = pod.get("status") or {}
     owner_uid = None
+    owner_found = False
     for ref in metadata.get("ownerReferences") or ():
-        if isinstance(ref, Mapping) and ref.get("controller"):
-            owner_uid = ref.get("uid")
+        # The controller wins, else the first reference: the same owner PodFacts names.
+        if isinstance(ref, Mapping) and (ref.get("controller") or not owner_found):
+            owner_uid = ref.get("uid") or None
+            owner_found = True
+    cpu, memory = _pod_requests(spec)
     return PodPlacement(
         namespace=metadata.get("namespace", ""),
         name=metadata.get("name", ""),
@@ -96,6 +146,8 @@ def pod_placement(pod: Mapping[str, Any]) -> PodPlacement:
         node_name=spec.get("nodeName") or None,
         phase=status.get("phase"),
         owner_uid=owner_uid,
+        cpu=cpu,
+        memory=memory,
     )
 
 
@@ -144,10 +196,24 @@ class ClusterSnapshot:
     is_virtual: NDArray[np.bool_] = field(repr=False)
     image_presence: Mapping[str, NDArray[np.bool_]] = field(repr=False, default_factory=dict)
     node_index: NodeIndex | None = field(repr=False, default=None)
+    # For the virtual-node guards (extender.guards); all count active pods only (not Succeeded/Failed).
+    # Owner uid -> uids of its pods, wherever they are (bound or not).
+    owned_pods: Mapping[str, frozenset[str]] = field(repr=False, default_factory=dict)
+    # Owner uid -> how many of its pods are bound to virtual nodes.
+    virtual_pods_by_owner: Mapping[str, int] = field(repr=False, default_factory=dict)
+    # Namespace -> estimated USD per hour of its pods on virtual nodes (virtualNodes.pricing on their requests).
+    virtual_spend_by_namespace: Mapping[str, float] = field(repr=False, default_factory=dict)
+    # Uids of the pods bound to virtual nodes.
+    virtual_pod_uids: frozenset[str] = field(repr=False, default=frozenset())
 
     @property
     def pending_pools(self) -> tuple[str, ...]:
         return tuple(name for name, pool in self.pools.items() if pool.capacity.pending)
+
+    @property
+    def virtual_pod_count(self) -> int:
+        """Active pods bound to any virtual node: each holds an IP of the ACI subnet."""
+        return sum(self.pods_on_virtual_nodes.values())
 
 
 def is_virtual_node(labels: Mapping[str, str] | None, selector: Mapping[str, str]) -> bool:
@@ -339,9 +405,26 @@ def build_snapshot(
         )
 
     on_virtual = dict.fromkeys(node_index.virtual_nodes, 0)
+    owned: dict[str, set[str]] = {}
+    virtual_by_owner: dict[str, int] = {}
+    spend: dict[str, float] = {}
+    virtual_uids: set[str] = set()
+    pricing = config.virtual_nodes.pricing
     for pod in pods:
-        if pod.node_name in on_virtual and pod.phase not in ("Succeeded", "Failed"):
+        if not pod.active:
+            continue
+        if pod.owner_uid:
+            owned.setdefault(pod.owner_uid, set()).add(pod.uid)
+        if pod.node_name in on_virtual:
             on_virtual[pod.node_name] += 1
+            virtual_uids.add(pod.uid)
+            if pod.owner_uid:
+                virtual_by_owner[pod.owner_uid] = virtual_by_owner.get(pod.owner_uid, 0) + 1
+            spend[pod.namespace] = spend.get(pod.namespace, 0.0) + virtual_cost_per_hour(
+                pod.cpu, pod.memory,
+                vcpu_price_per_second=pricing.vcpu_per_second, gib_price_per_second=pricing.gib_per_second,
+                min_cpu=pricing.min_cpu, min_memory=pricing.min_memory_gib * GIB,
+            )
 
     return ClusterSnapshot(
         built_at=now,
@@ -360,6 +443,10 @@ def build_snapshot(
         is_virtual=node_index.is_virtual,
         image_presence=node_index.image_presence,
         node_index=node_index,
+        owned_pods={owner: frozenset(uids) for owner, uids in owned.items()},
+        virtual_pods_by_owner=virtual_by_owner,
+        virtual_spend_by_namespace=spend,
+        virtual_pod_uids=frozenset(virtual_uids),
     )
 
 

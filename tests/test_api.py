@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import orjson
@@ -18,10 +19,11 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from extender.api import ExtenderService, create_app
+from extender.autoscaler_status import parse_autoscaler_status
 from extender.config import TideoverConfig, parse_config
 from extender.metrics import Metrics
 from extender.objects import node_facts
-from extender.snapshot import ClusterSnapshot, PodPlacement, build_snapshot, empty_snapshot
+from extender.snapshot import ClusterSnapshot, PodPlacement, build_snapshot, empty_snapshot, pod_placement
 from tests.factories import NOW, VIRTUAL_NODE, pod, snapshot, status_yaml, virtual_node, vm_node
 
 with warnings.catch_warnings():
@@ -902,3 +904,206 @@ def test_metrics_capacity_pending_is_zero_without_a_scale_up() -> None:
     }
     assert pending == {"nodepool1": 0.0}
     assert samples[_key("tideover_pods_on_virtual_nodes", node=VIRTUAL_NODE)] == 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Virtual-node guards through /filter (issue 6): compatibility, the ACI subnet, workload and namespace caps
+# --------------------------------------------------------------------------------------------------
+
+PENDING = status_yaml("InProgress", target=4)
+MAX_VIRTUAL_PERCENT = "tideover.io/max-virtual-percent"
+MAX_VIRTUAL_REPLICAS = "tideover.io/max-virtual-replicas"
+RS_UID = "uid-web-5d8f"  # the factory pod's ReplicaSet
+ACI_ALLOWS = "(profile aci allows configMap, secret, emptyDir, projected, azureFile, gitRepo, csi)"
+
+
+def _guarded_pod(spec: Json | None = None, container: Json | None = None, **kwargs: Any) -> Json:
+    obj = pod(**kwargs)
+    obj["spec"].update(spec or {})
+    obj["spec"]["containers"][0].update(container or {})
+    return obj
+
+
+def _on_virtual(count: int, *, owner: str | None = RS_UID, namespace: str = "default") -> list[PodPlacement]:
+    return [
+        PodPlacement(namespace, f"spilled-{i}", f"uid-spilled-{namespace}-{i}", VIRTUAL_NODE, "Running", owner,
+                     1.0, 2 * 2**30)
+        for i in range(count)
+    ]
+
+
+@dataclass(frozen=True)
+class GuardCase:
+    pod_obj: Json
+    outcome: str
+    reason: str | None  # the reason given for the virtual node; None: the pod spills
+    config: Mapping[str, Any] = dataclass_field(default_factory=dict)
+    pods: tuple[PodPlacement, ...] = ()
+    status: str | None = PENDING
+
+
+GUARD_CASES = [
+    pytest.param(GuardCase(
+        _guarded_pod({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-0"}}]}),
+        "withheld-incompatible",
+        f"virtual node withheld: ACI cannot run this pod: volume data uses persistentVolumeClaim {ACI_ALLOWS}",
+    ), id="pvc"),
+    pytest.param(GuardCase(
+        _guarded_pod({"hostNetwork": True}), "withheld-incompatible",
+        "virtual node withheld: ACI cannot run this pod: it sets hostNetwork: true (profile aci has no host to share)",
+    ), id="host-network"),
+    pytest.param(GuardCase(
+        pod(owner=("DaemonSet", "fluent-bit")), "withheld-incompatible",
+        "virtual node withheld: ACI cannot run this pod: it belongs to DaemonSet fluent-bit, and DaemonSet pods never "
+        "run on virtual nodes",
+    ), id="daemonset"),
+    pytest.param(GuardCase(
+        _guarded_pod(container={"securityContext": {"privileged": True}}, annotations={SPILL: "when-full"}),
+        "withheld-incompatible", "container app is privileged (profile aci runs no privileged containers)",
+        status=None,
+    ), id="privileged-even-when-full"),
+    pytest.param(GuardCase(
+        _guarded_pod(container={"resources": {"limits": {"nvidia.com/gpu": 1}}}), "spill-capacity-pending", None,
+        config={"virtualNodes": {"profiles": {"aci": {"extendedResources": ["nvidia.com/gpu"]}}}},
+    ), id="gpu-where-the-profile-advertises-it"),
+    pytest.param(GuardCase(
+        pod(), "withheld-subnet-full",
+        "virtual node withheld: the ACI subnet 10.241.0.0/29 has 3 usable IPs; 3 pod(s) are on virtual nodes and 0 "
+        "are kept in reserve (virtualNodes.subnet.reserve), so no more may spill; the pod waits for pool(s) nodepool1",
+        config={"virtualNodes": {"subnet": {"cidr": "10.241.0.0/29", "reserve": 0}}},
+        pods=tuple(_on_virtual(3, owner="uid-other")),
+    ), id="subnet-full"),
+    pytest.param(GuardCase(
+        pod(), "spill-capacity-pending", None,
+        config={"virtualNodes": {"subnet": {"cidr": "10.241.0.0/29", "reserve": 0}}},
+        pods=tuple(_on_virtual(2, owner="uid-other")),
+    ), id="subnet-has-one-ip-left"),
+    pytest.param(GuardCase(
+        pod(annotations={MAX_VIRTUAL_REPLICAS: "2"}), "withheld-workload-cap",
+        "virtual node withheld: ReplicaSet web-5d8f has 2 pod(s) on virtual nodes and "
+        "tideover.io/max-virtual-replicas=2 allows 2",
+        pods=tuple(_on_virtual(2)),
+    ), id="workload-replica-cap"),
+    pytest.param(GuardCase(
+        pod(annotations={MAX_VIRTUAL_PERCENT: "25"}), "withheld-workload-cap",
+        "tideover.io/max-virtual-percent=25 allows 0 of 3",
+        pods=tuple(_on_virtual(0) + [PodPlacement("default", f"p{i}", f"u{i}", None, "Pending", RS_UID)
+                                     for i in range(2)]),
+    ), id="workload-percent-cap"),
+    pytest.param(GuardCase(
+        pod(cpu="1", memory="2Gi", annotations={SPILL: "when-full"}), "withheld-namespace-spend-cap",
+        "virtual node withheld: namespace default's pods on virtual nodes cost an estimated $0.1051/h, and this pod's "
+        "$0.0526/h would take it past its cap of $0.1500/h (virtualNodes.namespaceSpendCapsPerHour)",
+        config={"virtualNodes": {"namespaceSpendCapsPerHour": {"default": 0.15}}},
+        pods=tuple(_on_virtual(2, owner="uid-other")), status=None,
+    ), id="namespace-spend-cap"),
+    pytest.param(GuardCase(
+        pod(cpu="1", memory="2Gi", namespace="team-b", annotations={SPILL: "when-full"}), "spill-when-full", None,
+        config={"virtualNodes": {"namespaceSpendCapsPerHour": {"default": 0.15}}},
+        pods=tuple(_on_virtual(2, owner="uid-other")), status=None,
+    ), id="other-namespace-uncapped"),
+]
+
+
+@pytest.mark.parametrize("case", GUARD_CASES)
+def test_filter_guards(case: GuardCase) -> None:
+    config = parse_config(dict(case.config))
+    h = harness(snapshot(default_nodes(), case.status, config=config, pods=case.pods), config=config)
+    reply = h.filter(names_args(case.pod_obj, [VIRTUAL_NODE]))
+
+    assert set(reply) == REPLY_KEYS
+    assert reply["FailedNodes"] == {}
+    assert reply["Error"] == ""
+    if case.reason is None:
+        assert reply["NodeNames"] == [VIRTUAL_NODE]
+        assert reply["FailedAndUnresolvableNodes"] == {}
+    else:
+        assert reply["NodeNames"] == []
+        assert list(reply["FailedAndUnresolvableNodes"]) == [VIRTUAL_NODE]
+        assert case.reason in reply["FailedAndUnresolvableNodes"][VIRTUAL_NODE]
+    assert h.sample("tideover_decisions_total", {"verb": "filter", "outcome": case.outcome}) == 1.0
+    assert h.decisions_total() == 1.0
+
+
+def test_incompatible_pod_reply_is_exactly_the_go_struct() -> None:
+    h = harness(snapshot(default_nodes(), PENDING))
+    obj = _guarded_pod({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-0"}}]})
+    response = h.post("filter", names_args(obj, [VIRTUAL_NODE]))
+    assert response.status_code == 200
+    assert orjson.loads(response.content) == {
+        "Nodes": None,
+        "NodeNames": [],
+        "FailedNodes": {},
+        "FailedAndUnresolvableNodes": {
+            VIRTUAL_NODE: f"virtual node withheld: ACI cannot run this pod: volume data uses persistentVolumeClaim "
+            f"{ACI_ALLOWS}",
+        },
+        "Error": "",
+    }
+
+
+def test_incompatible_pod_full_nodes_form() -> None:
+    h = harness(snapshot(default_nodes(), PENDING))
+    reply = h.filter(nodes_args(_guarded_pod({"hostPID": True}), [virtual_node()]))
+    assert reply["NodeNames"] is None
+    assert reply["Nodes"]["items"] == []
+    assert "it sets hostPID: true" in reply["FailedAndUnresolvableNodes"][VIRTUAL_NODE]
+
+
+def test_incompatible_pod_still_goes_to_a_vm() -> None:
+    h = harness(snapshot(default_nodes(), PENDING))
+    obj = _guarded_pod({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-0"}}]})
+    reply = h.filter(names_args(obj, ["vm-1", VIRTUAL_NODE]))
+    assert reply["NodeNames"] == ["vm-1"]
+    assert h.sample("tideover_decisions_total", {"verb": "filter", "outcome": "vm-fits"}) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "problem"),
+    [
+        (MAX_VIRTUAL_PERCENT, "a quarter", "is not a number from 0 to 100; no percent cap"),
+        (MAX_VIRTUAL_REPLICAS, "-2", "is not a whole number >= 0; no replica cap"),
+    ],
+)
+def test_invalid_cap_annotation_falls_back_and_is_counted(annotation: str, value: str, problem: str) -> None:
+    h = harness(snapshot(default_nodes(), PENDING, pods=_on_virtual(5)))
+    reply = h.filter(names_args(pod(annotations={annotation: value}), [VIRTUAL_NODE]))
+    assert reply["NodeNames"] == [VIRTUAL_NODE]  # no cap: the spill goes ahead
+    assert h.sample("tideover_decisions_total", {"verb": "filter", "outcome": "spill-capacity-pending"}) == 1.0
+    assert h.sample("tideover_invalid_annotations_total", {"annotation": annotation}) == 1.0
+
+
+def test_a_workload_capped_at_25_percent_spills_a_quarter_of_its_pods_through_http() -> None:
+    """20 pending pods of one ReplicaSet while a scale-up is pending: one /filter each, in turn, the cluster
+    view catching up with each binding before the next pod, as kube-scheduler's cycle does when it is slow."""
+    config = TideoverConfig()
+    objs = [pod(f"web-{i}", annotations={MAX_VIRTUAL_PERCENT: "25"}) for i in range(20)]
+    placements = {obj["metadata"]["uid"]: pod_placement(obj) for obj in objs}
+    nodes = [node_facts(n) for n in default_nodes()]
+    status = parse_autoscaler_status(PENDING)
+
+    def current() -> ClusterSnapshot:
+        return build_snapshot(
+            config=config, nodes=nodes, pods=list(placements.values()), autoscaler_status=status,
+            autoscaler_status_updated_at=NOW, now=NOW,
+        )
+
+    metrics = Metrics()
+    client = TestClient(create_app(ExtenderService(config, current, metrics), ready=lambda: True))
+    spilled = []
+    for obj in objs:
+        response = client.post("/filter", content=orjson.dumps(names_args(obj, [VIRTUAL_NODE])))
+        reply = response.json()
+        if reply["NodeNames"] == [VIRTUAL_NODE]:
+            uid = obj["metadata"]["uid"]
+            placements[uid] = replace(placements[uid], node_name=VIRTUAL_NODE, phase="Running")
+            spilled.append(obj["metadata"]["name"])
+        else:
+            assert "tideover.io/max-virtual-percent=25 allows 5 of 20" in reply["FailedAndUnresolvableNodes"][
+                VIRTUAL_NODE
+            ]
+    assert spilled == [f"web-{i}" for i in range(5)]
+    outcomes = {"verb": "filter", "outcome": "spill-capacity-pending"}
+    assert metrics.registry.get_sample_value("tideover_decisions_total", outcomes) == 5.0
+    capped = {"verb": "filter", "outcome": "withheld-workload-cap"}
+    assert metrics.registry.get_sample_value("tideover_decisions_total", capped) == 15.0

@@ -1,0 +1,173 @@
+"""End-to-end: the real kube-scheduler, started with config/scheduler-config.yaml, calls a real
+``tideover serve``; VM nodes are kwok nodes with AKS pool labels; the virtual node is the
+virtual-kubelet mock provider. Placements are observed through the API.
+
+No cluster-autoscaler runs here, so no scale-up is ever pending (see test_autoscaler_e2e.py for that).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from e2e.cluster import VIRTUAL_NODE_NAME, LocalCluster, free_port
+from e2e.tideover import TideoverProcess, scheduler_config
+from e2e.workloads import Namespace, deployment, pod
+
+pytestmark = pytest.mark.e2e
+
+VIRTUAL = VIRTUAL_NODE_NAME
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[
+    tuple[LocalCluster, TideoverProcess]
+]:
+    """The cluster with the project's scheduler config pointed at tideover, and tideover itself."""
+    from e2e.conftest import E2E_ENABLED
+
+    if not E2E_ENABLED:
+        pytest.skip("end-to-end test: set TIDEOVER_E2E=1 to run")
+    work = tmp_path_factory.mktemp("tideover")
+    port = free_port()  # the scheduler needs tideover's URL before tideover (which needs the API) starts
+    cluster = LocalCluster(scheduler_config=scheduler_config(f"http://127.0.0.1:{port}", work / "scheduler.yaml"))
+    tideover = TideoverProcess(cluster.kubeconfig, work, port=port)
+    failed = True
+    try:
+        cluster.start()
+        tideover.start()
+        print(f"\n[e2e] cluster + tideover up; tideover log {tideover.log_path}")
+        yield cluster, tideover
+        failed = request.session.testsfailed > 0
+    finally:
+        tideover.stop()
+        cluster.stop(failed=failed)
+        if failed:
+            print(f"[e2e] tideover log kept: {tideover.log_path}")
+
+
+@pytest.fixture
+def ns(stack: tuple[LocalCluster, TideoverProcess]) -> Iterator[Namespace]:
+    cluster, tideover = stack
+    if not tideover.running:
+        tideover.start()
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.core_v1().create_namespace({"metadata": {"name": name}})
+    namespace = Namespace(cluster, name)
+    yield namespace
+    namespace.delete()
+    cluster.wait_for(lambda: not namespace.pods(), 60, f"pods of {name} to go")
+    for node in cluster.core_v1().list_node().items:
+        if node.metadata.name != VIRTUAL:
+            cluster.delete_node(node.metadata.name)
+
+
+def _vm_nodes(cluster: LocalCluster, count: int, pool: str = "nodepool1", **kwargs: object) -> list[str]:
+    names = [f"aks-{pool}-{uuid.uuid4().hex[:6]}-vmss{i:06d}" for i in range(count)]
+    for name in names:
+        cluster.add_vm_node(name, pool=pool, **kwargs)  # type: ignore[arg-type]
+    return names
+
+
+def test_seed_workload_stays_pending_without_a_scale_up(
+    stack: tuple[LocalCluster, TideoverProcess], ns: Namespace
+) -> None:
+    """Seed 001's Deployment: 1 replica lands on a VM; beyond VM capacity, with no scale-up pending,
+    the extra pods stay Pending, none reaches the virtual node, and FailedScheduling carries tideover's reason."""
+    cluster, _ = stack
+    vms = _vm_nodes(cluster, 2)  # 2 x 2 CPU: room for 4 pods of 1 CPU
+    ns.create_deployment(deployment("web", 1, cpu="1"))
+    ns.wait(lambda: len(ns.running_on()) == 1, 60, "the first replica to run")
+    assert set(ns.running_on().values()) <= set(vms)
+
+    ns.scale("web", 6)
+    ns.wait(lambda: ns.summary() == {"vm": 4, "pending": 2}, 60, "4 pods on VMs and 2 Pending")
+    ns.hold(lambda: ns.summary()["virtual"] == 0, 8, "no pod may reach the virtual node")
+    pending = [name for name, node in ns.placements().items() if node is None]
+
+    def withheld_reason_reported() -> bool:
+        return all(
+            any("virtual node withheld: no VMSS scale-up in progress for pools [nodepool1, spotpool]" in m
+                for m in ns.events("FailedScheduling", name))
+            for name in pending
+        )
+
+    ns.wait(withheld_reason_reported, 30, "FailedScheduling events with tideover's reason")
+    print(f"\n[e2e] FailedScheduling: {ns.events('FailedScheduling', pending[0])[-1]}")
+
+
+def test_when_full_workload_spills_to_the_virtual_node(
+    stack: tuple[LocalCluster, TideoverProcess], ns: Namespace
+) -> None:
+    cluster, _ = stack
+    _vm_nodes(cluster, 2)
+    ns.create_deployment(deployment("burst", 6, cpu="1", annotations={"tideover.io/spill": "when-full"}))
+    ns.wait(lambda: ns.summary() == {"vm": 4, "virtual": 2}, 60, "4 pods on VMs and 2 on the virtual node")
+    ns.wait(lambda: len(ns.running_on()) == 6, 60, "all 6 pods Running")
+    spilled = [name for name, node in ns.placements().items() if node == VIRTUAL]
+
+    def spill_events() -> bool:
+        return all(any("tideover.io/spill is when-full" in m for m in ns.events("SpilledToVirtualNode", name))
+                   for name in spilled)
+
+    ns.wait(spill_events, 30, "SpilledToVirtualNode events with the reason")
+
+
+def test_pods_that_must_not_spill_never_reach_the_virtual_node(
+    stack: tuple[LocalCluster, TideoverProcess], ns: Namespace
+) -> None:
+    cluster, _ = stack
+    _vm_nodes(cluster, 1)  # room for 2 pods of 1 CPU
+    ns.create_deployment(deployment("filler", 2, cpu="1"))
+    ns.wait(lambda: len(ns.running_on("app=filler")) == 2, 60, "the VM to fill")
+    ns.create_pod(pod("no-toleration", cpu="1", tolerate_virtual=False))
+    ns.create_pod(pod("never", cpu="1", annotations={"tideover.io/spill": "never", "tideover.io/priority": "critical"}))
+    ns.create_pod(pod("when-full", cpu="1", annotations={"tideover.io/spill": "when-full"}))
+    # The when-full pod shows the virtual node was there to take: the other two are kept off it.
+    ns.wait(lambda: ns.placements().get("when-full") == VIRTUAL, 60, "the when-full control pod on the virtual node")
+    ns.hold(lambda: ns.placements()["no-toleration"] is None and ns.placements()["never"] is None, 8,
+            "pods without the toleration, or with spill: never, must stay off the virtual node")
+    ns.wait(lambda: any("tideover.io/spill is never" in m for m in ns.events("FailedScheduling", "never")), 30,
+            "the never pod's FailedScheduling event to carry tideover's reason")
+    assert any("untolerated taint" in m for m in ns.events("FailedScheduling", "no-toleration"))
+
+
+def test_placement_follows_tideover_scores(stack: tuple[LocalCluster, TideoverProcess], ns: Namespace) -> None:
+    """Two VM nodes both fit. The cheap spot node is already half used, so kube-scheduler's own plugins
+    (LeastAllocated, BalancedAllocation) prefer the empty nodepool1 node; tideover's cost model prefers
+    the spot node for an economy pod, and its prioritize score (weight 5) decides."""
+    cluster, tideover = stack
+    (spot,) = _vm_nodes(cluster, 1, pool="spotpool")
+    (dear,) = _vm_nodes(cluster, 1, pool="nodepool1")
+    ns.create_pod(pod("load", cpu="1", tolerate_virtual=False, nodeName=spot))
+    ns.wait(lambda: ns.running_on().get("load") == spot, 30, "the load pod on the spot node")
+    before = tideover.metric("tideover_decisions_total", {"verb": "prioritize"})
+    ns.create_pod(pod("cheap", cpu="500m", tolerate_virtual=False, annotations={"tideover.io/priority": "economy"}))
+    ns.wait(lambda: ns.placements().get("cheap") is not None, 60, "the economy pod to be scheduled")
+    assert ns.placements()["cheap"] == spot, f"expected the cheaper node {spot}, not {dear}"
+    assert tideover.metric("tideover_decisions_total", {"verb": "prioritize"}) > before
+
+
+def test_scheduling_survives_tideover_outage_and_decisions_resume(
+    stack: tuple[LocalCluster, TideoverProcess], ns: Namespace
+) -> None:
+    """config/ sets ignorable: true: with tideover stopped, pods still schedule onto VMs; once it is
+    back, its decisions apply again."""
+    cluster, tideover = stack
+    vms = _vm_nodes(cluster, 1)
+    tideover.stop()
+    try:
+        ns.create_deployment(deployment("during-outage", 2, cpu="500m"))
+        ns.wait(lambda: len(ns.running_on("app=during-outage")) == 2, 60, "pods to schedule while tideover is down")
+        assert set(ns.running_on("app=during-outage").values()) == set(vms)
+    finally:
+        tideover.start()
+    # Back: fill the VM; a tolerating pod beyond its capacity is withheld from the virtual node again.
+    ns.create_deployment(deployment("after", 2, cpu="500m"))
+    ns.wait(lambda: len(ns.running_on("app=after")) == 2, 60, "the VM to fill")
+    ns.create_pod(pod("overflow", cpu="1"))
+    ns.wait(lambda: any("virtual node withheld" in m for m in ns.events("FailedScheduling", "overflow")), 60,
+            "tideover's reason on the overflow pod")
+    assert ns.placements()["overflow"] is None
