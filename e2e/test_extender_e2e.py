@@ -87,15 +87,32 @@ def test_seed_workload_stays_pending_without_a_scale_up(
     ns.hold(lambda: ns.summary()["virtual"] == 0, 8, "no pod may reach the virtual node")
     pending = [name for name, node in ns.placements().items() if node is None]
 
+    # With no scale-up pending, tideover gates the virtual node (so that cluster-autoscaler, which knows
+    # nothing of extenders, sees these pods need a VM). kube-scheduler 1.36 reports only "untolerated
+    # taint(s)"; the node's annotation says why the gate is closed.
+    assert {"key": "tideover.io/spill-window", "value": "closed", "effect": "NoSchedule"} in cluster.node(VIRTUAL)[
+        "spec"]["taints"]
+
     def withheld_reason_reported() -> bool:
         return all(
-            any("virtual node withheld: no VMSS scale-up in progress for pools [nodepool1, spotpool]" in m
-                for m in ns.events("FailedScheduling", name))
+            any("1 node(s) had untolerated taint(s)" in m for m in ns.events("FailedScheduling", name))
             for name in pending
         )
 
-    ns.wait(withheld_reason_reported, 30, "FailedScheduling events with tideover's reason")
+    ns.wait(withheld_reason_reported, 30, "FailedScheduling events for the gated virtual node")
+    annotations = cluster.node(VIRTUAL)["metadata"]["annotations"]
+    assert annotations["tideover.io/spill-window"].startswith("closed since ")
+    assert "no VM pool has capacity pending" in annotations["tideover.io/spill-window"]
     print(f"\n[e2e] FailedScheduling: {ns.events('FailedScheduling', pending[0])[-1]}")
+    print(f"[e2e] virtual node: tideover.io/spill-window={annotations['tideover.io/spill-window']}")
+
+    # A workload that tolerates the gate reaches tideover's filter, which withholds the virtual node and
+    # says why in the pod's FailedScheduling event.
+    ns.create_pod(pod("past-the-gate", cpu="1", tolerate_gate=True))
+    ns.wait(lambda: any("virtual node withheld: no VMSS scale-up in progress for pools [nodepool1, spotpool]" in m
+                        for m in ns.events("FailedScheduling", "past-the-gate")), 30,
+            "tideover's reason in the FailedScheduling event")
+    assert ns.placements()["past-the-gate"] is None
 
 
 def test_when_full_workload_spills_to_the_virtual_node(
@@ -103,7 +120,9 @@ def test_when_full_workload_spills_to_the_virtual_node(
 ) -> None:
     cluster, _ = stack
     _vm_nodes(cluster, 2)
-    ns.create_deployment(deployment("burst", 6, cpu="1", annotations={"tideover.io/spill": "when-full"}))
+    ns.create_deployment(
+        deployment("burst", 6, cpu="1", tolerate_gate=True, annotations={"tideover.io/spill": "when-full"})
+    )
     ns.wait(lambda: ns.summary() == {"vm": 4, "virtual": 2}, 60, "4 pods on VMs and 2 on the virtual node")
     ns.wait(lambda: len(ns.running_on()) == 6, 60, "all 6 pods Running")
     spilled = [name for name, node in ns.placements().items() if node == VIRTUAL]
@@ -123,8 +142,10 @@ def test_pods_that_must_not_spill_never_reach_the_virtual_node(
     ns.create_deployment(deployment("filler", 2, cpu="1"))
     ns.wait(lambda: len(ns.running_on("app=filler")) == 2, 60, "the VM to fill")
     ns.create_pod(pod("no-toleration", cpu="1", tolerate_virtual=False))
-    ns.create_pod(pod("never", cpu="1", annotations={"tideover.io/spill": "never", "tideover.io/priority": "critical"}))
-    ns.create_pod(pod("when-full", cpu="1", annotations={"tideover.io/spill": "when-full"}))
+    # The never pod even tolerates the gate: tideover's filter alone keeps it off.
+    ns.create_pod(pod("never", cpu="1", tolerate_gate=True,
+                      annotations={"tideover.io/spill": "never", "tideover.io/priority": "critical"}))
+    ns.create_pod(pod("when-full", cpu="1", tolerate_gate=True, annotations={"tideover.io/spill": "when-full"}))
     # The when-full pod shows the virtual node was there to take: the other two are kept off it.
     ns.wait(lambda: ns.placements().get("when-full") == VIRTUAL, 60, "the when-full control pod on the virtual node")
     ns.hold(lambda: ns.placements()["no-toleration"] is None and ns.placements()["never"] is None, 8,
@@ -168,7 +189,7 @@ def test_scheduling_survives_tideover_outage_and_decisions_resume(
     # Back: fill the VM; a tolerating pod beyond its capacity is withheld from the virtual node again.
     ns.create_deployment(deployment("after", 2, cpu="500m"))
     ns.wait(lambda: len(ns.running_on("app=after")) == 2, 60, "the VM to fill")
-    ns.create_pod(pod("overflow", cpu="1"))
+    ns.create_pod(pod("overflow", cpu="1", tolerate_gate=True))
     ns.wait(lambda: any("virtual node withheld" in m for m in ns.events("FailedScheduling", "overflow")), 60,
             "tideover's reason on the overflow pod")
     assert ns.placements()["overflow"] is None

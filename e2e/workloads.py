@@ -19,6 +19,9 @@ IMAGE = "registry.k8s.io/pause:3.10"
 SEED_TOLERATIONS = [
     {"key": "virtual-kubelet.io/provider", "value": "azure", "operator": "Equal", "effect": "NoSchedule"}
 ]
+# Tolerating tideover's gate (tideover.io/spill-window=closed:NoSchedule, on the virtual node while no
+# scale-up is pending) is how a workload that must run now reaches the virtual node anyway.
+GATE_TOLERATION = {"key": "tideover.io/spill-window", "operator": "Exists", "effect": "NoSchedule"}
 SEED_AFFINITY = {
     "nodeAffinity": {
         "preferredDuringSchedulingIgnoredDuringExecution": [
@@ -34,7 +37,7 @@ SEED_AFFINITY = {
 
 
 def pod_spec(
-    *, cpu: str = "1", tolerate_virtual: bool = True, image: str = IMAGE, **extra: Any
+    *, cpu: str = "1", tolerate_virtual: bool = True, tolerate_gate: bool = False, image: str = IMAGE, **extra: Any
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "containers": [{"name": "app", "image": image, "resources": {"requests": {"cpu": cpu, "memory": "256Mi"}}}],
@@ -42,7 +45,7 @@ def pod_spec(
         "affinity": SEED_AFFINITY,
     }
     if tolerate_virtual:
-        spec["tolerations"] = SEED_TOLERATIONS
+        spec["tolerations"] = [*SEED_TOLERATIONS, *([GATE_TOLERATION] if tolerate_gate else [])]
     spec.update(extra)
     return spec
 

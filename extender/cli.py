@@ -67,7 +67,7 @@ def serve(settings: ServeSettings) -> int:
     from extender.clusterview import ClusterView
     from extender.events import EventRecorder, SpillNotifier
     from extender.metrics import Metrics
-    from extender.spillstate import SpillStateRecorder
+    from extender.spillstate import KubeNodeWriter, SpillStateRecorder
 
     source = str(settings.config) if settings.config else "defaults"
     overrides = {
@@ -87,7 +87,7 @@ def serve(settings: ServeSettings) -> int:
     recorder = EventRecorder(core, host=socket.gethostname())
     notifier = SpillNotifier(recorder.emit, view.snapshot)
     view.add_pod_listener(notifier.on_pod_change)
-    spill_state = SpillStateRecorder(lambda name, patch: core.patch_node(name, dict(patch)))
+    spill_state = SpillStateRecorder(KubeNodeWriter(core), gate=config.virtual_nodes.gate_taint)
     view.add_snapshot_listener(spill_state.on_snapshot)
     metrics = Metrics()
     metrics.watch_snapshot(view.snapshot, view.sync_ages)

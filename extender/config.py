@@ -194,6 +194,13 @@ class VirtualNodes(_Model):
     namespace_spend_caps_per_hour: dict[str, NonNegativeFloat] = Field(default_factory=dict)
     # USD per hour for every namespace not listed above. Unset: no cap.
     default_namespace_spend_cap_per_hour: NonNegativeFloat | None = None
+    # While no VM pool has capacity pending, taint the virtual nodes tideover.io/spill-window=closed:NoSchedule.
+    # cluster-autoscaler simulates scheduling without extenders: to it, a pending pod that tolerates the
+    # virtual node fits there, so it never adds a VM for it. The taint shows it the pod does not fit, so it
+    # scales up; once the scale-up is pending the taint comes off and the pod may spill. Workloads that
+    # must run now (tideover.io/spill: when-full) also tolerate tideover.io/spill-window. Set false only
+    # where no cluster-autoscaler runs.
+    gate_taint: bool = True
 
     @field_validator("selector")
     @classmethod

@@ -1,76 +1,159 @@
-"""The spill state written onto virtual nodes: once per change of the pending set, never per ETA tick."""
+"""The spill state on virtual nodes: annotations and the gate taint, once per change of the pending set."""
 
 from __future__ import annotations
 
+import copy
+import threading
 import time
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
-from extender.snapshot import ClusterSnapshot
-from extender.spillstate import CAPACITY_PENDING, SPILL_WINDOW, SpillStateRecorder
-from tests.factories import NOW, VIRTUAL_NODE, cluster, snapshot, status_yaml
+import pytest
+
+from extender.config import TideoverConfig
+from extender.snapshot import ClusterSnapshot, empty_snapshot
+from extender.spillstate import (
+    CAPACITY_PENDING,
+    GATE_TAINT,
+    SPILL_WINDOW,
+    Conflict,
+    SpillState,
+    SpillStateRecorder,
+    desired_taints,
+)
+from tests.factories import NOW, VIRTUAL_TAINT, cluster, snapshot, status_yaml, virtual_node
 
 
-def _snap(scale_up: str, seconds: int = 0, nodes: list[dict[str, object]] | None = None) -> ClusterSnapshot:
+class FakeNodes:
+    """An in-memory API for one node: resourceVersion checks and a writer that races us."""
+
+    def __init__(self, conflicts: int = 0) -> None:
+        self.node: dict[str, Any] = virtual_node()
+        self.node["metadata"]["resourceVersion"] = "1"
+        self.conflicts = conflicts
+        self.writes: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def read(self, name: str) -> Mapping[str, Any]:
+        with self.lock:
+            return copy.deepcopy(self.node)
+
+    def patch(self, name: str, body: Mapping[str, Any]) -> None:
+        with self.lock:
+            if self.conflicts:
+                # Someone else (the virtual kubelet, another replica) wrote first.
+                self.conflicts -= 1
+                self._bump()
+            if body["metadata"]["resourceVersion"] != self.node["metadata"]["resourceVersion"]:
+                raise Conflict
+            self.node["metadata"].setdefault("annotations", {}).update(body["metadata"]["annotations"])
+            self.node["spec"]["taints"] = list(body["spec"]["taints"])
+            self._bump()
+            self.writes.append(copy.deepcopy(dict(body)))
+
+    def _bump(self) -> None:
+        self.node["metadata"]["resourceVersion"] = str(int(self.node["metadata"]["resourceVersion"]) + 1)
+
+
+def _snap(scale_up: str, seconds: int = 0) -> ClusterSnapshot:
     status = status_yaml(scale_up, registered=2, target=3 if scale_up == "InProgress" else 2)
     at = NOW + timedelta(seconds=seconds)
-    return snapshot(nodes or cluster(2), status, now=at, status_updated_at=at)
+    return snapshot(cluster(2), status, now=at, status_updated_at=at)
 
 
-def _run(snapshots: list[ClusterSnapshot]) -> list[tuple[str, Mapping[str, object]]]:
-    patches: list[tuple[str, Mapping[str, object]]] = []
-    recorder = SpillStateRecorder(lambda node, patch: patches.append((node, patch)))
+def _drive(nodes: FakeNodes, snapshots: list[ClusterSnapshot], gate: bool = True) -> SpillStateRecorder:
+    recorder = SpillStateRecorder(nodes, gate=gate)
     recorder.start()
     previous = snapshots[0]
     for snap in snapshots:
         recorder.on_snapshot(previous, snap)
         previous = snap
     recorder.stop()
-    deadline = time.monotonic() + 5
-    while recorder._thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return patches
+    recorder._thread.join(5)
+    return recorder
 
 
-def test_one_patch_per_change_of_the_pending_set() -> None:
-    patches = _run([
+def test_gate_closed_then_open_then_closed_one_write_each() -> None:
+    nodes = FakeNodes()
+    _drive(nodes, [
         _snap("NoActivity"), _snap("NoActivity", 2),  # closed, unchanged
-        _snap("InProgress", 4), _snap("InProgress", 6), _snap("InProgress", 8),  # open; ETA ticks are not changes
+        _snap("InProgress", 4), _snap("InProgress", 6), _snap("InProgress", 8),  # open; ETA ticks are no change
         _snap("NoActivity", 10),  # closed again
     ])
-    annotations = [patch["metadata"]["annotations"] for _, patch in patches]  # type: ignore[index]
-    assert [node for node, _ in patches] == [VIRTUAL_NODE] * 3
+    assert len(nodes.writes) == 3
+    taints = [w["spec"]["taints"] for w in nodes.writes]
+    assert taints == [[VIRTUAL_TAINT, GATE_TAINT], [VIRTUAL_TAINT], [VIRTUAL_TAINT, GATE_TAINT]]
+    annotations = [w["metadata"]["annotations"] for w in nodes.writes]
     assert [a[CAPACITY_PENDING] for a in annotations] == ["", "nodepool1", ""]
-    assert annotations[1][SPILL_WINDOW] == "open since 2026-11-22T12:00:04Z"
-    assert annotations[2][SPILL_WINDOW].startswith("closed since 2026-11-22T12:00:10Z")
+    assert annotations[1][SPILL_WINDOW].startswith("open since 2026-11-22T12:00:04Z: capacity pending in nodepool1")
+    assert annotations[2][SPILL_WINDOW] == (
+        "closed since 2026-11-22T12:00:10Z: no VM pool has capacity pending (nodepool1: no-activity)"
+    )
+
+
+def test_without_the_gate_only_annotations_change() -> None:
+    nodes = FakeNodes()
+    _drive(nodes, [_snap("NoActivity"), _snap("InProgress", 4)], gate=False)
+    assert [w["spec"]["taints"] for w in nodes.writes] == [[VIRTUAL_TAINT], [VIRTUAL_TAINT]]
+
+
+def test_conflicting_writer_is_retried_with_a_fresh_read() -> None:
+    nodes = FakeNodes(conflicts=2)
+    recorder = _drive(nodes, [_snap("NoActivity")])
+    assert recorder.patches == 1
+    assert nodes.node["spec"]["taints"] == [VIRTUAL_TAINT, GATE_TAINT]
+
+
+def test_a_node_already_in_the_wanted_state_is_not_written() -> None:
+    nodes = FakeNodes()
+    _drive(nodes, [_snap("NoActivity")])
+    again = _drive(nodes, [_snap("NoActivity", 5)])  # a second replica, same state
+    assert len(nodes.writes) == 1
+    assert again.patches == 0
 
 
 def test_unsynced_snapshots_are_not_recorded() -> None:
-    from extender.config import TideoverConfig
-    from extender.snapshot import empty_snapshot
+    nodes = FakeNodes()
+    _drive(nodes, [empty_snapshot(TideoverConfig(), NOW)])
+    assert nodes.writes == []
 
-    assert _run([empty_snapshot(TideoverConfig(), NOW)]) == []
 
+def test_failed_write_is_retried_on_the_next_snapshot() -> None:
+    class Flaky(FakeNodes):
+        failures = 1
 
-def test_failed_patch_is_retried_on_the_next_snapshot() -> None:
-    calls: list[str] = []
+        def read(self, name: str) -> Mapping[str, Any]:
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("apiserver unavailable")
+            return super().read(name)
 
-    def flaky(node: str, patch: Mapping[str, object]) -> None:
-        calls.append(node)
-        if len(calls) == 1:
-            raise RuntimeError("apiserver unavailable")
-
-    recorder = SpillStateRecorder(flaky)
+    nodes = Flaky()
+    recorder = SpillStateRecorder(nodes)
     recorder.start()
     first = _snap("InProgress")
     recorder.on_snapshot(first, first)
     deadline = time.monotonic() + 5
-    while not calls and time.monotonic() < deadline:
+    while nodes.failures and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.05)
     recorder.on_snapshot(first, _snap("InProgress", 2))
-    while recorder.patches < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
     recorder.stop()
-    assert calls == [VIRTUAL_NODE, VIRTUAL_NODE]
+    recorder._thread.join(5)
     assert recorder.patches == 1
+    assert nodes.node["metadata"]["annotations"][CAPACITY_PENDING] == "nodepool1"
+
+
+@pytest.mark.parametrize(
+    ("current", "pending", "gate", "expected"),
+    [
+        pytest.param([VIRTUAL_TAINT], (), True, [VIRTUAL_TAINT, GATE_TAINT], id="close-adds"),
+        pytest.param([VIRTUAL_TAINT, GATE_TAINT], ("p",), True, [VIRTUAL_TAINT], id="open-removes"),
+        pytest.param([GATE_TAINT, VIRTUAL_TAINT], (), True, [VIRTUAL_TAINT, GATE_TAINT], id="no-duplicate"),
+        pytest.param([VIRTUAL_TAINT, GATE_TAINT], (), False, [VIRTUAL_TAINT], id="gate-off-removes"),
+    ],
+)
+def test_desired_taints(current: list[dict[str, str]], pending: tuple[str, ...], gate: bool,
+                        expected: list[dict[str, str]]) -> None:
+    assert desired_taints(current, SpillState(pending, NOW), gate) == expected
