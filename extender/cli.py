@@ -65,6 +65,7 @@ def serve(settings: ServeSettings) -> int:
 
     from extender.api import ExtenderService, create_app
     from extender.clusterview import ClusterView
+    from extender.controllers import ControllerLoop, LeaderElector
     from extender.events import EventRecorder, SpillNotifier
     from extender.metrics import Metrics
     from extender.spillstate import KubeNodeWriter, SpillStateRecorder
@@ -81,7 +82,8 @@ def serve(settings: ServeSettings) -> int:
         if value is not None
     }
     config = _with_server_overrides(load_config(settings.config), overrides, source)
-    core = client.CoreV1Api(_kube_api_client(settings.kubeconfig))
+    api_client = _kube_api_client(settings.kubeconfig)
+    core = client.CoreV1Api(api_client)
 
     view = ClusterView(core, config)
     recorder = EventRecorder(core, host=socket.gethostname())
@@ -91,12 +93,16 @@ def serve(settings: ServeSettings) -> int:
     view.add_snapshot_listener(spill_state.on_snapshot)
     metrics = Metrics()
     metrics.watch_snapshot(view.snapshot, view.sync_ages)
+    view.add_snapshot_listener(metrics.account_virtual_time)
+    controllers = ControllerLoop(core, config, view.snapshot, view.pods, recorder.emit, metrics)
+    elector = LeaderElector(api_client, config, controllers.run)
     service = ExtenderService(config, view.snapshot, metrics, on_filter_decision=notifier.on_filter_decision)
     app = create_app(service, view.ready)
 
     recorder.start()
     spill_state.start()
     view.start()
+    elector.start()
     server = config.server
     log.info(
         "serving on %s://%s:%d (config: %s)", "https" if server.tls_cert_file else "http", server.host, server.port,

@@ -97,6 +97,11 @@ class ClusterView:
     def ready(self) -> bool:
         return self._snapshot.synced
 
+    def pods(self) -> list[PodPlacement]:
+        """The pods as last seen (a copy), for the controllers."""
+        with self._lock:
+            return list(self._store.pods.values())
+
     def sync_ages(self) -> dict[str, float]:
         now = time.monotonic()
         return {resource: now - at for resource, at in self._last_sync.items()}

@@ -350,6 +350,52 @@ class Server(_Model):
         return self
 
 
+class DeletionCost(_Model):
+    # Keep controller.kubernetes.io/pod-deletion-cost on ReplicaSet pods that run on virtual nodes, so a
+    # scale-down removes them before pods on VMs.
+    enabled: bool = True
+    # The cost written (int32). Pods without the annotation count as 0, so anything below 0 goes first;
+    # -1000 leaves room for users' own small negative costs.
+    virtual_pod_cost: int = Field(default=-1000, ge=-(2**31), le=2**31 - 1)
+
+
+class ReturnToVm(_Model):
+    # Move spilled ReplicaSet pods back to VMs once the capacity they waited for is Ready.
+    enabled: bool = True
+    # Seconds every pool must have had no capacity pending (its new nodes Ready) before pods move back:
+    # a node that flaps NotReady or a second scale-up wave should not cause a round trip.
+    stable_seconds: NonNegativeFloat = 60.0
+    # Seconds a pod must have run on the virtual node before it is moved: a pod that just started is not
+    # worth a restart, and this stops spill/return from flapping.
+    min_pod_age_seconds: NonNegativeFloat = 60.0
+    # Pods of one workload moved at a time: the next moves once the replacement runs, so a Deployment
+    # never loses more than this many replicas to returns at once (PodDisruptionBudgets also hold).
+    max_in_flight_per_workload: int = Field(default=2, ge=1)
+    # Evictions per minute across the cluster: bounds API load and the churn a return causes.
+    max_evictions_per_minute: int = Field(default=30, ge=1)
+    # Seconds between planning rounds.
+    interval_seconds: PositiveFloat = 5.0
+
+
+class Controllers(_Model):
+    # The coordination.k8s.io Lease the controllers run under: one leader among the replicas, while the
+    # HTTP extender serves from all of them.
+    lease_namespace: str = Field(default="kube-system", min_length=1)
+    lease_name: str = Field(default="tideover-controllers", min_length=1)
+    # Seconds (kube-controller-manager's defaults): a failed leader is replaced within about 15 s.
+    lease_duration_seconds: PositiveFloat = 15.0
+    renew_deadline_seconds: PositiveFloat = 10.0
+    retry_period_seconds: PositiveFloat = 2.0
+    deletion_cost: DeletionCost = Field(default_factory=DeletionCost)
+    return_to_vm: ReturnToVm = Field(default_factory=ReturnToVm)
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> Controllers:
+        if not self.retry_period_seconds < self.renew_deadline_seconds < self.lease_duration_seconds:
+            raise ValueError("need retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds")
+        return self
+
+
 class TideoverConfig(_Model):
     api_version: Literal["tideover.io/v1alpha1"] = API_VERSION
     kind: Literal["TideoverConfiguration"] = KIND
@@ -359,6 +405,7 @@ class TideoverConfig(_Model):
     priorities: Priorities = Field(default_factory=Priorities)
     images: Images = Field(default_factory=Images)
     server: Server = Field(default_factory=Server)
+    controllers: Controllers = Field(default_factory=Controllers)
 
 
 class ConfigError(Exception):

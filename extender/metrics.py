@@ -38,6 +38,32 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.deletion_cost_patches = Counter(
+            "tideover_deletion_cost_patches", "Pods given a pod-deletion-cost because they run on a virtual node.",
+            registry=self.registry,
+        )
+        self.returns = Counter(
+            "tideover_returns", "Spilled pods moved back to VMs, by outcome (evicted, blocked-by-pdb, gone, error).",
+            ["outcome"], registry=self.registry,
+        )
+        self.virtual_pod_seconds = Counter(
+            "tideover_virtual_pod_seconds", "Pod-seconds spent on virtual nodes (all pods, integrated over time).",
+            registry=self.registry,
+        )
+        self.virtual_spend = Counter(
+            "tideover_virtual_spend_dollars",
+            "Estimated USD spent on virtual nodes (requests at the configured prices).",
+            registry=self.registry,
+        )
+
+    def account_virtual_time(self, previous: ClusterSnapshot, new: ClusterSnapshot) -> None:
+        """Snapshot listener: integrate pods and spend on virtual nodes over the time between snapshots."""
+        seconds = (new.built_at - previous.built_at).total_seconds()
+        if not previous.synced or not 0 < seconds < 300:  # a gap this long is a stall, not usage we saw
+            return
+        self.virtual_pod_seconds.inc(sum(previous.pods_on_virtual_nodes.values()) * seconds)
+        self.virtual_spend.inc(sum(previous.virtual_spend_by_namespace.values()) * seconds / 3600)
+
     def watch_snapshot(
         self, snapshot: Callable[[], ClusterSnapshot], sync_ages: Callable[[], Mapping[str, float]]
     ) -> None:

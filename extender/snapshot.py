@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from extender.autoscaler_status import AutoscalerStatus, AutoscalerStatusError, parse_autoscaler_status
 from extender.capacity import CapacitySignal, PoolNodeState, ProvisioningTimeEstimator, capacity_signal
 from extender.config import TideoverConfig
-from extender.objects import Json, NodeFacts, ObjectError, parse_go_time, quantity
+from extender.objects import Json, NodeFacts, ObjectError, parse_go_time, parse_time, quantity
 from extender.objects import _requests as container_requests
 from scoring.cost import GIB, virtual_cost_per_hour
 
@@ -72,6 +72,10 @@ class PoolView:
     node_allocatable: tuple[float, float] | None = None
 
 
+POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+DELETION_COST_MARKER = "tideover.io/deletion-cost"  # "managed" on pods whose deletion cost tideover set
+
+
 @dataclass(frozen=True, slots=True)
 class PodPlacement:
     """What the cluster view keeps of a pod: enough for counts and metrics, not the whole object."""
@@ -84,6 +88,13 @@ class PodPlacement:
     owner_uid: str | None  # the controller owner (else the first owner), as PodFacts.owner_uid
     cpu: float = 0.0  # cores requested, as PodFacts.cpu; 0 when the pod's requests cannot be read
     memory: float = 0.0  # bytes requested, likewise
+    owner_kind: str | None = None
+    created: datetime | None = None
+    terminating: bool = False  # metadata.deletionTimestamp is set
+    deletion_cost: str | None = None  # controller.kubernetes.io/pod-deletion-cost, as written
+    deletion_cost_by_tideover: bool = False  # tideover set that cost (tideover.io/deletion-cost: managed)
+    # The pod's scheduling constraints (tolerations, nodeSelector, affinity), for "could a VM take it?"
+    scheduling: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def active(self) -> bool:
@@ -131,13 +142,17 @@ def pod_placement(pod: Mapping[str, Any]) -> PodPlacement:
     metadata = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     status = pod.get("status") or {}
-    owner_uid = None
+    owner_uid = owner_kind = None
     owner_found = False
     for ref in metadata.get("ownerReferences") or ():
         # The controller wins, else the first reference: the same owner PodFacts names.
         if isinstance(ref, Mapping) and (ref.get("controller") or not owner_found):
             owner_uid = ref.get("uid") or None
+            owner_kind = ref.get("kind") or None
             owner_found = True
+    annotations = metadata.get("annotations") or {}
+    if not isinstance(annotations, Mapping):
+        annotations = {}
     cpu, memory = _pod_requests(spec)
     return PodPlacement(
         namespace=metadata.get("namespace", ""),
@@ -148,6 +163,12 @@ def pod_placement(pod: Mapping[str, Any]) -> PodPlacement:
         owner_uid=owner_uid,
         cpu=cpu,
         memory=memory,
+        owner_kind=owner_kind,
+        created=parse_time(metadata.get("creationTimestamp")),
+        terminating=bool(metadata.get("deletionTimestamp")),
+        deletion_cost=annotations.get(POD_DELETION_COST),
+        deletion_cost_by_tideover=annotations.get(DELETION_COST_MARKER) == "managed",
+        scheduling={key: spec[key] for key in ("tolerations", "nodeSelector", "affinity") if key in spec},
     )
 
 

@@ -600,12 +600,18 @@ def test_rbac_grants_event_creation_in_any_namespace() -> None:
         assert rbac.allows("patch", "", "events", namespace)
 
 
-def test_rbac_reserved_grants_for_later_controllers() -> None:
+def test_rbac_grants_what_the_controllers_and_spill_state_need() -> None:
     rbac = _rbac()
+    lease = TideoverConfig().controllers.lease_name
     assert rbac.allows("create", "coordination.k8s.io", "leases", "kube-system")
-    assert rbac.allows("get", "coordination.k8s.io", "leases", "kube-system", "tideover")
-    assert rbac.allows("update", "coordination.k8s.io", "leases", "kube-system", "tideover")
+    assert rbac.allows("get", "coordination.k8s.io", "leases", "kube-system", lease)
+    assert rbac.allows("update", "coordination.k8s.io", "leases", "kube-system", lease)
+    # The gate taint and spill annotations on the virtual node; scale-down protection on VM return targets.
     assert rbac.allows("patch", "", "nodes", None, AKS_VIRTUAL_NODE_NAME)
+    assert rbac.allows("patch", "", "nodes", None, "aks-nodepool1-12345678-vmss000000")
+    # Deletion cost on spilled pods, and evictions to move them back.
+    assert rbac.allows("patch", "", "pods", "default", "web-1")
+    assert rbac.allows("create", "", "pods/eviction", "default", "web-1")
 
 
 def test_rbac_grants_little_else() -> None:
@@ -614,7 +620,7 @@ def test_rbac_grants_little_else() -> None:
     assert not rbac.allows("list", "", "configmaps", "kube-system"), "only the autoscaler's status ConfigMap"
     assert not rbac.allows("get", "", "configmaps", "default", "cluster-autoscaler-status")
     assert not rbac.allows("update", "coordination.k8s.io", "leases", "kube-system", "kube-scheduler")
-    assert not rbac.allows("patch", "", "nodes", None, "aks-nodepool1-12345678-vmss000000")
+    assert not rbac.allows("delete", "", "nodes", None, "aks-nodepool1-12345678-vmss000000")
     assert not rbac.allows("delete", "", "pods", "default", "x")
     assert not rbac.allows("create", "", "pods", "default")
     assert not rbac.allows("create", "", "bindings", "default")

@@ -1,0 +1,118 @@
+"""The return plan: which spilled pods move back to VMs, and why the others wait."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from extender.config import ReturnToVm
+from extender.returns import plan_returns
+from extender.snapshot import PodPlacement
+from tests.factories import NOW, VIRTUAL_NODE, cluster, snapshot, status_yaml, vm_node
+
+POLICY = ReturnToVm(stable_seconds=60, min_pod_age_seconds=60, max_in_flight_per_workload=2)
+QUIET = status_yaml("NoActivity", registered=2)
+STABLE = NOW - timedelta(minutes=5)
+
+
+def spilled(name: str, *, owner: str = "rs-a", kind: str = "ReplicaSet", age: float = 600, cpu: float = 1.0,
+            node: str | None = VIRTUAL_NODE, phase: str = "Running", terminating: bool = False,
+            scheduling: dict[str, Any] | None = None) -> PodPlacement:
+    return PodPlacement(
+        namespace="default", name=name, uid=f"uid-{name}", node_name=node, phase=phase, owner_uid=owner,
+        cpu=cpu, memory=2**30, owner_kind=kind, created=NOW - timedelta(seconds=age), terminating=terminating,
+        scheduling=scheduling or {},
+    )
+
+
+def _plan(pods: list[PodPlacement], *, nodes: list[dict[str, Any]] | None = None, status: str = QUIET,
+          stable_since: datetime | None = STABLE, budget: int = 100, policy: ReturnToVm = POLICY) -> Any:
+    snap = snapshot(nodes if nodes is not None else cluster(2), status)
+    return plan_returns(snap, pods, NOW, policy, stable_since, budget)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "waiting"),
+    [
+        pytest.param({"status": status_yaml("InProgress", registered=2, target=3)},
+                     "capacity still pending in nodepool1", id="scale-up-pending"),
+        pytest.param({"stable_since": None}, "capacity not yet seen stable", id="never-seen-stable"),
+        pytest.param({"stable_since": NOW - timedelta(seconds=20)}, "capacity stable for 20s of the 60s required",
+                     id="not-stable-long-enough"),
+        pytest.param({"budget": 0}, "eviction rate limit reached", id="rate-limited"),
+    ],
+)
+def test_nothing_moves_until_capacity_is_ready_and_stable(kwargs: dict[str, Any], waiting: str) -> None:
+    plan = _plan([spilled("a")], **kwargs)
+    assert plan.moves == ()
+    assert plan.waiting == waiting
+
+
+@pytest.mark.parametrize(
+    ("pod", "reason"),
+    [
+        pytest.param(spilled("job", kind="Job"), "owned by Job: left to finish on the virtual node", id="job"),
+        pytest.param(spilled("bare", kind=None, owner=None), "owned by nothing", id="bare-pod"),  # type: ignore[arg-type]
+        pytest.param(spilled("young", age=10), "running 10s, less than 60s", id="too-young"),
+        pytest.param(spilled("huge", cpu=3), "no VM node could take it now", id="no-room"),
+        pytest.param(spilled("picky", scheduling={"nodeSelector": {"disk": "ssd"}}), "no VM node could take it now",
+                     id="selector-matches-no-vm"),
+    ],
+)
+def test_pods_that_stay_say_why(pod: PodPlacement, reason: str) -> None:
+    plan = _plan([pod])
+    assert plan.moves == ()
+    assert plan.skipped is not None
+    assert reason in plan.skipped[f"default/{pod.name}"]
+
+
+def test_oldest_first_and_room_is_booked_as_moves_are_planned() -> None:
+    pods = [spilled(f"p{i}", owner=f"rs-{i}", age=1000 - i) for i in range(6)]  # 6 x 1 CPU; 2 VMs x 2 CPU
+    plan = _plan(pods)
+    assert [m.pod.name for m in plan.moves] == ["p0", "p1", "p2", "p3"]
+    targets = [m.target_node for m in plan.moves]
+    assert sorted(targets) == sorted(["aks-nodepool1-000000", "aks-nodepool1-000001"] * 2)
+    assert plan.skipped == {"default/p4": "no VM node could take it now", "default/p5": "no VM node could take it now"}
+
+
+def test_pods_already_on_vms_take_room() -> None:
+    on_vm = [spilled(f"vm{i}", owner="other", node="aks-nodepool1-000000", cpu=1) for i in range(2)]
+    plan = _plan([*on_vm, spilled("a", owner="rs-1"), spilled("b", owner="rs-2"), spilled("c", owner="rs-3")])
+    assert [m.target_node for m in plan.moves] == ["aks-nodepool1-000001", "aks-nodepool1-000001"]
+
+
+def test_a_workload_moves_a_few_at_a_time() -> None:
+    pods = [spilled(f"w{i}", owner="rs-web", age=900 - i) for i in range(4)]
+    plan = _plan(pods, nodes=[*cluster(4)])
+    assert [m.pod.name for m in plan.moves] == ["w0", "w1"]
+    assert "2 move(s) of its workload in flight" in plan.skipped["default/w2"]  # type: ignore[index]
+
+
+def test_replacements_not_yet_running_count_as_in_flight() -> None:
+    pods = [
+        spilled("replacement", owner="rs-web", node=None, phase="Pending"),
+        spilled("leaving", owner="rs-web", terminating=True),
+        spilled("next", owner="rs-web"),
+    ]
+    plan = _plan(pods, nodes=[*cluster(4)])
+    assert plan.moves == ()
+    assert "2 move(s) of its workload in flight" in plan.skipped["default/next"]  # type: ignore[index]
+
+
+def test_terminating_pods_are_never_planned_again() -> None:
+    plan = _plan([spilled("evicted-already", terminating=True)])
+    assert plan.moves == ()
+
+
+def test_budget_caps_the_moves() -> None:
+    pods = [spilled(f"p{i}", owner=f"rs-{i}") for i in range(4)]
+    assert len(_plan(pods, budget=1).moves) == 1
+
+
+def test_not_ready_and_cordoned_vms_take_nothing() -> None:
+    nodes = [vm_node("down", ready=False), vm_node("cordoned"), *cluster(0)]
+    nodes[1]["spec"]["unschedulable"] = True
+    plan = _plan([spilled("a")], nodes=nodes)
+    assert plan.moves == ()
