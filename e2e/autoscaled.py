@@ -60,6 +60,9 @@ def tideover_config(provisioning_seconds: float) -> dict[str, Any]:
             "pools": [{"name": POOL, "nodeGroup": POOL, "pricePerHour": 0.096}],
             "provisioningSeconds": provisioning_seconds,
         },
+        # The simulated VMs boot in tens of seconds: an ETA floor of a minute (the default, meant for real
+        # VMSS boots of minutes) would make every ETA read "~60s".
+        "autoscaler": {"overdueFloorSeconds": 5},
         "server": {"host": "127.0.0.1"},
     }
 

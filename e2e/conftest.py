@@ -1,7 +1,8 @@
 """pytest fixtures for the end-to-end tests; they run only with TIDEOVER_E2E=1.
 
 Run: ``TIDEOVER_E2E=1 .venv/bin/python -m pytest e2e -s``. The first run builds the components
-(see e2e/components.py); later runs reuse the cached binaries.
+(see e2e/components.py); later runs reuse the cached binaries. With ``TIDEOVER_E2E_TARGET=kind`` the scenarios
+run against the kind cluster of e2e/kind/up.sh instead (e2e/kind/README.md).
 """
 
 from __future__ import annotations
@@ -14,13 +15,20 @@ from pathlib import Path
 import pytest
 
 from e2e.cluster import LocalCluster
+from e2e.kind.target import skip_local_only
 
 E2E_ENABLED = os.environ.get("TIDEOVER_E2E") == "1"
+# "local": local processes (e2e/cluster.py); "kind": the kind cluster of e2e/kind/up.sh (e2e/kind/README.md).
+E2E_TARGET = os.environ.get("TIDEOVER_E2E_TARGET") or "local"
 _HERE = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if E2E_ENABLED:
+        if E2E_TARGET not in ("local", "kind"):
+            raise pytest.UsageError(f"TIDEOVER_E2E_TARGET={E2E_TARGET!r}: expected local (the default) or kind")
+        if E2E_TARGET == "kind":
+            skip_local_only(i for i in items if _HERE in Path(str(i.path)).parents)
         return
     skip = pytest.mark.skip(reason="end-to-end test: set TIDEOVER_E2E=1 to run")
     for item in items:

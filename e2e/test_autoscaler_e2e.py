@@ -25,9 +25,12 @@ state in memory), with the previous pool's nodes and CA status deleted.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -52,14 +55,15 @@ HOLD_SECONDS = 8.0
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[AutoscaledStack]:
+def stack(request: pytest.FixtureRequest) -> Iterator[AutoscaledStack]:
     """The cluster with the project's scheduler config pointed at tideover, and tideover itself; pools
     (simulator + cluster-autoscaler) are per test."""
     from e2e.conftest import E2E_ENABLED
 
     if not E2E_ENABLED:
         pytest.skip("end-to-end test: set TIDEOVER_E2E=1 to run")
-    work = tmp_path_factory.mktemp("autoscaled")
+    # Not under pytest's basetemp, which keeps only the last 3 runs: the logs of a failure must survive.
+    work = Path(tempfile.mkdtemp(prefix="tideover-autoscaled-"))
     started = time.monotonic()
     s = AutoscaledStack(work, provisioning_seconds=BOOT_SECONDS)
     failed = True
@@ -72,6 +76,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         s.stop(failed=failed)
         if failed:
             print(f"[e2e] logs kept under {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture
@@ -204,10 +210,11 @@ def test_pool_at_max_size_keeps_the_burst_pending_but_when_full_spills(
                "the when-full pod's SpilledToVirtualNode event")
 
 
-def test_backoff_stops_the_spill_and_says_why(stack: AutoscaledStack, ns: Namespace) -> None:
+@pytest.mark.parametrize("mode", ["instances", "increase"])
+def test_backoff_stops_the_spill_and_says_why(stack: AutoscaledStack, ns: Namespace, mode: str) -> None:
     """Scenario 3: every scale-up fails with a quota error (the simulator's instances report
     QuotaExceeded), so CA reports the scale-up InProgress for a moment and then Backoff."""
-    stack.start_pool(_pool(initial=1, max_size=6, quota="instances"))
+    stack.start_pool(_pool(initial=1, max_size=6, quota=mode))
     ns.create_deployment(deployment("web", 1, cpu="1"))
     wait_until(stack, lambda: len(ns.running_on()) == 1, 60, "the first replica to run")
     with recording(stack, ns.name) as rec:

@@ -11,8 +11,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from kubernetes import client as k8s
 
 from e2e.cluster import VIRTUAL_NODE_NAME, LocalCluster, free_port
+from e2e.kind.target import kind_stack
 from e2e.tideover import TideoverProcess, scheduler_config
 from e2e.workloads import Namespace, deployment, pod
 
@@ -26,11 +28,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     tuple[LocalCluster, TideoverProcess]
 ]:
     """The cluster with the project's scheduler config pointed at tideover, and tideover itself."""
-    from e2e.conftest import E2E_ENABLED
+    from e2e.conftest import E2E_ENABLED, E2E_TARGET
 
     if not E2E_ENABLED:
         pytest.skip("end-to-end test: set TIDEOVER_E2E=1 to run")
     work = tmp_path_factory.mktemp("tideover")
+    if E2E_TARGET == "kind":  # the running kind cluster of e2e/kind/up.sh instead of local processes
+        yield from kind_stack(work, request)
+        return
     port = free_port()  # the scheduler needs tideover's URL before tideover (which needs the API) starts
     cluster = LocalCluster(scheduler_config=scheduler_config(f"http://127.0.0.1:{port}", work / "scheduler.yaml"))
     tideover = TideoverProcess(cluster.kubeconfig, work, port=port)
@@ -132,6 +137,19 @@ def test_when_full_workload_spills_to_the_virtual_node(
                    for name in spilled)
 
     ns.wait(spill_events, 30, "SpilledToVirtualNode events with the reason")
+
+    # Scale-down preference (issue 5): the Lease holder marks the spilled pods with a low deletion cost, so
+    # the ReplicaSet controller removes them first. One patch per spilled pod, none for VM pods.
+    def costs() -> dict[str, str | None]:
+        return {p["metadata"]["name"]: (p["metadata"].get("annotations") or {}).get(
+            "controller.kubernetes.io/pod-deletion-cost") for p in ns.pods()}
+
+    ns.wait(lambda: all(costs()[name] == "-1000" for name in spilled), 30, "deletion cost on the spilled pods")
+    assert {name for name, cost in costs().items() if cost is not None} == set(spilled)
+    lease = k8s.CoordinationV1Api(cluster.api_client()).read_namespaced_lease("tideover-controllers", "kube-system")
+    assert lease.spec.holder_identity
+    ns.scale("burst", 4)
+    ns.wait(lambda: ns.summary() == {"vm": 4}, 60, "the scale-down to remove the virtual-node pods first")
 
 
 def test_pods_that_must_not_spill_never_reach_the_virtual_node(

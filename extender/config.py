@@ -382,10 +382,11 @@ class Controllers(_Model):
     # HTTP extender serves from all of them.
     lease_namespace: str = Field(default="kube-system", min_length=1)
     lease_name: str = Field(default="tideover-controllers", min_length=1)
-    # Seconds (kube-controller-manager's defaults): a failed leader is replaced within about 15 s.
-    lease_duration_seconds: PositiveFloat = 15.0
-    renew_deadline_seconds: PositiveFloat = 10.0
-    retry_period_seconds: PositiveFloat = 2.0
+    # Whole seconds, as a Lease stores them (kube-controller-manager's defaults): a failed leader is
+    # replaced within about 15 s.
+    lease_duration_seconds: int = Field(default=15, ge=1)
+    renew_deadline_seconds: int = Field(default=10, ge=1)
+    retry_period_seconds: int = Field(default=2, ge=1)
     deletion_cost: DeletionCost = Field(default_factory=DeletionCost)
     return_to_vm: ReturnToVm = Field(default_factory=ReturnToVm)
 

@@ -118,3 +118,15 @@ def test_serve_settings_ignore_kubernetes_service_link_variables(monkeypatch: py
     assert settings.port == 9443
     assert settings.host is None
     assert str(settings.config) == "/etc/tideover/tideover.yaml"
+
+
+def test_lease_timings_are_whole_seconds_in_order() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"controllers": {"leaseDurationSeconds": 1.5, "renewDeadlineSeconds": 20}})
+    joined = "\n".join(caught.value.problems)
+    assert "controllers.leaseDurationSeconds: Input should be a valid integer" in joined
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"controllers": {"leaseDurationSeconds": 10, "renewDeadlineSeconds": 10}})
+    assert caught.value.problems == [
+        "controllers: need retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds"
+    ]
