@@ -22,7 +22,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,8 +63,23 @@ def tideover_config(provisioning_seconds: float) -> dict[str, Any]:
         # The simulated VMs boot in tens of seconds: an ETA floor of a minute (the default, meant for real
         # VMSS boots of minutes) would make every ETA read "~60s".
         "autoscaler": {"overdueFloorSeconds": 5},
+        # virtual-kubelet's mock provider stores the Pod object of every update, status included
+        # (mock.go UpdatePod), so the pod-deletion-cost patch tideover puts on a pod that just landed on the
+        # virtual node, arriving before the mock's first status sync, resets the pod to Pending for good. A
+        # mock artifact (ACI's provider keeps its own status); the scenarios here do not scale down, so the
+        # deletion cost is off.
+        "controllers": {"deletionCost": {"enabled": False}},
         "server": {"host": "127.0.0.1"},
     }
+
+
+def merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` merged in, mappings recursively."""
+    out = dict(base)
+    for key, value in override.items():
+        current = out.get(key)
+        out[key] = merged(current, value) if isinstance(current, Mapping) and isinstance(value, Mapping) else value
+    return out
 
 
 def autoscaler_options() -> AutoscalerOptions:
@@ -222,7 +237,14 @@ class Pool:
 class AutoscaledStack:
     """Cluster + tideover for the stack's life; :meth:`start_pool` / :meth:`stop_pool` per scenario."""
 
-    def __init__(self, work_dir: Path, *, provisioning_seconds: float = 20.0, keep_work_dir: bool = False) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        provisioning_seconds: float = 20.0,
+        keep_work_dir: bool = False,
+        tideover_overrides: Mapping[str, Any] | None = None,
+    ) -> None:
         self.work_dir = work_dir
         work_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()  # the scheduler needs tideover's URL before tideover (which needs the API) starts
@@ -231,9 +253,8 @@ class AutoscaledStack:
             scheduler_config=scheduler_config(f"http://127.0.0.1:{port}", work_dir / "scheduler.yaml"),
             keep_work_dir=keep_work_dir,
         )
-        self.tideover = TideoverProcess(
-            self.cluster.kubeconfig, work_dir, config=tideover_config(provisioning_seconds), port=port
-        )
+        config = merged(tideover_config(provisioning_seconds), tideover_overrides or {})
+        self.tideover = TideoverProcess(self.cluster.kubeconfig, work_dir, config=config, port=port)
         self.pool: Pool | None = None
         self._pool_runs = 0
 

@@ -18,7 +18,7 @@ from e2e.kind.target import kind_stack
 from e2e.tideover import TideoverProcess, scheduler_config
 from e2e.workloads import Namespace, deployment, pod
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.kind]  # kind: its stack fixture has a kind target
 
 VIRTUAL = VIRTUAL_NODE_NAME
 
@@ -100,7 +100,7 @@ def test_seed_workload_stays_pending_without_a_scale_up(
 
     def withheld_reason_reported() -> bool:
         return all(
-            any("1 node(s) had untolerated taint(s)" in m for m in ns.events("FailedScheduling", name))
+            any("node(s) had untolerated taint(s)" in m for m in ns.events("FailedScheduling", name))
             for name in pending
         )
 
@@ -180,6 +180,9 @@ def test_placement_follows_tideover_scores(stack: tuple[LocalCluster, TideoverPr
     cluster, tideover = stack
     (spot,) = _vm_nodes(cluster, 1, pool="spotpool")
     (dear,) = _vm_nodes(cluster, 1, pool="nodepool1")
+    # Both must be feasible (no lingering not-ready taint): with one feasible node kube-scheduler skips
+    # prioritize, and nothing would be proven.
+    ns.wait(lambda: not any(cluster.node(n)["spec"].get("taints") for n in (spot, dear)), 30, "untainted VM nodes")
     ns.create_pod(pod("load", cpu="1", tolerate_virtual=False, nodeName=spot))
     ns.wait(lambda: ns.running_on().get("load") == spot, 30, "the load pod on the spot node")
     before = tideover.metric("tideover_decisions_total", {"verb": "prioritize"})

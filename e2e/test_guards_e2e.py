@@ -18,7 +18,7 @@ from e2e.test_extender_e2e import _vm_nodes, ns, stack  # noqa: F401 (fixtures)
 from e2e.tideover import TideoverProcess
 from e2e.workloads import SEED_TOLERATIONS, Namespace, deployment, pod
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.kind]
 
 VIRTUAL = VIRTUAL_NODE_NAME
 

@@ -10,9 +10,9 @@ components) raises :class:`~e2e.cluster.ClusterError`.
 
 Differences from the local path, all invisible to the scenarios:
 
-- VM nodes are kwok nodes as on the local path (the kwok controller runs in the cluster). :meth:`KindCluster.delete_node`
-  deletes only those: the scenarios' cleanup deletes every node but the virtual node, which here would include
-  kind's own nodes.
+- VM nodes are kwok nodes as on the local path (the kwok controller runs in the cluster).
+  :meth:`KindCluster.delete_node` deletes only nodes the tests made: the scenarios' cleanup deletes every node but
+  the virtual node, which here would include kind's own nodes.
 - tideover is the Deployment kube-system/tideover (one replica) reached through its NodePort; stopping it scales the
   Deployment to 0, so kube-scheduler's calls are refused, as when the local process is stopped.
 - On a failure the logs are read from the cluster (``kubectl logs`` of tideover, kube-scheduler, virtual-kubelet,
@@ -26,7 +26,7 @@ import copy
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from e2e.cluster import KWOK_NODE_ANNOTATION, ClusterError, LocalCluster
+from e2e.cluster import VIRTUAL_NODE_NAME, ClusterError, LocalCluster
 from e2e.tideover import DEFAULT_CONFIG, ROOT, TideoverProcess
 
 CLUSTER_NAME = "tideover-e2e"
@@ -48,8 +48,6 @@ TIDEOVER_SELECTOR = "app.kubernetes.io/name=tideover"
 NODE_PORT = 30888
 # Every node of the kind cluster itself carries this label (cluster.yaml); kwok and virtual nodes do not.
 KIND_NODE_LABEL = ("tideover.io/kind-node", "true")
-# The fixtures whose tests run on the kind target; other e2e tests need the local processes themselves.
-KIND_FIXTURES = frozenset({"stack"})
 # Namespaces the scenarios create (test_extender_e2e.py's ns fixture); a killed run leaves them behind.
 SCENARIO_NAMESPACE = re.compile(r"^t-[0-9a-f]{8}$")
 # Pods whose logs are saved after a failure: name -> label selector in kube-system.
@@ -72,12 +70,16 @@ def tideover_config() -> dict[str, Any]:
     return config
 
 
-def _is_fake_vm_node(node: k8s.V1Node) -> bool:
-    """A kwok node of the tests, not one of kind's nodes (nor the virtual node, which has no kwok annotation)."""
-    annotations = node.metadata.annotations or {}
-    labels = node.metadata.labels or {}
-    key, value = KWOK_NODE_ANNOTATION
-    return annotations.get(key) == value and labels.get(KIND_NODE_LABEL[0]) != KIND_NODE_LABEL[1]
+def _is_test_node(node: Mapping[str, Any]) -> bool:
+    """A node the tests made (kwok VM nodes, Node objects standing for booting VMs): not one of kind's own nodes
+    (labelled by cluster.yaml, and registered by a kubelet with a kind:// provider ID) nor a virtual node."""
+    metadata = node.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    if labels.get(KIND_NODE_LABEL[0]) == KIND_NODE_LABEL[1] or labels.get("type") == "virtual-kubelet":
+        return False
+    if str((node.get("spec") or {}).get("providerID") or "").startswith("kind://"):
+        return False
+    return metadata.get("name") != VIRTUAL_NODE_NAME
 
 
 class KindCluster(LocalCluster):
@@ -147,31 +149,35 @@ class KindCluster(LocalCluster):
 
     def save_logs(self) -> dict[str, Path]:
         """``kubectl logs`` of tideover, kube-scheduler, virtual-kubelet and kwok into ``logs_dir``."""
-        core = self.core_v1()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         for name, selector in LOGGED_COMPONENTS.items():
-            parts: list[str] = []
-            for pod in core.list_namespaced_pod(NAMESPACE, label_selector=selector).items:
-                pod_name = pod.metadata.name
-                try:
-                    text = core.read_namespaced_pod_log(pod_name, NAMESPACE, timestamps=True)
-                except ApiException as exc:
-                    text = f"(no log: {exc.status} {exc.reason})\n"
-                parts.append(f"===== pod {NAMESPACE}/{pod_name}\n{text}")
             path = self.logs_dir / f"{name}.log"
-            path.write_text("".join(parts) or f"(no pod matches {selector} in {NAMESPACE})\n")
+            path.write_text(self.pod_logs(selector) or f"(no pod matches {selector} in {NAMESPACE})\n")
             self._saved_logs[name] = path
         return dict(self._saved_logs)
+
+    def pod_logs(self, selector: str) -> str:
+        """The logs of the kube-system pods matching ``selector``, one after the other."""
+        core = self.core_v1()
+        parts: list[str] = []
+        for pod in core.list_namespaced_pod(NAMESPACE, label_selector=selector).items:
+            pod_name = str(self.to_dict(pod)["metadata"]["name"])
+            try:
+                text = core.read_namespaced_pod_log(pod_name, NAMESPACE, timestamps=True)
+            except ApiException as exc:
+                text = f"(no log: {exc.status} {exc.reason})\n"
+            parts.append(f"===== pod {NAMESPACE}/{pod_name}\n{text}")
+        return "".join(parts)
 
     # ------------------------------------------------------------------ nodes
 
     def delete_node(self, name: str) -> None:
-        """Delete a kwok VM node of the tests; kind's own nodes and the virtual node are left alone."""
+        """Delete a node the tests made; kind's own nodes and the virtual node are left alone."""
         try:
-            node = self.core_v1().read_node(name)
+            node = self.node(name)
         except ApiException:
             return
-        if _is_fake_vm_node(node):
+        if _is_test_node(node):
             super().delete_node(name)
 
     # ------------------------------------------------------------------ not on kind
@@ -190,15 +196,20 @@ class KindCluster(LocalCluster):
 
     # ------------------------------------------------------------------ internals
 
+    def deployment(self, name: str) -> dict[str, Any]:
+        """A Deployment of kube-system, as a dict."""
+        return self.to_dict(k8s.AppsV1Api(self.api_client()).read_namespaced_deployment(name, NAMESPACE))
+
     def _require_available(self, deployment: str, what: str) -> None:
-        apps = k8s.AppsV1Api(self.api_client())
         try:
-            status = apps.read_namespaced_deployment(deployment, NAMESPACE).status
+            status = self.deployment(deployment).get("status") or {}
         except ApiException as exc:
             if exc.status == 404:
-                raise ClusterError(f"{what} is not installed (no Deployment {NAMESPACE}/{deployment}): run up.sh") from exc
+                raise ClusterError(
+                    f"{what} is not installed (no Deployment {NAMESPACE}/{deployment}): run bash e2e/kind/up.sh"
+                ) from exc
             raise
-        if not status.available_replicas:
+        if not status.get("availableReplicas"):
             raise ClusterError(
                 f"{what} is not available: kubectl --kubeconfig {self.kubeconfig} -n {NAMESPACE} "
                 f"describe deployment/{deployment}"
@@ -207,21 +218,31 @@ class KindCluster(LocalCluster):
     def _remove_leftovers(self) -> None:
         """VM nodes and namespaces of an earlier run that was killed before its cleanup: they would change counts."""
         core = self.core_v1()
-        for node in core.list_node().items:
-            if _is_fake_vm_node(node):
-                super().delete_node(node.metadata.name)
-        leftovers = [
-            ns.metadata.name
-            for ns in core.list_namespace().items
-            if SCENARIO_NAMESPACE.match(ns.metadata.name or "")
-        ]
+
+        def test_nodes() -> list[str]:
+            nodes = [self.to_dict(n) for n in core.list_node().items]
+            return [str(n["metadata"]["name"]) for n in nodes if _is_test_node(n)]
+
+        def scenario_namespaces(active_only: bool) -> list[str]:
+            namespaces = [self.to_dict(n) for n in core.list_namespace().items]
+            return [
+                str(n["metadata"]["name"])
+                for n in namespaces
+                if SCENARIO_NAMESPACE.match(n["metadata"]["name"])
+                and (not active_only or (n.get("status") or {}).get("phase") == "Active")
+            ]
+
+        leftovers = scenario_namespaces(active_only=True)  # terminating ones are an earlier module's, going
         for name in leftovers:
             with contextlib.suppress(ApiException):
-                core.delete_namespace(name)
+                core.delete_namespace(name)  # first: a terminating namespace takes no new pods
+            with contextlib.suppress(ApiException):  # pods on deleted kwok nodes would wait for the pod GC
+                core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
+        for name in test_nodes():
+            super().delete_node(name)
 
         def gone() -> bool:
-            names = {ns.metadata.name for ns in core.list_namespace().items}
-            return not names.intersection(leftovers) and not any(_is_fake_vm_node(n) for n in core.list_node().items)
+            return not test_nodes() and not set(leftovers).intersection(scenario_namespaces(active_only=False))
 
         if leftovers:
             print(f"\n[e2e.kind] removing namespaces left by an earlier run: {', '.join(leftovers)}")
@@ -254,25 +275,17 @@ class KindTideover(TideoverProcess):
 
     @property
     def running(self) -> bool:
-        deployment = self._apps().read_namespaced_deployment(TIDEOVER_DEPLOYMENT, NAMESPACE)
-        return bool(deployment.spec.replicas) and bool(deployment.status.ready_replicas)
+        deployment = self.cluster.deployment(TIDEOVER_DEPLOYMENT)
+        return bool(deployment["spec"].get("replicas")) and bool((deployment.get("status") or {}).get("readyReplicas"))
 
     def save_log(self) -> Path:
         """The log of the current replica (the one that served the failing test) into ``log_path``."""
-        core = self.cluster.core_v1()
-        parts = []
-        for pod in core.list_namespaced_pod(NAMESPACE, label_selector=TIDEOVER_SELECTOR).items:
-            text = core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE, timestamps=True)
-            parts.append(f"===== pod {NAMESPACE}/{pod.metadata.name}\n{text}")
-        self.log_path.write_text("".join(parts) or "(no tideover pod)\n")
+        self.log_path.write_text(self.cluster.pod_logs(TIDEOVER_SELECTOR) or "(no tideover pod)\n")
         return self.log_path
-
-    def _apps(self) -> k8s.AppsV1Api:
-        return k8s.AppsV1Api(self.cluster.api_client())
 
     def _scale(self, replicas: int) -> None:
         try:
-            self._apps().patch_namespaced_deployment_scale(
+            k8s.AppsV1Api(self.cluster.api_client()).patch_namespaced_deployment_scale(
                 TIDEOVER_DEPLOYMENT, NAMESPACE, {"spec": {"replicas": replicas}}
             )
         except ApiException as exc:
@@ -281,10 +294,10 @@ class KindTideover(TideoverProcess):
             raise
 
     def _serving(self) -> bool:
-        deployment = self._apps().read_namespaced_deployment(TIDEOVER_DEPLOYMENT, NAMESPACE)
-        status = deployment.status
-        current = (status.observed_generation or 0) >= (deployment.metadata.generation or 0)
-        return current and bool(status.ready_replicas) and self.get("/readyz")[0] == 200
+        deployment = self.cluster.deployment(TIDEOVER_DEPLOYMENT)
+        status = deployment.get("status") or {}
+        current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+        return current and bool(status.get("readyReplicas")) and self.get("/readyz")[0] == 200
 
     def _gone(self) -> bool:
         pods = self.cluster.core_v1().list_namespaced_pod(NAMESPACE, label_selector=TIDEOVER_SELECTOR).items
@@ -298,12 +311,15 @@ def kind_stack(work: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Loc
     """
     cluster = KindCluster(kubeconfig_path(), work / "kind")
     tideover = KindTideover(cluster, work)
+    problem = None
     try:
         cluster.start()
         tideover.start()
     except ClusterError as exc:
+        problem = str(exc)
+    if problem is not None:  # outside the except block, so that pytest shows the message alone
         cluster.stop()
-        pytest.fail(f"kind target (TIDEOVER_E2E_TARGET=kind): {exc}", pytrace=False)
+        pytest.fail(f"kind target (TIDEOVER_E2E_TARGET=kind): {problem}", pytrace=False)
     print(f"\n[e2e] kind cluster {CLUSTER_NAME} ({cluster.kubeconfig}); tideover at {tideover.url}")
     failed = True
     try:
@@ -320,14 +336,12 @@ def kind_stack(work: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Loc
 
 
 def skip_local_only(items: Iterable[pytest.Item]) -> None:
-    """On the kind target, skip the e2e tests that need the local processes themselves (the cluster smoke tests,
-    and any test not built on a fixture of KIND_FIXTURES), with the reason."""
+    """On the kind target, skip the e2e tests not marked ``kind``: they need the local processes themselves (the
+    cluster smoke tests; the autoscaler scenarios, which run cluster-autoscaler and the VMSS simulator locally)."""
     skip = pytest.mark.skip(
-        reason="needs the local-process cluster (LocalCluster); TIDEOVER_E2E_TARGET=kind runs the scenarios "
-        f"on the fixture(s) {', '.join(sorted(KIND_FIXTURES))} only"
+        reason="needs the local-process cluster (LocalCluster): TIDEOVER_E2E_TARGET=kind runs only the e2e tests "
+        "marked kind (test_extender_e2e.py)"
     )
     for item in items:
-        if item.get_closest_marker("e2e") is None:
-            continue
-        if not KIND_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if item.get_closest_marker("e2e") is not None and item.get_closest_marker("kind") is None:
             item.add_marker(skip)

@@ -105,7 +105,8 @@ kind load docker-image --name "${CLUSTER_NAME}" "${TIDEOVER_IMAGE}" "${VIRTUAL_K
 # kind's own nodes.
 log "restricting kube-system DaemonSets to the kind nodes"
 node_selector_patch="{\"spec\":{\"template\":{\"spec\":{\"nodeSelector\":{\"${KIND_NODE_LABEL%%=*}\":\"${KIND_NODE_LABEL#*=}\"}}}}}"
-for daemonset in $(kube -n "${NAMESPACE}" get daemonsets -o name); do
+daemonsets="$(kube -n "${NAMESPACE}" get daemonsets -o name)"
+for daemonset in ${daemonsets}; do
   kube -n "${NAMESPACE}" patch "${daemonset}" --type strategic -p "${node_selector_patch}"
   kube -n "${NAMESPACE}" rollout status "${daemonset}" --timeout="${TIMEOUT}"
 done
