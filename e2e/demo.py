@@ -55,8 +55,7 @@ def why(events: list[tuple[float, str, str]], node: str | None) -> str:
         return "FailedScheduling: " + by_reason.get("FailedScheduling", "(no event yet)")
     waited = sum(1 for _, reason, _ in events if reason == "FailedScheduling")
     if node == VIRTUAL:
-        return (f"no SpilledToVirtualNode event: passed tideover's filter by its fast path (tideover bug, "
-                f"GUARD_BYPASS in e2e/test_autoscaler_e2e.py); {waited} FailedScheduling before")
+        return f"{waited} FailedScheduling, then spilled without a SpilledToVirtualNode event (GUARD_BYPASS)"
     if waited:
         return f"on a VM after {waited} FailedScheduling (last: {by_reason['FailedScheduling']})"
     return "fit on a VM at once (Scheduled, no FailedScheduling)"
@@ -140,8 +139,8 @@ def burst_and_watch(stack: AutoscaledStack, ns: Namespace, rec: Recorder, burst:
         say(f"{name}: SpilledToVirtualNode: {message}")
     say(f"{len(events)} of {len(spilled)} spilled pods have a SpilledToVirtualNode event"
         + ("" if len(events) == len(spilled) else
-           " (the others passed tideover's filter by its fast path before its snapshot saw the gate open: "
-           "a known tideover bug, see GUARD_BYPASS in e2e/test_autoscaler_e2e.py)"))
+           "; the pods without one passed tideover's filter by its fast path before its snapshot saw the gate "
+           "open (a tideover bug: GUARD_BYPASS in e2e/test_autoscaler_e2e.py)"))
 
     new_vms = MAX_SIZE - 1
     wait_until(stack, lambda: len(rec.vm_ready) >= MAX_SIZE, BOOT_SECONDS + 60, f"{new_vms} new VMs Ready")

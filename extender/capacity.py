@@ -35,8 +35,9 @@ When several pending reasons hold, the state is the first of ``scale-up-in-progr
 
 ``pending_since`` is CA's ``scaleUp.lastTransitionTime`` when CA says InProgress, else
 ``first_seen_pending`` (the caller remembers when it first saw the pool pending), else ``now``.
-``eta_seconds = max(provisioning_estimate_seconds - (now - pending_since), overdue_floor_seconds)``: once a
-scale-up is overdue its remaining wait is unknown, so the prediction never drops below the floor.
+``eta_seconds = provisioning_estimate_seconds - (now - pending_since)`` while that is positive; once a
+scale-up is overdue its remaining wait is unknown, and the prediction is ``overdue_floor_seconds`` (never
+"almost there" for a scale-up that is already late).
 :class:`ProvisioningTimeEstimator` refines the estimate from provisioning times observed per pool.
 """
 
@@ -195,7 +196,8 @@ def capacity_signal(
         else:
             pending_since = now
         waited = max(0.0, (now - pending_since).total_seconds())
-        eta = max(provisioning_estimate_seconds - waited, overdue_floor_seconds)
+        remaining = provisioning_estimate_seconds - waited
+        eta = remaining if remaining > 0 else overdue_floor_seconds
         if waited > provisioning_estimate_seconds:
             evidence.append(
                 f"overdue: pending for {waited:.0f}s, longer than the "

@@ -216,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.basicConfig(
                 level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
             )
+            # The client's leader election logs every renewal (each retry period) at INFO.
+            logging.getLogger("leaderelection").setLevel(logging.WARNING)
             return serve(settings)
         if args.command == "check-config":
             return check_config(args.file)

@@ -45,7 +45,9 @@ RETURN_TARGET_MARKER = "tideover.io/return-target"  # "true" on nodes tideover p
 
 def desired_deletion_cost(pod: PodPlacement, virtual_nodes: frozenset[str], cost: int) -> str | None:
     """The deletion cost tideover should write on this pod, or None to leave it as it is."""
-    if pod.owner_kind != "ReplicaSet" or not pod.active or pod.terminating:
+    # Only running pods: a ReplicaSet already deletes not-yet-running pods first, and writing to a pod that
+    # is still starting races its provider's first status update.
+    if pod.owner_kind != "ReplicaSet" or pod.phase != "Running" or pod.terminating:
         return None
     if pod.node_name not in virtual_nodes:
         return None
@@ -229,6 +231,7 @@ class LeaderElector:
         self._thread.start()
 
     def _started(self) -> None:
+        log.info("%s holds the lease; running the controllers", self.identity)
         self._stop_leading.clear()
         self.leading.set()
         self._lead(self._stop_leading)  # returns when _stopped sets the event

@@ -22,6 +22,7 @@ from enum import StrEnum
 import numpy as np
 
 from extender.annotations import SpillPolicy, WorkloadPolicy, workload_policy
+from extender.capacity import CapacityState
 from extender.config import TideoverConfig
 from extender.guards import (
     NO_IN_FLIGHT,
@@ -33,7 +34,7 @@ from extender.guards import (
 )
 from extender.matching import pod_fits_template, untolerated_taint
 from extender.objects import PodFacts
-from extender.snapshot import ClusterSnapshot, NodeKind, PoolView
+from extender.snapshot import SPILL_GATE_TAINT_KEY, ClusterSnapshot, NodeKind, PoolView
 from scoring.combine import Weights, combined_scores
 from scoring.cost import GIB, virtual_cost_per_hour, vm_cost_per_hour
 from scoring.latency import missing_image_bytes, start_seconds
@@ -118,14 +119,20 @@ def pool_fit_problems(pod: PodFacts, pool: PoolView) -> list[str]:
 
 def _tolerates_some_virtual_node(pod: PodFacts, snapshot: ClusterSnapshot) -> bool:
     for name in snapshot.virtual_nodes:
-        if untolerated_taint(pod.tolerations, snapshot.nodes[name].facts.taints) is None:
+        # tideover's own gate is left out: kube-scheduler's taint filter has already judged it against the
+        # node as the scheduler sees it, which may be newer than this snapshot (the moment the gate opens).
+        taints = [t for t in snapshot.nodes[name].facts.taints if t.get("key") != SPILL_GATE_TAINT_KEY]
+        if untolerated_taint(pod.tolerations, taints) is None:
             return True
     return False
 
 
 def _scale_up_summary(pools: Sequence[PoolView]) -> str:
     states = sorted({p.capacity.autoscaler_scale_up or p.capacity.state.value for p in pools})
-    return ", ".join(states)
+    # A failed scale-up says why (CA's error code and message), so a person can act on it (quota, SKU).
+    failures = [f"{p.name}: {p.capacity.evidence[0]}" for p in pools
+                if p.capacity.state is CapacityState.BACKOFF and p.capacity.evidence]
+    return "; ".join([", ".join(states), *failures])
 
 
 def decide_filter(

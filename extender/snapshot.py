@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -20,7 +20,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from extender.autoscaler_status import AutoscalerStatus, AutoscalerStatusError, parse_autoscaler_status
-from extender.capacity import CapacitySignal, PoolNodeState, ProvisioningTimeEstimator, capacity_signal
+from extender.capacity import (
+    CapacitySignal,
+    CapacityState,
+    PoolNodeState,
+    ProvisioningTimeEstimator,
+    capacity_signal,
+)
 from extender.config import TideoverConfig
 from extender.objects import Json, NodeFacts, ObjectError, parse_go_time, parse_time, quantity
 from extender.objects import _requests as container_requests
@@ -72,6 +78,10 @@ class PoolView:
     node_allocatable: tuple[float, float] | None = None
 
 
+# Pending because the autoscaler is adding VMs (as opposed to a node merely still starting).
+AUTOSCALER_PENDING_STATES = frozenset({CapacityState.SCALE_UP_IN_PROGRESS, CapacityState.TARGET_ABOVE_REGISTERED})
+# The taint tideover puts on virtual nodes while no VM capacity is pending (see extender.spillstate).
+SPILL_GATE_TAINT_KEY = "tideover.io/spill-window"
 POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 DELETION_COST_MARKER = "tideover.io/deletion-cost"  # "managed" on pods whose deletion cost tideover set
 
@@ -303,20 +313,28 @@ class PendingTracker:
 
     estimator: ProvisioningTimeEstimator
     first_seen_pending: dict[str, datetime] = field(default_factory=dict)
+    # When the autoscaler's scale-up (not merely a node starting) began, per pool: what times are measured from.
+    scale_up_started: dict[str, datetime] = field(default_factory=dict)
     ready_nodes: dict[str, set[str]] = field(default_factory=dict)
 
-    def update(self, pool: str, signal: CapacitySignal, ready_now: set[str], now: datetime) -> None:
+    def update(self, pool: str, signal: CapacitySignal, nodes: Sequence[NodeFacts], now: datetime) -> None:
+        ready_now = {n.name for n in nodes if n.ready}
         previous_ready = self.ready_nodes.get(pool)
-        started = self.first_seen_pending.get(pool)
+        started = self.scale_up_started.get(pool)
         if previous_ready is not None and started is not None:
-            # A node of a pending pool turned Ready: one observed provisioning time.
-            for _ in ready_now - previous_ready:
-                self.estimator.observe(pool, (now - started).total_seconds())
+            # A node created by this scale-up turned Ready: one observed provisioning time. A node that
+            # was there before (flapping NotReady -> Ready) says nothing about how long a VM takes.
+            for node in nodes:
+                if node.name in ready_now - previous_ready and node.created is not None and node.created >= started:
+                    self.estimator.observe(pool, (now - started).total_seconds())
         self.ready_nodes[pool] = ready_now
         if signal.pending:
             self.first_seen_pending.setdefault(pool, signal.pending_since or now)
+            if signal.state in AUTOSCALER_PENDING_STATES:
+                self.scale_up_started.setdefault(pool, signal.pending_since or now)
         else:
             self.first_seen_pending.pop(pool, None)
+            self.scale_up_started.pop(pool, None)
 
 
 @dataclass(frozen=True)
@@ -410,7 +428,7 @@ def build_snapshot(
             overdue_floor_seconds=autoscaler.overdue_floor_seconds,
             first_seen_pending=tracker.first_seen_pending.get(pool_name),
         )
-        tracker.update(pool_name, signal, {n.name for n in pool_nodes if n.ready}, now)
+        tracker.update(pool_name, signal, pool_nodes, now)
         labels, taints, source = _template(pool_name, config, list(pool_nodes))
         pools[pool_name] = PoolView(
             name=pool_name,

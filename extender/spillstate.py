@@ -33,12 +33,13 @@ from typing import Any, Protocol
 
 from kubernetes.client.rest import ApiException
 
-from extender.snapshot import ClusterSnapshot
+from extender.capacity import CapacityState
+from extender.snapshot import SPILL_GATE_TAINT_KEY, ClusterSnapshot
 
 log = logging.getLogger("tideover.spillstate")
 
 CAPACITY_PENDING = "tideover.io/capacity-pending"  # comma-separated pools, "" when none
-SPILL_WINDOW = "tideover.io/spill-window"  # annotation: "open" | "closed", with the time it last changed
+SPILL_WINDOW = SPILL_GATE_TAINT_KEY  # annotation (and taint key): "open" | "closed", since when, and why
 GATE_TAINT: dict[str, str] = {"key": SPILL_WINDOW, "value": "closed", "effect": "NoSchedule"}
 CONFLICT_RETRIES = 5
 
@@ -48,6 +49,9 @@ class SpillState:
     pending_pools: tuple[str, ...]
     since: datetime
     reason: str = ""
+    # Each pool's state (and a failed scale-up's error): a change here rewrites the reason, which is rare,
+    # unlike an ETA that moves every second.
+    pool_states: tuple[tuple[str, str, str], ...] = ()
 
     def annotations(self) -> dict[str, str]:
         stamp = self.since.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -59,8 +63,22 @@ class SpillState:
 def _reason(snapshot: ClusterSnapshot, pending: tuple[str, ...]) -> str:
     if pending:
         return "capacity pending in " + "; ".join(snapshot.pools[name].capacity.describe() for name in pending)
-    states = ", ".join(f"{name}: {pool.capacity.state.value}" for name, pool in snapshot.pools.items())
+    states = "; ".join(pool.capacity.describe() for pool in snapshot.pools.values())
     return f"no VM pool has capacity pending ({states or 'no pools'})"
+
+
+def _pool_states(snapshot: ClusterSnapshot) -> tuple[tuple[str, str, str], ...]:
+    return tuple(
+        (name, pool.capacity.state.value,
+         pool.capacity.evidence[0] if pool.capacity.state is CapacityState.BACKOFF and pool.capacity.evidence else "")
+        for name, pool in sorted(snapshot.pools.items())
+    )
+
+
+def _without_time(window: str) -> str:
+    """'closed since 2026-...Z: reason' -> 'closed: reason' (replicas differ only in when they noticed)."""
+    head, _, rest = window.partition(" since ")
+    return f"{head}: {rest.partition(' ')[2]}" if rest else head  # the stamp has no spaces
 
 
 def desired_taints(current: list[Mapping[str, Any]], state: SpillState, gate: bool) -> list[Mapping[str, Any]]:
@@ -74,9 +92,11 @@ def desired_taints(current: list[Mapping[str, Any]], state: SpillState, gate: bo
 def desired_state(snapshot: ClusterSnapshot, previous: SpillState | None) -> SpillState | None:
     """The state to record, or None when nothing changed (the 'since' of an unchanged state is kept)."""
     pending = tuple(sorted(snapshot.pending_pools))
-    if previous is not None and previous.pending_pools == pending:
+    states = _pool_states(snapshot)
+    if previous is not None and previous.pending_pools == pending and previous.pool_states == states:
         return None
-    return SpillState(pending, snapshot.built_at, _reason(snapshot, pending))
+    since = previous.since if previous is not None and previous.pending_pools == pending else snapshot.built_at
+    return SpillState(pending, since, _reason(snapshot, pending), states)
 
 
 class NodeWriter(Protocol):
@@ -132,12 +152,12 @@ class SpillStateRecorder:
             annotations = metadata.get("annotations") or {}
             taints = list((node.get("spec") or {}).get("taints") or [])
             wanted_annotations = state.annotations()
-            window = wanted_annotations[SPILL_WINDOW].split(" ", 1)[0]
-            if annotations.get(CAPACITY_PENDING) == wanted_annotations[CAPACITY_PENDING] and str(
-                annotations.get(SPILL_WINDOW, "")
-            ).startswith(window + " "):
-                # Same state, recorded by another replica (or before a restart): its "since" stands.
-                wanted_annotations[SPILL_WINDOW] = annotations[SPILL_WINDOW]
+            existing = str(annotations.get(SPILL_WINDOW, ""))
+            if annotations.get(CAPACITY_PENDING) == wanted_annotations[CAPACITY_PENDING] and _without_time(
+                existing
+            ) == _without_time(wanted_annotations[SPILL_WINDOW]):
+                # Same state and reason, recorded by another replica (or before a restart): its "since" stands.
+                wanted_annotations[SPILL_WINDOW] = existing
             wanted_taints = desired_taints(taints, state, self._gate)
             if taints == wanted_taints and all(annotations.get(k) == v for k, v in wanted_annotations.items()):
                 return False

@@ -321,7 +321,7 @@ def test_capacity_rules(
         ),
         pytest.param(
             {"status": status(group(scale_up="InProgress", scale_up_since=ago(200)))},
-            ago(200), 60.0, id="nearly-due-never-below-floor",
+            ago(200), 40.0, id="nearly-due-is-an-honest-40s",
         ),
         pytest.param(
             {"status": status(group(scale_up="InProgress", scale_up_since=ago(400)))},

@@ -40,6 +40,7 @@ VIRTUAL = frozenset({VIRTUAL_NODE})
         pytest.param(spilled("a", kind="Job"), None, id="job-pod-untouched"),
         pytest.param(spilled("a", terminating=True), None, id="terminating"),
         pytest.param(spilled("a", phase="Succeeded"), None, id="finished"),
+        pytest.param(spilled("a", phase="Pending"), None, id="not-running-yet"),
     ],
 )
 def test_desired_deletion_cost(pod: PodPlacement, wanted: str | None) -> None:

@@ -23,6 +23,7 @@ from tests.factories import (
 )
 
 VM = "aks-nodepool1-000000"
+VIRTUAL_TAINT_FOR_GATE = {"key": "virtual-kubelet.io/provider", "value": "azure", "effect": "NoSchedule"}
 CONFIG = TideoverConfig()
 IN_PROGRESS = status_yaml("InProgress", registered=2, target=4)
 NO_ACTIVITY = status_yaml("NoActivity", registered=2)
@@ -244,3 +245,19 @@ def test_virtual_node_without_vm_pool() -> None:
     decision = _filter(pod(), [VIRTUAL_NODE], None, nodes)
     assert decision.outcome is FilterOutcome.WITHHELD_NO_POOL_FITS
     assert "no VM pool is known" in decision.reason
+
+
+def test_gate_taint_in_a_stale_snapshot_does_not_bypass_the_filter() -> None:
+    """The gate opened (the scheduler saw the taint go) before the snapshot saw it: the pod, which does not
+    tolerate the gate, must still get tideover's full decision, not the no-toleration fast path."""
+    gate = {"key": "tideover.io/spill-window", "value": "closed", "effect": "NoSchedule"}
+    nodes = [*cluster(2, with_virtual=False), virtual_node(taints=(VIRTUAL_TAINT_FOR_GATE, gate))]
+    never = pod(annotations={"tideover.io/spill": "never"})
+    decision = _filter(never, [VIRTUAL_NODE], IN_PROGRESS, nodes)
+    assert decision.outcome is FilterOutcome.WITHHELD_SPILL_NEVER
+
+
+def test_backoff_reason_names_the_autoscaler_error() -> None:
+    decision = _filter(pod(), [VIRTUAL_NODE], BACKOFF)
+    assert decision.outcome is FilterOutcome.WITHHELD_NO_SCALE_UP
+    assert "QuotaExceeded" in decision.reason

@@ -88,8 +88,20 @@ def test_gate_closed_then_open_then_closed_one_write_each() -> None:
     assert [a[CAPACITY_PENDING] for a in annotations] == ["", "nodepool1", ""]
     assert annotations[1][SPILL_WINDOW].startswith("open since 2026-11-22T12:00:04Z: capacity pending in nodepool1")
     assert annotations[2][SPILL_WINDOW] == (
-        "closed since 2026-11-22T12:00:10Z: no VM pool has capacity pending (nodepool1: no-activity)"
+        "closed since 2026-11-22T12:00:10Z: no VM pool has capacity pending "
+        "(nodepool1: not pending (no-activity: autoscaler: ScaleUp NoActivity since 11:59:30Z))"
     )
+
+
+def test_a_change_of_reason_while_closed_is_written_once() -> None:
+    nodes = FakeNodes()
+    backoff = snapshot(cluster(2), status_yaml("Backoff", registered=2, backoff_code="QuotaExceeded"),
+                       now=NOW + timedelta(seconds=4), status_updated_at=NOW + timedelta(seconds=4))
+    _drive(nodes, [_snap("NoActivity"), backoff, backoff])
+    assert len(nodes.writes) == 2  # closed (no activity), then closed (backoff): the reason changed
+    reason = nodes.writes[1]["metadata"]["annotations"][SPILL_WINDOW]
+    assert reason.startswith("closed since 2026-11-22T12:00:00Z: ")  # still closed since the start
+    assert "QuotaExceeded" in reason
 
 
 def test_without_the_gate_only_annotations_change() -> None:
