@@ -9,8 +9,8 @@ Scenarios (issue 4):
 2. the scale set at max size: the burst stays Pending, a ``when-full`` workload spills;
 3. the scale-up in Backoff (quota fault): tideover stops spilling, and says why;
 4. (with 1) once the new VMs are Ready the gate closes: new pods go to VMs, none to the virtual node.
-Also: pods that must not spill stay off the virtual node at the moment the gate opens (they do not: see
-GUARD_BYPASS).
+Also: pods that must not spill stay off the virtual node at the moment the gate opens (a bug this module
+found: tideover's filter once took its no-toleration fast path from a snapshot that still showed the gate).
 
 The trap (kube-scheduler retries a rejected pod only on a cluster event, or after 5 minutes): parked pods
 are woken by tideover's write to the virtual node (gate taint off, annotation changed), which scenario 1's
@@ -24,10 +24,8 @@ goes. A ConfigMap update wakes neither.
 Each test gets its own namespace and its own pool: a fresh simulator and a fresh CA (CA keeps backoff
 state in memory), with the previous pool's nodes and CA status deleted.
 
-Where tideover's behaviour is right but a reason falls short of issue 4, the scenario passes and notes the
-gap (:class:`Gaps`); ``test_reasons_meet_issue_4``, the module's last test, reports them all as xfail.
-``test_guards_hold_at_the_moment_the_gate_opens`` reproduces a tideover bug and is marked xfail with its
-analysis (GUARD_BYPASS). Once tideover is fixed, both turn into plain passes.
+Each scenario also asserts the reasons issue 4 asks for (:class:`Gaps`): the virtual node's annotation and
+the pods' events say why.
 """
 
 from __future__ import annotations
@@ -47,7 +45,6 @@ from e2e.autoscaled import (
     VIRTUAL,
     AutoscaledStack,
     Recorder,
-    parse_time,
     recording,
     wait_until,
 )
@@ -116,33 +113,15 @@ def _pool(initial: int, max_size: int, **faults: object) -> GroupConfig:
     return config
 
 
-# What the scenarios found missing in tideover's reasons (test name -> messages), reported together by
-# test_reasons_meet_issue_4 at the end of the module.
-_GAPS: dict[str, list[str]] = {}
-
-
 class Gaps:
-    """Where tideover's reasons fall short of issue 4 while its behaviour is right. Checked after every
-    behavioural assertion of a scenario has passed, so the scenario itself passes; the last test of the module
-    reports them all as xfail, with the evidence, and turns into a plain pass once tideover is fixed."""
+    """Assertions about tideover's reasons (the annotation, the events), made after a scenario's behavioural
+    assertions so a failure names the reason that fell short."""
 
     def __init__(self, scenario: str) -> None:
         self.scenario = scenario
-        _GAPS.setdefault(scenario, [])
 
     def check(self, ok: bool, message: str) -> None:
-        if not ok:
-            _GAPS[self.scenario].append(message)
-            print(f"[e2e] TIDEOVER GAP: {message}")
-
-
-def _written_since(window: str, since: float) -> bool:
-    """Whether the ``tideover.io/spill-window`` annotation (``closed since 2026-11-22T22:49:13Z: ...``) was
-    written at or after ``since`` (epoch seconds; the stamp has whole seconds), so it is not a previous
-    scenario's text that happens to match."""
-    stamp = window.split(" since ", 1)[-1].split(":", 3)
-    written = parse_time(":".join(stamp[:3])) if len(stamp) == 4 else None
-    return written is not None and written >= int(since)
+        assert ok, f"{self.scenario}: {message}"
 
 
 def _print_timeline(recorder: Recorder, origin: float) -> None:
@@ -193,8 +172,7 @@ def test_burst_spills_while_the_scale_up_is_pending_then_vms_take_new_pods(
         new_ready = [t for name, t in rec.vm_ready.items() if name not in initial_vms]
         assert all(t > all_running for t in new_ready), "a new VM was Ready before the pods spilled"
 
-        # Each spilled pod should carry tideover's SpilledToVirtualNode event. Checked as a gap, not a failure:
-        # see GUARD_BYPASS (test_guards_hold_at_the_moment_the_gate_opens) for why pods spill without one.
+        # Each spilled pod carries tideover's SpilledToVirtualNode event: every one went through the filter.
         time.sleep(2)  # tideover posts its events from a queue
         events = {name: m for name in spilled for m in ns.events("SpilledToVirtualNode", name)
                   if "spilling to the virtual node while pool(s) nodepool1 scale up" in m}
@@ -204,7 +182,7 @@ def test_burst_spills_while_the_scale_up_is_pending_then_vms_take_new_pods(
         gaps = Gaps("scenario 1")
         gaps.check(len(events) == len(spilled),
                    f"{len(spilled) - len(events)} of {len(spilled)} spilled pods have no SpilledToVirtualNode event "
-                   "(they passed tideover's filter by its fast path; see GUARD_BYPASS)")
+                   "(they passed tideover's filter without a decision)")
 
         # Scenario 4: the 5 new VMs register and turn Ready; the scale-up ends and the gate closes.
         wait_until(stack, lambda: len(set(rec.vm_ready) - initial_vms) == 5, BOOT_SECONDS + 40,
@@ -235,7 +213,6 @@ def test_pool_at_max_size_keeps_the_burst_pending_but_when_full_spills(
     stack: AutoscaledStack, ns: Namespace
 ) -> None:
     """Scenario 2: the scale set is at max size (2 of 2), so no scale-up can come."""
-    started = time.time()
     stack.start_pool(_pool(initial=2, max_size=2))
     ns.create_deployment(deployment("web", 6, cpu="1"))
     wait_until(stack, lambda: ns.summary() == {"vm": 4, "pending": 2}, 60, "4 pods on VMs and 2 Pending")
@@ -248,7 +225,7 @@ def test_pool_at_max_size_keeps_the_burst_pending_but_when_full_spills(
     assert window.startswith("closed since ") and "no VM pool has capacity pending" in window, window
     print(f"\n[e2e] CA: {status.describe()}\n[e2e] virtual node: tideover.io/spill-window={window}")
     gaps = Gaps("scenario 2 (max size)")
-    gaps.check("at-max-size" in window and _written_since(window, started),
+    gaps.check("at-max-size" in window,
                f"the virtual node's tideover.io/spill-window does not say the pool is at max size, as of this "
                f"scenario: {window!r} (extender/spillstate.py rewrites it only when the set of pending pools "
                "changes, so it keeps whatever reason held when the window last closed)")
@@ -265,16 +242,6 @@ def test_pool_at_max_size_keeps_the_burst_pending_but_when_full_spills(
     print(f"[e2e] SpilledToVirtualNode ({spilled}): {ns.events('SpilledToVirtualNode', spilled)[0]}")
 
 
-GUARD_BYPASS = (
-    "tideover bug: when the gate opens, kube-scheduler (whose informer already sees the virtual node untainted) "
-    "asks tideover's filter before tideover's own snapshot has seen its patch; decide_filter's fast path "
-    "(_tolerates_some_virtual_node, checked against the snapshot's taints, which still include the gate) then "
-    "answers does-not-tolerate-virtual and passes every candidate, the virtual node included, so no guard runs "
-    "(spill: never, ACI compatibility, caps) and no SpilledToVirtualNode event is posted"
-)
-
-
-@pytest.mark.xfail(strict=False, reason=GUARD_BYPASS)
 def test_guards_hold_at_the_moment_the_gate_opens(stack: AutoscaledStack, ns: Namespace) -> None:
     """Pods that must not spill (``tideover.io/spill: never``, tolerating the virtual node's own taint but not
     tideover's gate) are Pending when a scale-up opens the gate. tideover's filter must keep them off the
@@ -362,20 +329,9 @@ def test_backoff_stops_the_spill_and_says_why(stack: AutoscaledStack, ns: Namesp
         _print_timeline(rec, origin)
 
     gaps = Gaps(f"scenario 3 (backoff, quota={quota})")
-    gaps.check("backoff" in window.lower() and _written_since(window, origin),
+    gaps.check("backoff" in window.lower(),
                f"the virtual node's tideover.io/spill-window does not mention this Backoff: {window!r} "
                "(extender/spillstate.py rewrites it only when the set of pending pools changes)")
     codes = list(dict.fromkeys(c for c in (status.error_code, "QuotaExceeded") if c))
     gaps.check(any(code in text for code in codes for text in (window, reason())),
                f"neither the annotation nor the FailedScheduling reason names CA's error ({', '.join(codes)})")
-
-
-def test_reasons_meet_issue_4() -> None:
-    """Issue 4 asks that the reasons say why: the virtual node's annotation and the pods' events. The scenarios
-    above check what they can see; what falls short of that is collected here (run the module, not this test
-    alone) and reported as xfail with the evidence."""
-    if not _GAPS:
-        pytest.skip("no scenario of this module ran")
-    found = [f"{scenario}: {message}" for scenario, messages in _GAPS.items() for message in messages]
-    if found:
-        pytest.xfail("tideover: " + " | ".join(found))
