@@ -15,6 +15,7 @@ from kubernetes import client as k8s
 
 from e2e.cluster import VIRTUAL_NODE_NAME, LocalCluster, free_port
 from e2e.kind.target import kind_stack
+from e2e.pki import Pki
 from e2e.tideover import TideoverProcess, scheduler_config
 from e2e.workloads import Namespace, deployment, pod
 
@@ -214,3 +215,34 @@ def test_scheduling_survives_tideover_outage_and_decisions_resume(
     ns.wait(lambda: any("virtual node withheld" in m for m in ns.events("FailedScheduling", "overflow")), 60,
             "tideover's reason on the overflow pod")
     assert ns.placements()["overflow"] is None
+
+
+def test_scheduler_calls_tideover_over_https(stack: tuple[LocalCluster, TideoverProcess], ns: Namespace) -> None:
+    """config/scheduler-config-https.yaml (enableHTTPS, tlsConfig.caFile and serverName) against
+    ``tideover serve --tls-cert-file --tls-key-file``: the scheduler's requests reach tideover over TLS."""
+    from e2e.conftest import E2E_TARGET
+
+    if E2E_TARGET == "kind":
+        pytest.skip("the kind path serves tideover over HTTP only")
+    cluster, _ = stack
+    work = cluster.work_dir / "tls"
+    work.mkdir(exist_ok=True)
+    pki = Pki(work)
+    # The certificate names the Service (the serverName the config checks) and the loopback address.
+    pair = pki.issue("tideover", "tideover.kube-system.svc", server=True,
+                     dns_names=("tideover.kube-system.svc",), ips=("127.0.0.1",))
+    secure = TideoverProcess(cluster.kubeconfig, work, tls=(pair.cert, pair.key, pki.ca.cert)).start()
+    original = cluster.scheduler_config_source
+    try:
+        assert secure.url.startswith("https://")
+        cluster.restart_scheduler(scheduler_config(secure.url, work / "scheduler-https.yaml", ca_file=pki.ca.cert))
+        _vm_nodes(cluster, 1)
+        ns.create_deployment(deployment("fill", 2, cpu="1"))
+        ns.wait(lambda: len(ns.running_on("app=fill")) == 2, 60, "the VM to fill")
+        ns.create_pod(pod("over-tls", cpu="1", tolerate_gate=True))
+        ns.wait(lambda: any("virtual node withheld" in m for m in ns.events("FailedScheduling", "over-tls")), 60,
+                "tideover's reason, from the TLS-serving replica")
+        assert secure.metric("tideover_decisions_total", {"verb": "filter"}) > 0
+    finally:
+        secure.stop()
+        cluster.restart_scheduler(original)

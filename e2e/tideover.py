@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from e2e.cluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEDULER_CONFIG = ROOT / "config" / "scheduler-config.yaml"
+SCHEDULER_CONFIG_HTTPS = ROOT / "config" / "scheduler-config-https.yaml"
 
 # Pools of the e2e cluster: nodepool1 at the D2s_v5 price, and a cheaper spot pool for scoring tests.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -37,13 +39,21 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
-def scheduler_config(url: str, dest: Path) -> Path:
-    """config/scheduler-config.yaml with its urlPrefix pointed at ``url``; everything else as shipped."""
-    text = SCHEDULER_CONFIG.read_text()
-    patched, count = re.subn(r"(?m)^(\s*-?\s*urlPrefix:\s*).*$", lambda m: m.group(1) + url, text)
+def _substitute(text: str, key: str, value: str, source: Path) -> str:
+    patched, count = re.subn(rf"(?m)^(\s*-?\s*{key}:\s*).*$", lambda m: m.group(1) + value, text)
     if count != 1:
-        raise RuntimeError(f"{SCHEDULER_CONFIG}: expected one urlPrefix line, found {count}")
-    dest.write_text(patched)
+        raise RuntimeError(f"{source}: expected one {key} line, found {count}")
+    return patched
+
+
+def scheduler_config(url: str, dest: Path, *, ca_file: Path | None = None) -> Path:
+    """config/scheduler-config.yaml (or, with ``ca_file``, config/scheduler-config-https.yaml) with its
+    urlPrefix pointed at ``url`` (and its caFile at ``ca_file``); everything else as shipped."""
+    source = SCHEDULER_CONFIG if ca_file is None else SCHEDULER_CONFIG_HTTPS
+    text = _substitute(source.read_text(), "urlPrefix", url, source)
+    if ca_file is not None:
+        text = _substitute(text, "caFile", str(ca_file), source)
+    dest.write_text(text)
     return dest
 
 
@@ -51,12 +61,15 @@ class TideoverProcess:
     """``tideover serve`` in a subprocess, with its log in a file."""
 
     def __init__(
-        self, kubeconfig: Path, work_dir: Path, config: dict[str, Any] | None = None, port: int | None = None
+        self, kubeconfig: Path, work_dir: Path, config: dict[str, Any] | None = None, port: int | None = None,
+        *, tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
+        """``tls``: (certificate, key, CA certificate) to serve HTTPS with --tls-cert-file/--tls-key-file."""
         self.kubeconfig = kubeconfig
         self.work_dir = work_dir
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.config_path = work_dir / "tideover.yaml"
         self.config_path.write_text(yaml.safe_dump(config or DEFAULT_CONFIG))
         self.log_path = work_dir / "tideover.log"
@@ -67,6 +80,8 @@ class TideoverProcess:
             sys.executable, "-m", "extender.cli", "serve", "--config", str(self.config_path),
             "--kubeconfig", str(self.kubeconfig), "--port", str(self.port), "--log-level", "info",
         ]
+        if self.tls is not None:
+            command += ["--tls-cert-file", str(self.tls[0]), "--tls-key-file", str(self.tls[1])]
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
@@ -98,8 +113,9 @@ class TideoverProcess:
         return self._process is not None and self._process.poll() is None
 
     def get(self, path: str) -> tuple[int, str]:
+        context = ssl.create_default_context(cafile=str(self.tls[2])) if self.tls is not None else None
         try:
-            with urllib.request.urlopen(self.url + path, timeout=2) as response:
+            with urllib.request.urlopen(self.url + path, timeout=2, context=context) as response:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
