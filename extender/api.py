@@ -21,7 +21,7 @@ from extender.decisions import FilterDecision, FilterOutcome, decide_filter, dec
 from extender.guards import SpillLedger
 from extender.metrics import Metrics
 from extender.objects import PodFacts
-from extender.snapshot import ClusterSnapshot, NodeKind, node_kind_from_labels
+from extender.snapshot import ClusterSnapshot, node_kind_from_labels
 from extender.wire import (
     ExtenderArgs,
     WireError,
@@ -175,5 +175,3 @@ def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
 
     return app
 
-
-__all__ = ["ExtenderService", "NodeKind", "create_app"]

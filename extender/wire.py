@@ -6,7 +6,7 @@ case-insensitively, so input keys are matched without regard to case; replies us
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -120,6 +120,3 @@ def prioritize_reply(decision: ScoreDecision) -> list[dict[str, Any]]:
 def error_body(message: str) -> dict[str, str]:
     return {"Error": message}
 
-
-def names_of(nodes: Sequence[Json]) -> list[str]:
-    return [node["metadata"]["name"] for node in nodes]
