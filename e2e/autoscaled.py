@@ -19,10 +19,11 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -244,7 +245,10 @@ class AutoscaledStack:
         provisioning_seconds: float = 20.0,
         keep_work_dir: bool = False,
         tideover_overrides: Mapping[str, Any] | None = None,
+        cluster_extra_args: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """``cluster_extra_args``: more command-line arguments per cluster component (LocalCluster's
+        ``extra_args``), e.g. ``{"virtual-kubelet": ["--pod-sync-workers=1"]}``."""
         self.work_dir = work_dir
         work_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()  # the scheduler needs tideover's URL before tideover (which needs the API) starts
@@ -252,9 +256,12 @@ class AutoscaledStack:
             work_dir / "cluster",
             scheduler_config=scheduler_config(f"http://127.0.0.1:{port}", work_dir / "scheduler.yaml"),
             keep_work_dir=keep_work_dir,
+            extra_args=cluster_extra_args,
         )
         config = merged(tideover_config(provisioning_seconds), tideover_overrides or {})
+        self.tideover_config = config  # what the running tideover (and any replica) was started with
         self.tideover = TideoverProcess(self.cluster.kubeconfig, work_dir, config=config, port=port)
+        self.replicas: list[TideoverProcess] = []  # more ``tideover serve`` processes (start_replica)
         self.pool: Pool | None = None
         self._pool_runs = 0
 
@@ -272,15 +279,84 @@ class AutoscaledStack:
         try:
             self.stop_pool()
         finally:
+            self.stop_replicas()
             self.tideover.stop()
             self.cluster.stop(failed=failed)
 
     def log_paths(self) -> dict[str, Path]:
         paths = {**self.cluster.log_paths(), "tideover": self.tideover.log_path}
+        for index, replica in enumerate(self.replicas, start=2):
+            paths[f"tideover-{index}"] = replica.log_path
         if self.pool is not None:
             paths["cluster-autoscaler"] = self.pool.autoscaler.log_path
             paths["vmss"] = self.pool.vmss_log
         return paths
+
+    # ------------------------------------------------------------------ tideover: config, replicas, the Lease
+
+    def restart_tideover(self, config: Mapping[str, Any] | None = None, timeout: float = 30.0) -> None:
+        """Restart the scheduler's tideover (same port) with ``config`` (default: the current one), and let the
+        new process take the controllers' Lease at once.
+
+        ``tideover serve`` does not release the Lease when it stops, so a new process would wait out the old
+        holder's lease duration (15 s by default) before running the controllers; this deletes the Lease
+        instead, as a graceful release would. Replicas are stopped first (one might take the Lease)."""
+        self.stop_replicas()
+        self.tideover.stop()
+        if config is not None:
+            self.tideover_config = dict(config)
+        self.tideover = TideoverProcess(
+            self.cluster.kubeconfig, self.work_dir, config=self.tideover_config, port=self.tideover.port
+        )
+        self.delete_lease()
+        self.tideover.start(timeout)
+        self.cluster.wait_for(lambda: self.lease_holder() == self.identity(self.tideover), timeout,
+                              "the restarted tideover to take the Lease")
+
+    def start_replica(self) -> TideoverProcess:
+        """One more ``tideover serve`` with the same config and kubeconfig, on its own port and work dir. The
+        scheduler does not call it; it stands for the Lease like any replica."""
+        index = len(self.replicas) + 2
+        replica_dir = self.work_dir / f"tideover-{index}"
+        replica_dir.mkdir(parents=True, exist_ok=True)
+        replica = TideoverProcess(self.cluster.kubeconfig, replica_dir, config=self.tideover_config)
+        self.replicas.append(replica)
+        return replica.start()
+
+    def stop_replicas(self) -> None:
+        replicas, self.replicas = self.replicas, []
+        for replica in replicas:
+            replica.stop()
+
+    def lease_ref(self) -> tuple[str, str]:
+        """(namespace, name) of the controllers' Lease, as configured."""
+        controllers = self.tideover_config.get("controllers") or {}
+        return (str(controllers.get("leaseNamespace") or "kube-system"),
+                str(controllers.get("leaseName") or "tideover-controllers"))
+
+    def lease(self) -> dict[str, Any] | None:
+        namespace, name = self.lease_ref()
+        try:
+            lease = k8s.CoordinationV1Api(self.cluster.api_client()).read_namespaced_lease(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self.cluster.to_dict(lease)
+
+    def lease_holder(self) -> str | None:
+        lease = self.lease()
+        return None if lease is None else (lease.get("spec") or {}).get("holderIdentity")
+
+    def delete_lease(self) -> None:
+        namespace, name = self.lease_ref()
+        with contextlib.suppress(ApiException):
+            k8s.CoordinationV1Api(self.cluster.api_client()).delete_namespaced_lease(name, namespace)
+
+    @staticmethod
+    def identity(process: TideoverProcess) -> str:
+        """The Lease identity tideover uses for ``process``: ``<hostname>_<pid>`` (extender/controllers.py)."""
+        return f"{socket.gethostname()}_{process.pid}"
 
     # ------------------------------------------------------------------ pools
 

@@ -152,6 +152,9 @@ class LocalCluster:
         self.die_with_parent = die_with_parent
         self._binaries_override = dict(binaries or {})
         self._extra_args = {k: list(v) for k, v in (extra_args or {}).items()}
+        # The mock provider's pod map has no lock, and its pod controller writes to it from
+        # --pod-sync-workers goroutines (10 by default): a burst can crash it (concurrent map writes).
+        self._extra_args.setdefault("virtual-kubelet", ["--pod-sync-workers=1"])
         self._binaries: dict[str, Path] = {}
         self._procs: dict[str, _Proc] = {}
         self._ports: dict[str, int] = {}

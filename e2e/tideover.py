@@ -108,9 +108,22 @@ class TideoverProcess:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(5)
 
+    def kill(self) -> None:
+        """SIGKILL, no shutdown of any kind (a crashed replica, for failover tests)."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The ``tideover serve`` process id (its Lease identity is ``<hostname>_<pid>``), None when not started."""
+        return self._process.pid if self._process is not None else None
 
     def get(self, path: str) -> tuple[int, str]:
         context = ssl.create_default_context(cafile=str(self.tls[2])) if self.tls is not None else None

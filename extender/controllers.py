@@ -33,7 +33,7 @@ from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 from extender.config import TideoverConfig
 from extender.events import PodEvent
 from extender.metrics import Metrics
-from extender.returns import ReturnPlan, plan_returns
+from extender.returns import ReturnPlan, free_capacity, plan_returns
 from extender.snapshot import DELETION_COST_MARKER, POD_DELETION_COST, ClusterSnapshot, PodPlacement
 
 log = logging.getLogger("tideover.controllers")
@@ -41,6 +41,8 @@ log = logging.getLogger("tideover.controllers")
 RETURNING_TO_VM = "ReturningToVM"
 SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
 RETURN_TARGET_MARKER = "tideover.io/return-target"  # "true" on nodes tideover protected from scale-down
+# Skip reasons that mean a pod will not move back soon: they do not keep VMs protected.
+_NEVER_RETURNING_SOON = frozenset({"no VM node could take it now"})
 
 
 def desired_deletion_cost(pod: PodPlacement, virtual_nodes: frozenset[str], cost: int) -> str | None:
@@ -150,8 +152,22 @@ class ControllerLoop:
         plan = plan_returns(
             snapshot, pods, now, self._config.controllers.return_to_vm, self._stable_since, self._limiter.budget()
         )
-        virtual = frozenset(snapshot.virtual_nodes)
-        still_returning = any(p.node_name in virtual and p.active for p in pods if p.owner_kind == "ReplicaSet")
+        waiting = [reason for reason in (plan.skipped or {}).values()
+                   if reason not in _NEVER_RETURNING_SOON and not reason.startswith("owned by")]
+        returnable = bool(plan.moves) or bool(waiting) or (
+            plan.waiting is not None and any(self._spilled_replica_pods(snapshot, pods))
+        )
+        if returnable and not snapshot.pending_pools:
+            # Protect every Ready VM with room from the moment returns are possible, not only each planned
+            # target as it is picked: the autoscaler would otherwise remove new, still-empty VMs in the
+            # stability window, and kube-scheduler may place a replacement on another node than planned.
+            spilled = self._spilled_replica_pods(snapshot, pods)
+            if spilled:
+                need_cpu = min(p.cpu for p in spilled)
+                need_memory = min(p.memory for p in spilled)
+                for node, (cpu, memory) in free_capacity(snapshot, pods).items():
+                    if cpu + 1e-9 >= need_cpu and memory >= need_memory:
+                        self._protect(node)
         for move in plan.moves:
             self._protect(move.target_node)
             pod = move.pod
@@ -175,9 +191,14 @@ class ControllerLoop:
             self._metrics.returns.labels("evicted").inc()
             self._emit(PodEvent(pod.namespace, pod.name, pod.uid, RETURNING_TO_VM, message))
             log.info("returning %s/%s to a VM (target %s)", pod.namespace, pod.name, move.target_node)
-        if not still_returning:
+        if not returnable:
             self._release_protection(snapshot)
         return plan
+
+    @staticmethod
+    def _spilled_replica_pods(snapshot: ClusterSnapshot, pods: Sequence[PodPlacement]) -> list[PodPlacement]:
+        virtual = frozenset(snapshot.virtual_nodes)
+        return [p for p in pods if p.node_name in virtual and p.active and p.owner_kind == "ReplicaSet"]
 
     def _protect(self, node: str) -> None:
         if node in self._protected:
