@@ -8,18 +8,29 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 
 # --- build: tideover's wheel, installed with its runtime dependencies into a virtualenv ---------------------
+# Two ways, chosen by what the build context holds:
+#   - online (the default): pip builds tideover's wheel here and installs its dependencies from PyPI;
+#   - offline (wheelhouse/ in the context, as e2e/kind/up.sh makes it with `pip wheel` on the host): every
+#     wheel, tideover's included, comes from wheelhouse/ and nothing is downloaded (--no-index). The kind suite
+#     builds this way, on a machine whose containers cannot reach PyPI.
 FROM ${PYTHON_IMAGE} AS build
+# So that scripts/test.sh can remove this stage's image after a run (docker image prune --filter label=...).
+LABEL tideover.io/image=build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# README.m[d]: pyproject.toml names README.md, but the build does not need it; the glob copies it when
-# present without failing when it is not.
-COPY pyproject.toml README.m[d] ./
+# README.m[d] and wheelhous[e]: globs, so that each is copied when present without failing when it is not
+# (pyproject.toml always matches). A directory's contents land in /src: the wheels as /src/*.whl.
+COPY pyproject.toml README.m[d] wheelhous[e] ./
 COPY extender/ extender/
 COPY scoring/ scoring/
-RUN pip wheel --no-deps --wheel-dir /wheels . \
- && python -m venv /opt/tideover \
- && /opt/tideover/bin/pip install /wheels/tideover-*.whl
+# python3, not python: Debian's own Python images have no `python` command.
+RUN python3 -m venv /opt/tideover \
+ && if ls /src/*.whl >/dev/null 2>&1; then \
+      /opt/tideover/bin/pip install --no-index --find-links /src tideover; \
+    else \
+      pip wheel --no-deps --wheel-dir /wheels . && /opt/tideover/bin/pip install /wheels/tideover-*.whl; \
+    fi
 
 # --- final: the virtualenv on a clean base, as a non-root user ------------------------------------------------
 FROM ${PYTHON_IMAGE}

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -355,8 +354,20 @@ class AutoscaledStack:
 
     @staticmethod
     def identity(process: TideoverProcess) -> str:
-        """The Lease identity tideover uses for ``process``: ``<hostname>_<pid>`` (extender/controllers.py)."""
-        return f"{socket.gethostname()}_{process.pid}"
+        """The Lease identity of ``process`` (a ``tideover serve`` process, or a replica in the kind cluster)."""
+        return process.lease_identity()
+
+    def leader_and_survivor(self) -> tuple[TideoverProcess, TideoverProcess]:
+        """Two replicas, the first holding the controllers' Lease. Here the leader is a second process that the
+        scheduler does not call (so killing it does not also take the scheduler's extender away): the
+        scheduler's tideover is stopped, its Lease deleted (tideover does not release it when it stops) so the
+        replica takes it at its next retry, and the scheduler's tideover started again."""
+        replica = self.start_replica()
+        self.tideover.stop()
+        self.delete_lease()
+        self.cluster.wait_for(lambda: self.lease_holder() == self.identity(replica), 15, "the replica to lead")
+        self.tideover.start()
+        return replica, self.tideover
 
     # ------------------------------------------------------------------ pools
 

@@ -537,6 +537,81 @@ def ensure_built(names: Iterable[str] | None = None) -> dict[str, Path]:
     return {c: build_component(c, versions) for c in ordered}
 
 
+def tool_dir(name: str, versions: dict[str, dict[str, object]] | None = None) -> Path:
+    """Where the binaries of a ``binaries`` section of versions.toml (the kind suite's tools) are installed."""
+    versions = versions or load_versions()
+    version = component_version("kube-apiserver" if name == "node-binaries" else name, versions)
+    return cache_root() / "bin" / name / version
+
+
+def build_tool(name: str, versions: dict[str, dict[str, object]] | None = None) -> Path:
+    """Build every binary of the versions.toml section ``name`` (its ``binaries`` table: output name -> package)
+    unless cached; return their directory. ``node-binaries`` are built from the [kubernetes] module's wrapper."""
+    versions = versions or load_versions()
+    final = tool_dir(name, versions)
+    if (final / BUILD_INFO).is_file():
+        return final
+    lock_dir = cache_root() / "build" / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with (lock_dir / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / BUILD_INFO).is_file():
+            return final
+        tmp = final.with_name(f".{final.name}.tmp.{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        log_file = cache_root() / "build" / "logs" / f"{name}-{final.name}.log"
+        _log(f"{name} {final.name}: building (log: {log_file})")
+        start = time.monotonic()
+        try:
+            _build_tool_binaries(name, versions, tmp, log_file)
+            info = {"component": name, "version": final.name, "go": _go_version(),
+                    "seconds": round(time.monotonic() - start, 1)}
+            (tmp / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _log(f"{name} {final.name}: built in {time.monotonic() - start:.0f}s -> {final}")
+        return final
+
+
+def _build_tool_binaries(name: str, versions: dict[str, dict[str, object]], out: Path, log_file: Path) -> None:
+    section = versions.get(name) or {}
+    binaries = section.get("binaries")
+    if not isinstance(binaries, dict) or not binaries:
+        raise BuildError(f"versions.toml: [{name}] has no binaries table")
+    build_root = cache_root() / "build"
+    if name == "node-binaries":
+        kubernetes = versions["kubernetes"]
+        version = _str(kubernetes, "version")
+        ctx = _Ctx(name, version, kubernetes, out, build_root, log_file)
+        build_dir, ldflags = _prepare_kubernetes_module(ctx), _kubernetes_ldflags(version)
+    else:
+        build_dir, ldflags = _tool_module(name, section, build_root, log_file), "-s -w"
+    tags = section.get("tags") or []
+    tag_args = ["-tags", ",".join(map(str, tags))] if isinstance(tags, list) and tags else []
+    for binary, package in sorted(binaries.items()):
+        _run_go(["go", "build", *tag_args, "-ldflags", ldflags, "-o", str(out / binary), str(package)],
+                cwd=build_dir, env=_go_env(), log_file=log_file, label=f"{name}/{binary}")
+
+
+def _tool_module(name: str, section: dict[str, object], build_root: Path, log_file: Path) -> Path:
+    """A wrapper module requiring the section's module, with the module's own (non-local) replace directives."""
+    module, version = _str(section, "module"), _str(section, "version")
+    build_dir = build_root / name / version
+    build_dir.mkdir(parents=True, exist_ok=True)
+    info = _download_json(f"{module}@{version}", cwd=build_dir, env=_go_env(mod_mode=False), log_file=log_file)
+    replaces: dict[str, str] = {}
+    for old, old_ver, new, new_ver in _parse_replaces(Path(info["GoMod"]).read_text()):
+        if new.startswith("."):
+            raise BuildError(f"{module} {version}: go.mod replaces {old} with local path {new}")
+        replaces[f"{old} {old_ver}" if old_ver else old] = f"{new} {new_ver}" if new_ver else new
+    _write_wrapper_module(build_dir, name, {module: version}, replaces, f"builds {module} {version}")
+    return build_dir
+
+
 def ca_proto_path() -> Path:
     """Path of cluster-autoscaler's externalgrpc.proto inside the Go module cache (downloads it if needed)."""
     section = _section(load_versions(), "cluster-autoscaler")

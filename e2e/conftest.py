@@ -24,6 +24,8 @@ _HERE = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Tests that read what the whole suite did (the RBAC audit) run after every other test.
+    items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)
     if E2E_ENABLED:
         if E2E_TARGET not in ("local", "kind"):
             raise pytest.UsageError(f"TIDEOVER_E2E_TARGET={E2E_TARGET!r}: expected local (the default) or kind")

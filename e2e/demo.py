@@ -28,6 +28,7 @@ from typing import Any, cast
 
 from e2e import components
 from e2e.autoscaled import POOL, VIRTUAL, AutoscaledStack, Recorder, pod_events, recording, wait_until
+from e2e.kind.target import make_autoscaled_stack
 from e2e.vmss.simulator import GroupConfig
 from e2e.workloads import Namespace, deployment
 
@@ -163,13 +164,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-returns", action="store_true", help="stop once the gate has closed")
     parser.add_argument("--work-dir", type=Path, default=None, help="logs and state (default: a new temp dir)")
+    parser.add_argument("--kind", action="store_true",
+                        help="on the kind cluster of e2e/kind/up.sh (tideover as its Deployment), not local processes")
     args = parser.parse_args(argv)
 
     say("building (or reusing) the components")
     components.ensure_built()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="tideover-demo-"))
-    stack = AutoscaledStack(work, provisioning_seconds=BOOT_SECONDS, keep_work_dir=True,
-                            tideover_overrides=None if args.no_returns else RETURNS)
+    stack = make_autoscaled_stack(
+        work, target="kind" if args.kind else "local", provisioning_seconds=BOOT_SECONDS, keep_work_dir=True,
+        tideover_overrides=None if args.no_returns else RETURNS,
+    )
     failed = True
     try:
         say(f"starting the cluster and tideover (work dir {work})")

@@ -48,10 +48,11 @@ from e2e.autoscaled import (
     recording,
     wait_until,
 )
+from e2e.kind.target import make_autoscaled_stack
 from e2e.vmss.simulator import GroupConfig
 from e2e.workloads import Namespace, deployment, pod
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.kind]  # kind: make_autoscaled_stack has a kind target
 
 BOOT_SECONDS = 20.0  # the simulated VM's provisioning delay; tideover's provisioningSeconds is the same
 SPILL_TARGET_SECONDS = 15.0  # issue 4's target: scale-up start -> every spilled pod Running
@@ -72,7 +73,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[AutoscaledStack]:
     started = time.monotonic()
     # Issue 5's return-to-VM controller would start moving spilled pods back to the new VMs a minute after the
     # window closes; these scenarios observe issue 4's placements, so it is off here (the demo shows it).
-    s = AutoscaledStack(work, provisioning_seconds=BOOT_SECONDS,
+    s = make_autoscaled_stack(work, provisioning_seconds=BOOT_SECONDS,
                         tideover_overrides={"controllers": {"returnToVm": {"enabled": False}}})
     failed = True
     try:

@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 from e2e.cluster import VIRTUAL_NODE_NAME, LocalCluster, free_port
 from e2e.kind.target import kind_stack
 from e2e.pki import Pki
-from e2e.tideover import TideoverProcess, scheduler_config
+from e2e.tideover import ROOT, TideoverProcess, scheduler_config
 from e2e.workloads import Namespace, deployment, pod
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kind]  # kind: its stack fixture has a kind target
@@ -217,13 +217,21 @@ def test_scheduling_survives_tideover_outage_and_decisions_resume(
     assert ns.placements()["overflow"] is None
 
 
+def _overflow_gets_tideovers_reason(cluster: LocalCluster, ns: Namespace) -> None:
+    """A VM filled, then a pod that tolerates the gate: its FailedScheduling event carries tideover's reason, which
+    only a tideover the scheduler reached (here, over TLS) can have given."""
+    _vm_nodes(cluster, 1)
+    ns.create_deployment(deployment("fill", 2, cpu="1"))
+    ns.wait(lambda: len(ns.running_on("app=fill")) == 2, 60, "the VM to fill")
+    ns.create_pod(pod("over-tls", cpu="1", tolerate_gate=True))
+    ns.wait(lambda: any("virtual node withheld" in m for m in ns.events("FailedScheduling", "over-tls")), 60,
+            "tideover's reason, from the TLS-serving tideover")
+
+
+@pytest.mark.local_only  # the kind cluster's kube-scheduler is configured once, at cluster creation
 def test_scheduler_calls_tideover_over_https(stack: tuple[LocalCluster, TideoverProcess], ns: Namespace) -> None:
     """config/scheduler-config-https.yaml (enableHTTPS, tlsConfig.caFile and serverName) against
     ``tideover serve --tls-cert-file --tls-key-file``: the scheduler's requests reach tideover over TLS."""
-    from e2e.conftest import E2E_TARGET
-
-    if E2E_TARGET == "kind":
-        pytest.skip("the kind path serves tideover over HTTP only")
     cluster, _ = stack
     work = cluster.work_dir / "tls"
     work.mkdir(exist_ok=True)
@@ -236,13 +244,38 @@ def test_scheduler_calls_tideover_over_https(stack: tuple[LocalCluster, Tideover
     try:
         assert secure.url.startswith("https://")
         cluster.restart_scheduler(scheduler_config(secure.url, work / "scheduler-https.yaml", ca_file=pki.ca.cert))
-        _vm_nodes(cluster, 1)
-        ns.create_deployment(deployment("fill", 2, cpu="1"))
-        ns.wait(lambda: len(ns.running_on("app=fill")) == 2, 60, "the VM to fill")
-        ns.create_pod(pod("over-tls", cpu="1", tolerate_gate=True))
-        ns.wait(lambda: any("virtual node withheld" in m for m in ns.events("FailedScheduling", "over-tls")), 60,
-                "tideover's reason, from the TLS-serving replica")
+        _overflow_gets_tideovers_reason(cluster, ns)
         assert secure.metric("tideover_decisions_total", {"verb": "filter"}) > 0
     finally:
         secure.stop()
         cluster.restart_scheduler(original)
+
+
+def test_scheduler_calls_tideover_over_https_in_kind(
+    stack: tuple[LocalCluster, TideoverProcess], ns: Namespace
+) -> None:
+    """The same on the kind cluster, as users deploy it: the Deployment patched with config/deployment-tls-patch.yaml
+    (a Secret tideover-tls), and the control plane's kube-scheduler restarted with
+    config/scheduler-config-https.yaml (its caFile /etc/kubernetes/tideover/ca.crt in the mounted directory)."""
+    from e2e.conftest import E2E_TARGET
+    from e2e.kind.target import NODE_PORT, KindCluster, KindTideover
+
+    if E2E_TARGET != "kind":
+        pytest.skip("the kind variant (TIDEOVER_E2E_TARGET=kind); test_scheduler_calls_tideover_over_https is local")
+    cluster, tideover = stack
+    assert isinstance(cluster, KindCluster) and isinstance(tideover, KindTideover)
+    pki = Pki(cluster.work_dir / "tls")
+    pair = pki.issue("tideover", "tideover.kube-system.svc", server=True,
+                     dns_names=("tideover.kube-system.svc",), ips=("127.0.0.1",))
+    https = ROOT / "config" / "scheduler-config-https.yaml"
+    try:
+        tideover.serve_tls(pair.cert, pair.key, pki.ca.cert)
+        cluster.reconfigure_scheduler(https, f"https://127.0.0.1:{NODE_PORT}",
+                                      {"ca.crt": pki.ca.cert.read_bytes()})
+        before = tideover.metric("tideover_decisions_total", {"verb": "filter"})
+        _overflow_gets_tideovers_reason(cluster, ns)
+        assert tideover.url.startswith("https://")
+        assert tideover.metric("tideover_decisions_total", {"verb": "filter"}) > before
+    finally:
+        cluster.reconfigure_scheduler(ROOT / "config" / "scheduler-config.yaml", f"http://127.0.0.1:{NODE_PORT}")
+        tideover.serve_http()

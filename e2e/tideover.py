@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -124,6 +125,11 @@ class TideoverProcess:
     def pid(self) -> int | None:
         """The ``tideover serve`` process id (its Lease identity is ``<hostname>_<pid>``), None when not started."""
         return self._process.pid if self._process is not None else None
+
+    def lease_identity(self) -> str:
+        """The identity this tideover holds the controllers' Lease under: ``<hostname>_<pid>``
+        (extender/controllers.py)."""
+        return f"{socket.gethostname()}_{self.pid}"
 
     def get(self, path: str) -> tuple[int, str]:
         context = ssl.create_default_context(cafile=str(self.tls[2])) if self.tls is not None else None

@@ -588,7 +588,7 @@ def test_rbac_grants_what_the_cluster_view_requests() -> None:
         config.autoscaler.status_namespace, f"metadata.name={config.autoscaler.status_config_map}"
     )
     name = selector.removeprefix("metadata.name=")
-    for verb in ("get", "list", "watch"):
+    for verb in ("list", "watch"):
         assert rbac.allows(verb, "", "configmaps", namespace, name), f"{verb} configmap {namespace}/{name}"
 
 
@@ -596,8 +596,8 @@ def test_rbac_grants_event_creation_in_any_namespace() -> None:
     rbac = _rbac()
     for namespace in ("default", "team-a"):
         assert rbac.allows("create", "", "events", namespace)
-        assert rbac.allows("create", "events.k8s.io", "events", namespace)
-        assert rbac.allows("patch", "", "events", namespace)
+        # Only created (e2e/test_rbac_e2e.py shows nothing else is used).
+        assert not rbac.allows("patch", "", "events", namespace)
 
 
 def test_rbac_grants_what_the_controllers_and_spill_state_need() -> None:

@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# Deletes the e2e suite's kind cluster (tideover-e2e) and what e2e/kind/up.sh generated for it (.e2e-work/kind:
-# the kubeconfig and kube-scheduler's configuration). The images tideover:e2e and tideover-virtual-kubelet:e2e
-# stay in Docker (docker image rm them if you want the space back).
+# Deletes the e2e suite's kind cluster and what e2e/kind/up.sh generated for it (.e2e-work/kind: the kubeconfig
+# and kube-scheduler's configuration). `kind delete cluster` removes the node containers with their volumes.
+# The images stay in Docker: they are the cache that makes the next up.sh fast.
+#
+#   bash e2e/kind/down.sh                       # delete the cluster
+#   bash e2e/kind/down.sh --export-logs DIR     # first save the cluster's logs (kind export logs) into DIR
 set -euo pipefail
 
-CLUSTER_NAME="tideover-e2e"
+CLUSTER_NAME="${TIDEOVER_KIND_CLUSTER:-tideover-e2e}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WORK="${ROOT}/.e2e-work/kind"
+KIND="${KIND:-$("${ROOT}/.venv/bin/python" -m e2e.kind.images path kind)}"
 
-command -v kind >/dev/null 2>&1 || {
-  printf '[kind-down] error: kind is not installed (or not on PATH)\n' >&2
-  exit 1
-}
-
-if kind get clusters 2>/dev/null | grep -qx "${CLUSTER_NAME}"; then
-  kind delete cluster --name "${CLUSTER_NAME}" --kubeconfig "${WORK}/kubeconfig"
+if [[ "${1:-}" == --export-logs && -n "${2:-}" ]]; then
+  mkdir -p "$2"
+  "${KIND}" export logs --name "${CLUSTER_NAME}" "$2" >/dev/null 2>&1 \
+    && printf '[kind-down] the cluster'"'"'s logs (kind export logs): %s\n' "$2" >&2 \
+    || printf '[kind-down] kind export logs failed\n' >&2
+fi
+if "${KIND}" get clusters 2>/dev/null | grep -qx "${CLUSTER_NAME}"; then
+  "${KIND}" delete cluster --name "${CLUSTER_NAME}" --kubeconfig "${WORK}/kubeconfig"
 else
-  printf '[kind-down] no kind cluster named %s\n' "${CLUSTER_NAME}"
+  printf '[kind-down] no kind cluster named %s\n' "${CLUSTER_NAME}" >&2
 fi
 rm -rf "${WORK}"

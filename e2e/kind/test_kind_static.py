@@ -16,6 +16,7 @@ import yaml
 
 from e2e.cluster import VIRTUAL_NODE_NAME, VIRTUAL_NODE_TAINT, LocalCluster
 from e2e.kind.target import KIND_NODE_LABEL, NODE_PORT, SCHEDULER_CONFIG, tideover_config
+from e2e.test_rbac_e2e import AUDIT_LOG
 from e2e.tideover import DEFAULT_CONFIG, ROOT
 
 KIND = ROOT / "e2e" / "kind"
@@ -48,14 +49,23 @@ def test_cluster_config_mounts_the_scheduler_config_and_exposes_the_node_port() 
     assert cluster["networking"]["kubeProxyMode"] == "iptables"  # localhost NodePorts
     control_plane, *workers = cluster["nodes"]
     assert control_plane["role"] == "control-plane"
-    (mount,) = control_plane["extraMounts"]
-    assert mount["containerPath"] == CONFIG_DIR
+    mounts = {m["containerPath"]: m for m in control_plane["extraMounts"]}
+    mount = mounts[CONFIG_DIR]
     assert ROOT / mount["hostPath"] == SCHEDULER_CONFIG.parent  # relative to the root, where up.sh runs kind
     (port,) = control_plane["extraPortMappings"]
     assert (port["containerPort"], port["hostPort"], port["listenAddress"]) == (NODE_PORT, NODE_PORT, "127.0.0.1")
 
-    patches = {p["apiVersion"]: p for p in map(yaml.safe_load, cluster["kubeadmConfigPatches"])}
+    patches = {p["apiVersion"]: p for p in map(yaml.safe_load, cluster["kubeadmConfigPatches"])
+               if p["kind"] == "ClusterConfiguration"}
     assert set(patches) == {"kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"}
+    # The audit policy and log of e2e/test_rbac_e2e.py, mounted where the API server's flags point.
+    policy = mounts["/etc/kubernetes/tideover-audit/policy.yaml"]
+    assert (ROOT / policy["hostPath"]).is_file()
+    assert ROOT / mounts["/var/log/tideover-audit"]["hostPath"] == AUDIT_LOG.parent
+    v1beta3_api = patches["kubeadm.k8s.io/v1beta3"]["apiServer"]
+    v1beta4_api = patches["kubeadm.k8s.io/v1beta4"]["apiServer"]
+    assert v1beta3_api["extraArgs"] == {a["name"]: a["value"] for a in v1beta4_api["extraArgs"]}
+    assert v1beta3_api["extraArgs"]["audit-log-path"] == f"/var/log/tideover-audit/{AUDIT_LOG.name}"
     config_file = f"{CONFIG_DIR}/{SCHEDULER_CONFIG.name}"
     v1beta3 = patches["kubeadm.k8s.io/v1beta3"]["scheduler"]
     v1beta4 = patches["kubeadm.k8s.io/v1beta4"]["scheduler"]
