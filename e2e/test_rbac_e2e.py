@@ -47,28 +47,31 @@ GRANTS: dict[tuple[str, str, str], str] = {
     ("coordination.k8s.io", "leases", "update"): "leader election renewals and takeover (test_returns_e2e)",
 }
 
-# What tideover's ServiceAccount must not be able to do: (verb, resource, namespace or None for all).
+# What tideover's ServiceAccount must not be able to do: (verb, resource[/name], namespace or None for all,
+# subresource or None), as `kubectl auth can-i VERB RESOURCE[/NAME] [--subresource S]` reads them.
 FORBIDDEN = [
-    ("get", "secrets", "kube-system"),
-    ("list", "secrets", None),
-    ("create", "pods", "default"),
-    ("delete", "pods", "default"),
-    ("update", "pods", "default"),
-    ("patch", "pods/status", "default"),
-    ("create", "nodes", None),
-    ("delete", "nodes", None),
-    ("get", "configmaps/kube-proxy", "kube-system"),
-    ("list", "configmaps", "default"),
-    ("update", "leases.coordination.k8s.io/kube-scheduler", "kube-system"),
-    ("delete", "leases.coordination.k8s.io/tideover-controllers", "kube-system"),
-    ("create", "serviceaccounts/token", "kube-system"),
+    ("get", "secrets", "kube-system", None),
+    ("list", "secrets", None, None),
+    ("create", "pods", "default", None),
+    ("delete", "pods", "default", None),
+    ("update", "pods", "default", None),
+    ("patch", "pods", "default", "status"),
+    ("create", "pods", "default", "exec"),
+    ("create", "nodes", None, None),
+    ("delete", "nodes", None, None),
+    ("patch", "nodes", None, "status"),
+    ("get", "configmaps/kube-proxy", "kube-system", None),
+    ("list", "configmaps", "default", None),
+    ("update", "leases.coordination.k8s.io/kube-scheduler", "kube-system", None),
+    ("delete", "leases.coordination.k8s.io/tideover-controllers", "kube-system", None),
+    ("create", "serviceaccounts/tideover", "kube-system", "token"),
 ]
 ALLOWED = [
-    ("patch", "pods", "default"),
-    ("create", "pods/eviction", "default"),
-    ("patch", "nodes", None),
-    ("get", "configmaps/cluster-autoscaler-status", "kube-system"),
-    ("update", "leases.coordination.k8s.io/tideover-controllers", "kube-system"),
+    ("patch", "pods", "default", None),
+    ("create", "pods", "default", "eviction"),
+    ("patch", "nodes", None, None),
+    ("list", "configmaps/cluster-autoscaler-status", "kube-system", None),
+    ("update", "leases.coordination.k8s.io/tideover-controllers", "kube-system", None),
 ]
 
 
@@ -132,8 +135,11 @@ def test_every_grant_is_used_and_nothing_refused() -> None:
     assert not beyond, f"requests outside the grants (impossible unless RBAC allows more): {beyond}"
 
 
-def _can_i(kubectl: str, kubeconfig: Path, verb: str, resource: str, namespace: str | None) -> bool:
+def _can_i(kubectl: str, kubeconfig: Path, verb: str, resource: str, namespace: str | None,
+           subresource: str | None) -> bool:
     scope = ["--all-namespaces"] if namespace is None else ["-n", namespace]
+    if subresource is not None:
+        scope += ["--subresource", subresource]
     result = subprocess.run(
         [kubectl, "--kubeconfig", str(kubeconfig), "auth", "can-i", verb, resource, "--as", SERVICE_ACCOUNT, *scope],
         capture_output=True, text=True, timeout=30, check=False,

@@ -33,7 +33,7 @@ from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 from extender.config import TideoverConfig
 from extender.events import PodEvent
 from extender.metrics import Metrics
-from extender.returns import ReturnPlan, free_capacity, plan_returns
+from extender.returns import ReturnPlan, plan_returns, return_targets
 from extender.snapshot import DELETION_COST_MARKER, POD_DELETION_COST, ClusterSnapshot, PodPlacement
 
 log = logging.getLogger("tideover.controllers")
@@ -161,13 +161,8 @@ class ControllerLoop:
             # Protect every Ready VM with room from the moment returns are possible, not only each planned
             # target as it is picked: the autoscaler would otherwise remove new, still-empty VMs in the
             # stability window, and kube-scheduler may place a replacement on another node than planned.
-            spilled = self._spilled_replica_pods(snapshot, pods)
-            if spilled:
-                need_cpu = min(p.cpu for p in spilled)
-                need_memory = min(p.memory for p in spilled)
-                for node, (cpu, memory) in free_capacity(snapshot, pods).items():
-                    if cpu + 1e-9 >= need_cpu and memory >= need_memory:
-                        self._protect(node)
+            for node in return_targets(snapshot, pods, self._spilled_replica_pods(snapshot, pods)):
+                self._protect(node)
         for move in plan.moves:
             self._protect(move.target_node)
             pod = move.pod

@@ -55,6 +55,24 @@ def free_capacity(snapshot: ClusterSnapshot, pods: Iterable[PodPlacement]) -> di
     return free
 
 
+def return_targets(
+    snapshot: ClusterSnapshot, pods: Sequence[PodPlacement], spilled: Sequence[PodPlacement]
+) -> frozenset[str]:
+    """The VM nodes some spilled pod could move to now: room for it, its taints tolerated, its node selector and
+    required affinity matched. These are kept from scale-down while returns are possible; a node no spilled pod
+    can use (a tainted system pool, say) is not."""
+    targets: set[str] = set()
+    for name, (cpu, memory) in free_capacity(snapshot, pods).items():
+        facts = snapshot.nodes[name].facts
+        if any(
+            cpu + 1e-9 >= pod.cpu and memory >= pod.memory
+            and not pod_fits_template(pod.scheduling, facts.labels, facts.taints, name)
+            for pod in spilled
+        ):
+            targets.add(name)
+    return frozenset(targets)
+
+
 def _in_flight(pods: Sequence[PodPlacement], virtual: frozenset[str]) -> Counter[str]:
     """Per workload: pods going away, or replacements not yet running."""
     counts: Counter[str] = Counter()

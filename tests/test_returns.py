@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from extender.config import ReturnToVm
-from extender.returns import plan_returns
+from extender.returns import plan_returns, return_targets
 from extender.snapshot import PodPlacement
 from tests.factories import NOW, VIRTUAL_NODE, cluster, snapshot, status_yaml, vm_node
 
@@ -116,3 +116,18 @@ def test_not_ready_and_cordoned_vms_take_nothing() -> None:
     nodes[1]["spec"]["unschedulable"] = True
     plan = _plan([spilled("a")], nodes=nodes)
     assert plan.moves == ()
+
+
+def test_return_targets_are_vms_a_spilled_pod_could_use() -> None:
+    """Found by the kind suite: the system pool's nodes (tainted CriticalAddonsOnly) had room, and tideover kept them
+    from scale-down as return targets although no spilled pod tolerates their taint."""
+    system = vm_node("aks-system-000000", "systempool", cpu="8",
+                     taints=[{"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"}])
+    full = vm_node("aks-nodepool1-000001", cpu="1")
+    nodes = [*cluster(1), system, full]
+    snap = snapshot(nodes, QUIET)
+    pods = [spilled("a", cpu=1.5), spilled("b", cpu=1.5)]
+    assert return_targets(snap, pods, pods) == frozenset({"aks-nodepool1-000000"})
+    picky = [spilled("c", cpu=0.5, scheduling={"nodeSelector": {"disk": "ssd"}})]
+    assert return_targets(snap, picky, picky) == frozenset()
+    assert return_targets(snap, [], []) == frozenset()
