@@ -27,8 +27,11 @@ NonNegativeFloat = Annotated[float, Field(ge=0)]
 
 
 class _Model(BaseModel):
+    # allow_inf_nan=False: .inf or .nan in a weight, price, size or duration would pass every bound and then break
+    # the scores (500s) or the view; a non-finite number is an error at load, with its path.
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, validate_default=True
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, validate_default=True,
+        allow_inf_nan=False,
     )
 
 
@@ -451,6 +454,21 @@ def parse_config(data: Any, source: str = "config") -> TideoverConfig:
         raise ConfigError(source, format_validation_error(error)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (each key may appear once)", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: Path | str | None) -> TideoverConfig:
     """Read and validate a config file; ``None`` means all defaults."""
     if path is None:
@@ -461,7 +479,7 @@ def load_config(path: Path | str | None) -> TideoverConfig:
     except OSError as error:
         raise ConfigError(str(path), [f"cannot read: {error.strerror or error}"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

@@ -174,6 +174,53 @@ def _requests(container: Json, path: str) -> tuple[float, float]:
     return values[0], values[1]
 
 
+# Bounds on one pod, far beyond any real pod, so that the work per request is bounded: past them the request is
+# refused (400) with the limit named. Kubernetes sets no count limits of its own here; a pod spec near these
+# sizes would exceed etcd's 1.5 MiB object limit long before.
+MAX_CONTAINERS = 1_000  # containers + initContainers
+MAX_TOLERATIONS = 1_000
+MAX_AFFINITY_TERMS = 1_000  # node-affinity terms and their match expressions/fields, required and preferred
+
+
+def _affinity_terms(spec: Json) -> int:
+    """How many node-affinity terms and expressions the pod carries (malformed shapes count as none here; the
+    matching code reports them)."""
+    affinity = spec.get("affinity")
+    node_affinity = affinity.get("nodeAffinity") if isinstance(affinity, Mapping) else None
+    if not isinstance(node_affinity, Mapping):
+        return 0
+    terms: list[Any] = []
+    required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if isinstance(required, Mapping) and isinstance(required.get("nodeSelectorTerms"), list):
+        terms += required["nodeSelectorTerms"]
+    preferred = node_affinity.get("preferredDuringSchedulingIgnoredDuringExecution")
+    if isinstance(preferred, list):
+        terms += [p.get("preference") for p in preferred if isinstance(p, Mapping)]
+    count = len(terms)
+    for term in terms:
+        if isinstance(term, Mapping):
+            for key in ("matchExpressions", "matchFields"):
+                value = term.get(key)
+                count += len(value) if isinstance(value, list) else 0
+    return count
+
+
+def check_pod_limits(spec: Json, spec_path: str) -> None:
+    """Refuse a pod beyond the bounds above, naming the bound."""
+    containers = sum(len(v) for v in (spec.get("containers"), spec.get("initContainers")) if isinstance(v, list))
+    if containers > MAX_CONTAINERS:
+        raise ObjectError(f"{spec_path}.containers", f"{containers} containers and initContainers: more than the "
+                          f"limit of {MAX_CONTAINERS} a request may carry")
+    tolerations = spec.get("tolerations")
+    if isinstance(tolerations, list) and len(tolerations) > MAX_TOLERATIONS:
+        raise ObjectError(f"{spec_path}.tolerations", f"{len(tolerations)} tolerations: more than the limit of "
+                          f"{MAX_TOLERATIONS} a request may carry")
+    terms = _affinity_terms(spec)
+    if terms > MAX_AFFINITY_TERMS:
+        raise ObjectError(f"{spec_path}.affinity.nodeAffinity", f"{terms} terms and expressions: more than the "
+                          f"limit of {MAX_AFFINITY_TERMS} a request may carry")
+
+
 def pod_facts(pod: Any, path: str = "Pod") -> PodFacts:
     if not isinstance(pod, Mapping):
         raise ObjectError(path, f"must be an object, got {type(pod).__name__}")
@@ -182,9 +229,10 @@ def pod_facts(pod: Any, path: str = "Pod") -> PodFacts:
     status = _mapping(pod, "status", path)
     meta_path, spec_path = f"{path}.metadata", f"{path}.spec"
 
+    check_pod_limits(spec, spec_path)
     cpu = memory = 0.0
     init_cpu = init_memory = 0.0
-    images: list[str] = []
+    images: dict[str, None] = {}  # insertion-ordered set: linear de-duplication
     for field in ("containers", "initContainers"):
         for index, container in enumerate(_list(spec, field, spec_path)):
             item_path = f"{spec_path}.{field}[{index}]"
@@ -199,9 +247,7 @@ def pod_facts(pod: Any, path: str = "Pod") -> PodFacts:
                 init_memory = max(init_memory, c_memory)
             image = _str(container, "image", item_path)
             if image:
-                normalised = normalise_image(image)
-                if normalised not in images:
-                    images.append(normalised)
+                images[normalise_image(image)] = None
     overhead = _mapping(spec, "overhead", spec_path)
     cpu = max(cpu, init_cpu) + (quantity(overhead["cpu"], f"{spec_path}.overhead.cpu") if "cpu" in overhead else 0)
     memory = max(memory, init_memory) + (

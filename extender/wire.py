@@ -31,6 +31,23 @@ class ExtenderArgs:
     nodes: tuple[Json, ...] | None
     form: Literal["names", "nodes"]
     sent_node_names: bool  # the request carried NodeNames (reply with them too)
+    # With both forms, the NodeNames sent: the NodeNames reply lists only these (the answer comes from Nodes).
+    sent_names: frozenset[str] | None = None
+
+
+# The most candidate nodes one request may carry: three times Kubernetes' largest supported cluster (5,000 nodes).
+MAX_NODES = 15_000
+
+
+def _refuse_duplicates(names: Any, field: str) -> None:
+    """Every candidate must appear once: a duplicated name would be kept and failed at once, or answered twice."""
+    if len(set(names)) == len(names):
+        return
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        if name in seen:
+            raise WireError(field.format(index), f"duplicate node name {name!r}: each candidate must appear once")
+        seen.add(name)
 
 
 def _fold(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,6 +73,9 @@ def parse_extender_args(body: Any) -> ExtenderArgs:
         if not all(type(name) is str and name for name in raw_names):  # one fast pass; find the culprit only on failure
             index = next(i for i, name in enumerate(raw_names) if not isinstance(name, str) or not name)
             raise WireError(f"NodeNames[{index}]", "must be a non-empty string")
+        if len(raw_names) > MAX_NODES:
+            raise WireError("NodeNames", f"{len(raw_names)} names: more than the limit of {MAX_NODES} per request")
+        _refuse_duplicates(raw_names, "NodeNames[{}]")
         names = raw_names
 
     raw_nodes = fields.get("nodes")
@@ -68,6 +88,8 @@ def parse_extender_args(body: Any) -> ExtenderArgs:
             raw_items = []
         if not isinstance(raw_items, list):
             raise WireError("Nodes.items", f"must be a list, got {type(raw_items).__name__}")
+        if len(raw_items) > MAX_NODES:
+            raise WireError("Nodes.items", f"{len(raw_items)} nodes: more than the limit of {MAX_NODES} per request")
         items = []
         for index, node in enumerate(raw_items):
             if not isinstance(node, Mapping):
@@ -85,9 +107,11 @@ def parse_extender_args(body: Any) -> ExtenderArgs:
 
     if items is not None:
         node_names = tuple(node["metadata"]["name"] for node in items)
-        return ExtenderArgs(pod, node_names, tuple(items), "nodes", names is not None)
+        _refuse_duplicates(node_names, "Nodes.items[{}].metadata.name")
+        sent = frozenset(names) if names is not None else None
+        return ExtenderArgs(pod, node_names, tuple(items), "nodes", names is not None, sent)
     if names is not None:
-        return ExtenderArgs(pod, tuple(names), None, "names", True)
+        return ExtenderArgs(pod, tuple(names), None, "names", True, None)
     raise WireError("NodeNames", "the request has neither Nodes nor NodeNames: no candidate nodes to consider")
 
 
@@ -104,7 +128,8 @@ def filter_reply(args: ExtenderArgs, decision: FilterDecision) -> dict[str, Any]
         keep = set(decision.feasible)
         reply["Nodes"] = {"metadata": {}, "items": [n for n in args.nodes if n["metadata"]["name"] in keep]}
     if args.nodes is None or args.sent_node_names:
-        reply["NodeNames"] = list(decision.feasible)
+        sent = args.sent_names
+        reply["NodeNames"] = [n for n in decision.feasible if sent is None or n in sent]
     return reply
 
 

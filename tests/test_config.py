@@ -130,3 +130,29 @@ def test_lease_timings_are_whole_seconds_in_order() -> None:
     assert caught.value.problems == [
         "controllers: need retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds"
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("vmPools:\n  provisioningSeconds: .inf\n", "vmPools.provisioningSeconds"),
+        ("autoscaler:\n  statusMaxAgeSeconds: .nan\n", "autoscaler.statusMaxAgeSeconds"),
+        ("vmPools:\n  pools:\n    - name: p\n      pricePerHour: .inf\n", "vmPools.pools[0].pricePerHour"),
+    ],
+)
+def test_non_finite_numbers_are_refused_with_their_path(tmp_path: Path, text: str, field: str) -> None:
+    """Issue 11: check-config accepted .inf and .nan; the server then answered /prioritize with 500s."""
+    path = tmp_path / "tideover.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert any(problem.startswith(field) and "finite" in problem for problem in caught.value.problems), caught.value
+
+
+def test_a_duplicated_key_is_an_error_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "tideover.yaml"
+    path.write_text("server:\n  port: 8888\n  port: 9999\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (problem,) = caught.value.problems
+    assert problem == "line 3, column 3: not valid YAML: duplicate key 'port' (each key may appear once)"
