@@ -345,6 +345,10 @@ class Server(_Model):
     # Bytes; larger request bodies get 413. A Pod plus 5,000 node names is about 200 KB; full Nodes
     # (nodeCacheCapable: false) run to about 5 KB a node, so 64 MiB covers 10,000 nodes.
     max_body_bytes: int = Field(default=64 * 2**20, ge=1024)
+    # Seconds to receive a request's whole body; a client slower than that gets 408. kube-scheduler sends its
+    # body at once and gives up itself after its httpTimeout (2 s in config/), so 10 s only cuts off stalled
+    # or hostile clients that would hold a connection open.
+    body_read_timeout_seconds: PositiveFloat = 10.0
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Server:

@@ -151,7 +151,8 @@ def asgi_post(
         elif message["type"] == "http.response.body":
             body.extend(message.get("body", b""))
 
-    asyncio.run(app(scope, receive, send))
+    with contextlib.suppress(TimeoutError):  # an app that waits for the body forever fails below, not hangs
+        asyncio.run(asyncio.wait_for(app(scope, receive, send), 5))
     return AsgiReply(status, bytes(body), read)
 
 
@@ -1189,3 +1190,50 @@ def test_a_large_valid_pod_costs_linear_time() -> None:
     small, large = min(read(100) for _ in range(3)), min(read(1000) for _ in range(3))
     assert large < 0.5
     assert large < 20 * small
+
+
+def _asgi_call(app: FastAPI, messages: list[dict[str, Any]]) -> tuple[int | None, bytes]:
+    """Drive the ASGI app with ``messages`` as the request's receive() results (then a wait that never ends)."""
+    import asyncio
+    import contextlib
+
+    sent: list[dict[str, Any]] = []
+    queue = list(messages)
+
+    async def receive() -> dict[str, Any]:
+        if queue:
+            return queue.pop(0)
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/filter", "headers": [(b"content-length", b"100000")],
+             "query_string": b"", "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1),
+             "root_path": "", "raw_path": b"/filter", "asgi": {"version": "3.0"}}
+    with contextlib.suppress(TimeoutError):  # an app that waits for the body forever fails below, not hangs
+        asyncio.run(asyncio.wait_for(app(scope, receive, send), 5))
+    start = next((m for m in sent if m["type"] == "http.response.start"), None)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return (start["status"] if start else None), body
+
+
+def test_a_client_that_disconnects_mid_body_gets_one_log_line_not_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = harness()
+    with caplog.at_level("INFO"):
+        status, _ = _asgi_call(h.app, [{"type": "http.request", "body": b'{"Pod": ', "more_body": True},
+                                       {"type": "http.disconnect"}])
+    assert status == 400
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert any("disconnected before sending its whole body" in r.getMessage() for r in caplog.records)
+    assert h.sample("tideover_bad_requests_total", {"verb": "filter", "status": "499"}) == 1.0
+
+
+def test_a_body_that_never_arrives_whole_gets_408() -> None:
+    h = harness(config=TideoverConfig.model_validate({"server": {"bodyReadTimeoutSeconds": 0.2}}))
+    status, body = _asgi_call(h.app, [{"type": "http.request", "body": b'{"Pod": ', "more_body": True}])
+    assert status == 408
+    assert b"server.bodyReadTimeoutSeconds" in body
