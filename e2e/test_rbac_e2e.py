@@ -102,9 +102,10 @@ def audited(path: Path = AUDIT_LOG) -> tuple[Counter[tuple[str, str, str]], list
         if ref.get("subresource"):
             resource += "/" + ref["subresource"]
         key = (ref.get("apiGroup", ""), resource, entry.get("verb", ""))
-        code = (entry.get("responseStatus") or {}).get("code", 0)
-        if code in (401, 403):
-            refused.append(f"{key} -> {code} {entry.get('requestURI')}")
+        # Refused by RBAC: the authorizer's decision, not the status code (a 403 also answers, e.g., an Event
+        # created in a namespace being deleted).
+        if (entry.get("annotations") or {}).get("authorization.k8s.io/decision") == "forbid":
+            refused.append(f"{key} -> {(entry.get('responseStatus') or {}).get('code')} {entry.get('requestURI')}")
         else:
             used[key] += 1
     return used, refused
