@@ -25,10 +25,12 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 from extender.annotations import MAX_VIRTUAL_PERCENT, MAX_VIRTUAL_REPLICAS, WorkloadPolicy
 from extender.config import ProviderProfile, TideoverConfig, VirtualSubnet
@@ -427,6 +429,42 @@ class _Spill:
     at: float  # the ledger's clock
 
 
+_N = TypeVar("_N", int, float)
+
+
+class _Without(Mapping[str, _N]):
+    """``base`` with ``amount`` taken off ``key`` (the pod being filtered left out), without copying ``base``; a
+    value that reaches zero reads as absent."""
+
+    __slots__ = ("_amount", "_base", "_key")
+
+    def __init__(self, base: Mapping[str, _N], key: str | None, amount: _N) -> None:
+        self._base: Mapping[str, _N] = base
+        self._key = key
+        self._amount: _N = amount
+
+    def __getitem__(self, key: str) -> _N:
+        value = self._base[key]
+        if key == self._key:
+            value = value - self._amount
+            if value <= 1e-12:
+                raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key in self._base if key in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self[key]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
+
+
 class SpillLedger:
     """The spills tideover allowed, until the snapshot shows their pods on a virtual node.
 
@@ -434,6 +472,10 @@ class SpillLedger:
     ``decide_filter``. An entry ends when the snapshot shows the pod on a virtual node (from then on the
     snapshot counts it), when the pod is filtered again (it was not bound), or after ``ttl_seconds`` (the
     bind failed or the pod went away; meanwhile the caps are stricter, never looser). Thread-safe.
+
+    Indexed: the totals per workload and per namespace are kept as entries come and go, expiry walks a queue in
+    time order, and the snapshot's virtual pods are matched once per snapshot, not per request; so a view costs
+    the same whatever the number of unrelated spills in the window.
     """
 
     def __init__(self, ttl_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -441,6 +483,10 @@ class SpillLedger:
         self._clock = clock
         self._lock = threading.Lock()
         self._spills: dict[str, _Spill] = {}
+        self._order: deque[tuple[float, str]] = deque()  # (at, uid) in settle order, stale ones included
+        self._by_owner: dict[str, int] = {}
+        self._spend: dict[str, float] = {}
+        self._matched: frozenset[str] | None = None  # the snapshot's virtual pod uids last matched
 
     def __len__(self) -> int:
         return len(self._spills)
@@ -450,29 +496,59 @@ class SpillLedger:
         if not pod.uid:
             return
         with self._lock:
+            self._remove(pod.uid)
             if spilled:
-                self._spills[pod.uid] = _Spill(pod.owner_uid, pod.namespace, cost_per_hour or 0.0, self._clock())
-            else:
-                self._spills.pop(pod.uid, None)
+                spill = _Spill(pod.owner_uid, pod.namespace, cost_per_hour or 0.0, self._clock())
+                self._spills[pod.uid] = spill
+                self._order.append((spill.at, pod.uid))
+                if spill.owner_uid:
+                    self._by_owner[spill.owner_uid] = self._by_owner.get(spill.owner_uid, 0) + 1
+                self._spend[spill.namespace] = self._spend.get(spill.namespace, 0.0) + spill.cost_per_hour
 
     def view(self, snapshot: ClusterSnapshot, exclude_uid: str | None = None) -> InFlight:
         """The spills the snapshot does not show yet, except ``exclude_uid`` (the pod being filtered)."""
         if not self._spills:
             return NO_IN_FLIGHT
-        now = self._clock()
-        shown = snapshot.virtual_pod_uids
-        by_owner: dict[str, int] = {}
-        spend: dict[str, float] = {}
-        count = 0
         with self._lock:
-            for uid, spill in list(self._spills.items()):
-                if uid in shown or now - spill.at > self.ttl_seconds:
-                    del self._spills[uid]
-                    continue
-                if uid == exclude_uid:
-                    continue
-                count += 1
-                if spill.owner_uid:
-                    by_owner[spill.owner_uid] = by_owner.get(spill.owner_uid, 0) + 1
-                spend[spill.namespace] = spend.get(spill.namespace, 0.0) + spill.cost_per_hour
-        return InFlight(count, by_owner, spend)
+            self._expire(self._clock())
+            self._forget_shown(snapshot.virtual_pod_uids)
+            if not self._spills:
+                return NO_IN_FLIGHT
+            excluded = self._spills.get(exclude_uid) if exclude_uid else None
+            by_owner, spend = MappingProxyType(self._by_owner), MappingProxyType(self._spend)
+            if excluded is None:
+                return InFlight(len(self._spills), by_owner, spend)
+            return InFlight(
+                len(self._spills) - 1,
+                _Without(by_owner, excluded.owner_uid, 1),
+                _Without(spend, excluded.namespace, excluded.cost_per_hour),
+            )
+
+    def _remove(self, uid: str) -> None:
+        spill = self._spills.pop(uid, None)
+        if spill is None:
+            return
+        if spill.owner_uid in self._by_owner:
+            self._by_owner[spill.owner_uid] -= 1
+            if self._by_owner[spill.owner_uid] <= 0:
+                del self._by_owner[spill.owner_uid]
+        if spill.namespace in self._spend:
+            self._spend[spill.namespace] -= spill.cost_per_hour
+            if self._spend[spill.namespace] <= 1e-12:
+                del self._spend[spill.namespace]
+
+    def _expire(self, now: float) -> None:
+        while self._order and now - self._order[0][0] > self.ttl_seconds:
+            at, uid = self._order.popleft()
+            spill = self._spills.get(uid)
+            if spill is not None and spill.at == at:  # not settled again since
+                self._remove(uid)
+
+    def _forget_shown(self, shown: frozenset[str]) -> None:
+        if shown is self._matched:
+            return
+        smaller = shown if len(shown) < len(self._spills) else list(self._spills)
+        for uid in smaller:
+            if uid in shown and uid in self._spills:
+                self._remove(uid)
+        self._matched = shown

@@ -4,6 +4,7 @@ decide_filter applies them. Table-driven; the HTTP-level tests are in test_api.p
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from fractions import Fraction
 from ipaddress import IPv4Network
 from typing import Any
@@ -920,3 +921,46 @@ def test_ledger_ignores_pods_without_uid() -> None:
     ledger = SpillLedger(clock=Clock())
     ledger.settle(dataclasses.replace(_facts("a"), uid=""), True, 0.05)
     assert len(ledger) == 0
+
+
+def test_ledger_view_does_not_walk_unrelated_spills() -> None:
+    """Issue 11: every /filter scanned every spill in the window (10,000 spills: filter p50 0.3 -> 3 ms). Now the
+    totals are kept as entries come and go, and the snapshot is matched once per snapshot."""
+
+    class CountingDict(dict[str, Any]):
+        walks = 0
+
+        def __iter__(self) -> Iterator[str]:
+            CountingDict.walks += 1
+            return super().__iter__()
+
+    def facts(i: int) -> PodFacts:
+        return _facts(f"p{i}", owner=("ReplicaSet", f"rs-{i}"), namespace=f"ns-{i % 50}")
+
+    ledger = SpillLedger(clock=Clock())
+    ledger._spills = CountingDict()
+    for i in range(10_000):
+        ledger.settle(facts(i), True, 0.01)
+    snap = snapshot(cluster(1))
+    ledger.view(snap)  # matches this snapshot's virtual pods once
+    CountingDict.walks = 0
+    for i in range(100):
+        view = ledger.view(snap, exclude_uid=facts(i).uid)
+        assert view.pods == 9_999
+        assert facts(i).owner_uid not in view.by_owner
+        assert view.spend_by_namespace["ns-0"] == pytest.approx(2.0 - (0.01 if i % 50 == 0 else 0))
+    assert CountingDict.walks == 0
+
+
+def test_ledger_expiry_keeps_a_pod_settled_again() -> None:
+    clock = Clock()
+    ledger = SpillLedger(ttl_seconds=30, clock=clock)
+    ledger.settle(_facts("a"), True, 0.05)
+    clock.now += 20
+    ledger.settle(_facts("a"), True, 0.05)  # filtered again and spilled again: its clock restarts
+    clock.now += 15
+    view = ledger.view(snapshot(cluster(1)))
+    assert (view.pods, dict(view.by_owner)) == (1, {OWNER_UID: 1})
+    assert view.spend_by_namespace == pytest.approx({"default": 0.05})
+    clock.now += 16
+    assert ledger.view(snapshot(cluster(1))) is NO_IN_FLIGHT

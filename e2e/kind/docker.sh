@@ -148,6 +148,7 @@ up() {
   mkdir -p "${STATE}"
   if docker info >/dev/null 2>&1; then
     log "a Docker engine answers: using it as it is"
+    rm -f "${STATE}/owned" # not started by this run: `down` leaves it running
   else
     command -v dockerd >/dev/null || install_docker
     start_dockerd
