@@ -126,7 +126,8 @@ def serve(settings: ServeSettings) -> int:
 def check_config(path: Path) -> int:
     config = load_config(path)
     pools = ", ".join(pool.name for pool in config.vm_pools.pools) or "(discovered from node labels)"
-    print(f"{path}: OK (pools: {pools})")
+    empty = config == TideoverConfig()
+    print(f"{path}: OK (pools: {pools})" + ("; it sets nothing: every setting has its default" if empty else ""))
     return 0
 
 

@@ -416,13 +416,22 @@ class TideoverConfig(_Model):
     controllers: Controllers = Field(default_factory=Controllers)
 
 
+# A configuration is a few KB; anything past this is a wrong file (and a YAML bomb's cost is bounded).
+MAX_CONFIG_BYTES = 1 << 20
+# Problems listed in a ConfigError's message; the rest are counted.
+MAX_PROBLEMS_SHOWN = 50
+
+
 class ConfigError(Exception):
-    """All the problems of one config file, each with its path."""
+    """All the problems of one config file, each with its path (the first MAX_PROBLEMS_SHOWN in the message)."""
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = problems
-        super().__init__(f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems))
+        shown = [f"  {p}" for p in problems[:MAX_PROBLEMS_SHOWN]]
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            shown.append(f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more")
+        super().__init__(f"{source}: {len(problems)} problem(s):\n" + "\n".join(shown))
 
 
 def _loc_path(loc: tuple[int | str, ...]) -> str:
@@ -456,6 +465,8 @@ def parse_config(data: Any, source: str = "config") -> TideoverConfig:
         return TideoverConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(source, format_validation_error(error)) from None
+    except RecursionError:
+        raise ConfigError(source, ["nested too deeply to be a tideover configuration"]) from None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -479,9 +490,15 @@ def load_config(path: Path | str | None) -> TideoverConfig:
         return TideoverConfig()
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes() if path.stat().st_size <= MAX_CONFIG_BYTES else None
     except OSError as error:
         raise ConfigError(str(path), [f"cannot read: {error.strerror or error}"]) from None
+    if raw is None:
+        raise ConfigError(str(path), [f"larger than {MAX_CONFIG_BYTES} bytes: not a tideover configuration"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(str(path), [f"byte {error.start}: not UTF-8 text"]) from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
@@ -489,4 +506,8 @@ def load_config(path: Path | str | None) -> TideoverConfig:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error)
         raise ConfigError(str(path), [f"{where}not valid YAML: {problem}"]) from None
+    except RecursionError:
+        raise ConfigError(str(path), ["nested too deeply to be a tideover configuration"]) from None
+    except ValueError as error:  # e.g. an integer of more than 4,300 digits
+        raise ConfigError(str(path), [f"not a usable value: {error}"]) from None
     return parse_config(data, str(path))

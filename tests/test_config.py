@@ -156,3 +156,38 @@ def test_a_duplicated_key_is_an_error_naming_its_line(tmp_path: Path) -> None:
         load_config(path)
     (problem,) = caught.value.problems
     assert problem == "line 3, column 3: not valid YAML: duplicate key 'port' (each key may appear once)"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(b"server:\n  host: \xff\xfe\n", "byte 16: not UTF-8 text", id="not-utf8"),
+        pytest.param(b"[" * 5000 + b"]" * 5000, "nested too deeply", id="deep-nesting"),
+        pytest.param(b"server:\n  port: " + b"9" * 5000 + b"\n", "not a usable value", id="huge-integer"),
+        pytest.param(b"x: 1\n" * 300_000, "larger than 1048576 bytes", id="too-large"),
+    ],
+)
+def test_hostile_files_get_one_clear_problem(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "tideover.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (problem,) = caught.value.problems
+    assert expected in problem
+
+
+def test_a_flood_of_problems_is_cut_short_and_counted() -> None:
+    error = ConfigError("f.yaml", [f"key{i}: unknown key" for i in range(237)])
+    lines = str(error).splitlines()
+    assert lines[0] == "f.yaml: 237 problem(s):"
+    assert len(lines) == 1 + 50 + 1
+    assert lines[-1] == "  ... and 187 more"
+
+
+def test_check_config_says_an_empty_file_means_all_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from extender.cli import check_config
+
+    path = tmp_path / "tideover.yaml"
+    path.write_text("# nothing yet\n")
+    assert check_config(path) == 0
+    assert "it sets nothing: every setting has its default" in capsys.readouterr().out
