@@ -16,6 +16,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from extender.config import ConfigError, TideoverConfig, load_config, parse_config
+from extender.objects import ObjectError
 
 log = logging.getLogger("tideover")
 
@@ -147,10 +148,10 @@ def explain_command(snapshot: Path, pod: Path, config_path: Path | None, at: str
     try:
         dump = read_dump(_read(snapshot), str(snapshot))
         pod_facts = read_pod(_read(pod), str(pod))
-    except (DumpError, OSError) as error:
+        result = explain(dump, pod_facts, config, now)  # reads the dump's objects: their errors are the input's
+    except (DumpError, ObjectError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    result = explain(dump, pod_facts, config, now)
     if as_json:
         import orjson
 

@@ -77,7 +77,10 @@ def quantity(value: Any, field: str) -> float:
     if isinstance(value, bool):
         raise ObjectError(field, "must be a quantity, got a boolean")
     if isinstance(value, int | float | Decimal):
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:  # an int of 400 digits: no float holds it
+            raise ObjectError(field, "is not a finite, non-negative quantity (too large)") from None
     elif isinstance(value, str):
         try:
             result = _quantity_cached(value)

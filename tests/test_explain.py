@@ -98,3 +98,24 @@ def test_explain_bad_input_is_a_clear_error(
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        pytest.param(lambda node: node["status"]["allocatable"].update(cpu=10**400), "too large", id="huge-cpu"),
+        pytest.param(lambda node: node["metadata"].update(labels=["not", "a", "map"]), "labels", id="bad-labels"),
+        pytest.param(lambda node: node["status"].update(allocatable={"cpu": "lots"}), "'lots'", id="bad-quantity"),
+    ],
+)
+def test_explain_a_bad_node_in_the_dump_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mutate: Any, message: str
+) -> None:
+    """Issue 11: a bad Node in a dump gave a traceback (explain() ran outside the error handling)."""
+    nodes = cluster(2)
+    mutate(nodes[0])
+    dump = tmp_path / "dump.yaml"
+    dump.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": nodes}))
+    assert main(["explain", "--snapshot", str(dump), "--pod", str(_write_pod(tmp_path, pod()))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
