@@ -39,10 +39,7 @@ echo "[test.sh] unit + local-process tests: $((SECONDS - t0)) s (exit ${status})
 
 # --- 2. the kind suite ------------------------------------------------------------------------------------------
 cleanup() {
-  bash e2e/kind/down.sh || true
-  # The tideover images this run replaced (untagged now), and the Dockerfile's build stage: nothing else uses them.
-  docker image prune --force --filter "label=org.opencontainers.image.title=tideover" >/dev/null 2>&1 || true
-  docker image prune --force --filter "label=tideover.io/image=build" >/dev/null 2>&1 || true
+  bash e2e/kind/down.sh || true   # the cluster, and the tideover images this run replaced
   bash e2e/kind/docker.sh down || true
 }
 trap cleanup EXIT

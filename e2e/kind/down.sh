@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deletes the e2e suite's kind cluster and what e2e/kind/up.sh generated for it (.e2e-work/kind: the kubeconfig
 # and kube-scheduler's configuration). `kind delete cluster` removes the node containers with their volumes.
-# The images stay in Docker: they are the cache that makes the next up.sh fast.
+# Images: see the end of this script.
 #
 #   bash e2e/kind/down.sh                       # delete the cluster
 #   bash e2e/kind/down.sh --export-logs DIR     # first save the cluster's logs (kind export logs) into DIR
@@ -24,3 +24,7 @@ else
   printf '[kind-down] no kind cluster named %s\n' "${CLUSTER_NAME}" >&2
 fi
 rm -rf "${WORK}"
+# tideover images a later build replaced (untagged now) and the Dockerfile's build stage: nothing else uses them.
+# The cached images (tideover-kind/*, tideover:e2e) stay: they make the next up.sh fast.
+docker image prune --force --filter "label=org.opencontainers.image.title=tideover" >/dev/null 2>&1 || true
+docker image prune --force --filter "label=tideover.io/image=build" >/dev/null 2>&1 || true

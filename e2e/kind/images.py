@@ -67,6 +67,8 @@ KIND_IMAGE_CONSTANTS = {
     "local-path-helper": ("pkg/build/nodeimage/const_storage.go", "storageHelperImage"),
 }
 UPSTREAM_NODE_IMAGE = "kindest/node:{version}"
+# On the images whose names are fixed by manifests (virtual-kubelet, kwok): the hash of what made them.
+RECIPE_LABEL = "io.tideover.recipe"
 
 
 class ImageError(RuntimeError):
@@ -257,7 +259,8 @@ def kind_image_names(versions: dict[str, dict[str, object]]) -> dict[str, str]:
     return names
 
 
-def _static_dockerfile(binaries: Sequence[str], entrypoint: Sequence[str] | None, base: str | None) -> str:
+def _static_dockerfile(binaries: Sequence[str], entrypoint: Sequence[str] | None, base: str | None,
+                       recipe: str = "") -> str:
     """An image of static binaries in /usr/local/bin, FROM ``base`` (default: a skeleton with /tmp, /etc/passwd
     and CA certificates, like the distroless images upstream uses)."""
     lines = [f"FROM {base}" if base else "FROM scratch", *([] if base else ["COPY skel/ /"])]
@@ -265,6 +268,8 @@ def _static_dockerfile(binaries: Sequence[str], entrypoint: Sequence[str] | None
     lines.append("ENV PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     if entrypoint:
         lines.append(f"ENTRYPOINT {json.dumps(list(entrypoint))}")
+    if recipe:
+        lines.append(f"LABEL {RECIPE_LABEL}={recipe}")
     return "\n".join(lines) + "\n"
 
 
@@ -282,7 +287,7 @@ def _skeleton(context: Path) -> None:
 
 
 def binary_image(tag: str, files: dict[str, Path], entrypoint: Sequence[str] | None, log: Path,
-                 base: str | None = None) -> None:
+                 base: str | None = None, recipe: str = "") -> None:
     """Build ``tag``: ``files`` (name in /usr/local/bin -> binary) on ``base`` or the skeleton."""
     with tempfile.TemporaryDirectory(prefix="tideover-img-") as tmp:
         context = Path(tmp)
@@ -291,7 +296,7 @@ def binary_image(tag: str, files: dict[str, Path], entrypoint: Sequence[str] | N
         for name, path in files.items():
             shutil.copy(path, context / name)
             (context / name).chmod(0o755)
-        docker_build(tag, _static_dockerfile(list(files), entrypoint, base), context, log)
+        docker_build(tag, _static_dockerfile(list(files), entrypoint, base, recipe), context, log)
 
 
 def pause_binary(versions: dict[str, dict[str, object]], out: Path, log: Path) -> Path:
@@ -345,10 +350,20 @@ def cluster_component_images(versions: dict[str, dict[str, object]]) -> dict[str
     }
     components.ensure_built(list(names))
     for component, tag in names.items():
-        if not image_exists(tag):
-            entry = ["/usr/local/bin/virtual-kubelet"] if component == "virtual-kubelet" else ["/usr/local/bin/kwok"]
-            binary_image(tag, {component: components.binary_path(component)}, entry, log)
+        # Their names are fixed (the manifests use them), so the label tells whether this recipe made them.
+        recipe = digest(components.binary_path(component), scripts_digest())
+        if image_label(tag, RECIPE_LABEL) != recipe:
+            entry = [f"/usr/local/bin/{component}"]
+            binary_image(tag, {component: components.binary_path(component)}, entry, log, recipe=recipe)
     return names
+
+
+def image_label(tag: str, label: str) -> str | None:
+    """A label of a local image; None when the image or the label is missing."""
+    result = subprocess.run(["docker", "image", "inspect", "-f", f'{{{{index .Config.Labels "{label}"}}}}', tag],
+                            capture_output=True, text=True)
+    value = result.stdout.strip()
+    return value if result.returncode == 0 and value and value != "<no value>" else None
 
 
 # ------------------------------------------------------------------------------------------------ node image
