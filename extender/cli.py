@@ -67,7 +67,7 @@ def serve(settings: ServeSettings) -> int:
     from extender.api import ExtenderService, create_app
     from extender.clusterview import ClusterView
     from extender.controllers import ControllerLoop, LeaderElector
-    from extender.events import EventRecorder, SpillNotifier
+    from extender.events import EventRecorder, SpillNotifier, WaitingNotifier
     from extender.metrics import Metrics
     from extender.spillstate import KubeNodeWriter, SpillStateRecorder
 
@@ -97,6 +97,9 @@ def serve(settings: ServeSettings) -> int:
     view.add_snapshot_listener(metrics.account_virtual_time)
     controllers = ControllerLoop(core, config, view.snapshot, view.pods, recorder.emit, metrics)
     elector = LeaderElector(api_client, config, controllers.run)
+    waiting = WaitingNotifier(recorder.emit, config, leading=elector.leading.is_set)
+    view.add_pod_listener(waiting.on_pod_change)
+    view.add_snapshot_listener(waiting.on_snapshot)
     service = ExtenderService(config, view.snapshot, metrics, on_filter_decision=notifier.on_filter_decision)
     app = create_app(service, view.ready)
 
@@ -174,7 +177,9 @@ def explain_command(snapshot: Path, pod: Path, config_path: Path | None, at: str
 
 
 def _read(path: Path) -> str:
-    return sys.stdin.read() if str(path) == "-" else path.read_text()
+    from extender.explain import decode_text
+
+    return decode_text(sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes(), str(path))
 
 
 def build_parser() -> argparse.ArgumentParser:

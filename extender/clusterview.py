@@ -167,6 +167,8 @@ class ClusterView:
                     self._store.pods[placement.uid] = placement
                 for uid, placement in self._store.pods.items():
                     self._notify_pod(old.get(uid), placement)
+                for uid in old.keys() - self._store.pods.keys():  # deleted while the watch was down
+                    self._notify_pod(old[uid], None)
             else:
                 self._apply_status(items[0] if items else None)
 

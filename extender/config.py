@@ -8,13 +8,23 @@ each with its path (``vmPools.pools[0].pricePerHour: ...``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import stat
+from collections.abc import Iterator, Mapping
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from extender.annotations import Priority
@@ -22,8 +32,18 @@ from extender.annotations import Priority
 API_VERSION: Final = "tideover.io/v1alpha1"
 KIND: Final = "TideoverConfiguration"
 
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+
+def _not_a_boolean(value: Any) -> Any:
+    """YAML's true/false are not numbers: pydantic would take ``port: true`` as port 1."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, got the boolean {str(value).lower()}")
+    return value
+
+
+PositiveFloat = Annotated[float, BeforeValidator(_not_a_boolean), Field(gt=0)]
+NonNegativeFloat = Annotated[float, BeforeValidator(_not_a_boolean), Field(ge=0)]
+Int = Annotated[int, BeforeValidator(_not_a_boolean)]
 
 
 class _Model(BaseModel):
@@ -143,11 +163,11 @@ class VirtualSubnet(_Model):
     cidr: IPv4Network | None = None
     # Pods on virtual nodes at most, when you would rather give a number than the subnet (or a smaller one).
     # With both, the smaller limit holds.
-    max_pods: int | None = Field(default=None, ge=1)
+    max_pods: Int | None = Field(default=None, ge=1)
     # IPs kept free (pods). A deleted pod's container group holds its IP until ACI has deleted it, and spills
     # tideover has allowed are counted only once their pods are bound: 5 covers both for bursts of the usual
     # size.
-    reserve: int = Field(default=5, ge=0)
+    reserve: Int = Field(default=5, ge=0)
 
     @field_validator("cidr")
     @classmethod
@@ -338,17 +358,33 @@ class Images(_Model):
 
 class Server(_Model):
     host: str = "0.0.0.0"
-    port: int = Field(default=8888, ge=1, le=65535)
+    port: Int = Field(default=8888, ge=1, le=65535)
     # Serve HTTPS with these PEM files (kube-scheduler's enableHTTPS + tlsConfig).
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     # Bytes; larger request bodies get 413. A Pod plus 5,000 node names is about 200 KB; full Nodes
     # (nodeCacheCapable: false) run to about 5 KB a node, so 64 MiB covers 10,000 nodes.
-    max_body_bytes: int = Field(default=64 * 2**20, ge=1024)
+    max_body_bytes: Int = Field(default=64 * 2**20, ge=1024)
     # Seconds to receive a request's whole body; a client slower than that gets 408. kube-scheduler sends its
     # body at once and gives up itself after its httpTimeout (2 s in config/), so 10 s only cuts off stalled
     # or hostile clients that would hold a connection open.
     body_read_timeout_seconds: PositiveFloat = 10.0
+
+    @field_validator("tls_cert_file", "tls_key_file")
+    @classmethod
+    def _readable_file(cls, path: Path | None) -> Path | None:
+        """The server would fail at start-up, after the config was declared good: say so now."""
+        if path is None:
+            return None
+        try:
+            mode = path.stat().st_mode
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{str(path)!r}: {getattr(error, 'strerror', None) or error}") from None
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{str(path)!r} is not a file")
+        if not os.access(path, os.R_OK):
+            raise ValueError(f"{str(path)!r} is not readable")
+        return path
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Server:
@@ -363,7 +399,7 @@ class DeletionCost(_Model):
     enabled: bool = True
     # The cost written (int32). Pods without the annotation count as 0, so anything below 0 goes first;
     # -1000 leaves room for users' own small negative costs.
-    virtual_pod_cost: int = Field(default=-1000, ge=-(2**31), le=2**31 - 1)
+    virtual_pod_cost: Int = Field(default=-1000, ge=-(2**31), le=2**31 - 1)
 
 
 class ReturnToVm(_Model):
@@ -377,9 +413,9 @@ class ReturnToVm(_Model):
     min_pod_age_seconds: NonNegativeFloat = 60.0
     # Pods of one workload moved at a time: the next moves once the replacement runs, so a Deployment
     # never loses more than this many replicas to returns at once (PodDisruptionBudgets also hold).
-    max_in_flight_per_workload: int = Field(default=2, ge=1)
+    max_in_flight_per_workload: Int = Field(default=2, ge=1)
     # Evictions per minute across the cluster: bounds API load and the churn a return causes.
-    max_evictions_per_minute: int = Field(default=30, ge=1)
+    max_evictions_per_minute: Int = Field(default=30, ge=1)
     # Seconds between planning rounds.
     interval_seconds: PositiveFloat = 5.0
 
@@ -391,9 +427,9 @@ class Controllers(_Model):
     lease_name: str = Field(default="tideover-controllers", min_length=1)
     # Whole seconds, as a Lease stores them (kube-controller-manager's defaults): a failed leader is
     # replaced within about 15 s.
-    lease_duration_seconds: int = Field(default=15, ge=1)
-    renew_deadline_seconds: int = Field(default=10, ge=1)
-    retry_period_seconds: int = Field(default=2, ge=1)
+    lease_duration_seconds: Int = Field(default=15, ge=1)
+    renew_deadline_seconds: Int = Field(default=10, ge=1)
+    retry_period_seconds: Int = Field(default=2, ge=1)
     deletion_cost: DeletionCost = Field(default_factory=DeletionCost)
     return_to_vm: ReturnToVm = Field(default_factory=ReturnToVm)
 
@@ -456,12 +492,45 @@ def format_validation_error(error: ValidationError) -> list[str]:
     return problems
 
 
+def _text_problems(value: Any, path: str = "", seen: set[int] | None = None) -> Iterator[str]:
+    """Values no field takes, whatever its type: binary data (YAML's !!binary) and text with a NUL character
+    (a Kubernetes name, a label or a file path cannot hold one); pydantic would decode the one and keep the other.
+    Each mapping and list is visited once, so YAML aliases (one object under many paths) cost nothing extra."""
+    seen = set() if seen is None else seen
+    where = path or "(top level)"
+    if isinstance(value, bytes | bytearray):
+        yield f"{where}: binary data (!!binary) is not a value of any setting; write it as text"
+    elif isinstance(value, str):
+        if "\0" in value:
+            yield f"{where}: contains a NUL character"
+    elif isinstance(value, Mapping | list):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from _text_problems(item, f"{path}[{index}]", seen)
+            return
+        for key, item in value.items():
+            if isinstance(key, bytes | bytearray) or (isinstance(key, str) and "\0" in key):
+                yield f"{where}: the key {key!r} is binary or contains a NUL character"
+                continue
+            yield from _text_problems(item, f"{path}.{key}" if path else str(key), seen)
+
+
 def parse_config(data: Any, source: str = "config") -> TideoverConfig:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(source, [f"(top level): must be a mapping, got {type(data).__name__}"])
     try:
+        text_problems = list(_text_problems(data))
+        if text_problems:  # the model would accept these: report them with whatever else is wrong
+            try:
+                TideoverConfig.model_validate(data)
+            except ValidationError as error:
+                text_problems += format_validation_error(error)
+            raise ConfigError(source, text_problems)
         return TideoverConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(source, format_validation_error(error)) from None
@@ -469,8 +538,19 @@ def parse_config(data: Any, source: str = "config") -> TideoverConfig:
         raise ConfigError(source, ["nested too deeply to be a tideover configuration"]) from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+# Python refuses to read integers longer than this (sys.get_int_max_str_digits()); below it, a too large number
+# reaches the field that holds it, and the problem is named there.
+MAX_INTEGER_DIGITS = 4300
+
+
+class UnusableValue(yaml.constructor.ConstructorError):
+    """Valid YAML, but a value no setting (and no Kubernetes object) can hold."""
+
+
+class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """PyYAML's safe loader (on libyaml's parser where PyYAML has it: several times faster on large files),
+    refusing a key given twice in one mapping (PyYAML keeps the last one silently) and integers too long to
+    be a value (``int()`` of thousands of digits is slow, then refused)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
         seen: set[object] = set()
@@ -482,6 +562,35 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        digits = sum(character.isdigit() for character in str(node.value))
+        if digits > MAX_INTEGER_DIGITS:
+            raise UnusableValue(None, None, f"an integer of {digits} digits is too large", node.start_mark)
+        value: int = super().construct_yaml_int(node)
+        return value
+
+
+UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", UniqueKeyLoader.construct_yaml_int)
+
+
+def _at(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """One line for a YAML error: where, what, and where the construct it broke began."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{_at(mark)}: " if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error)
+    if "nesting depth" in problem:  # libyaml's limit (PyYAML's own parser overflows the stack instead)
+        return f"{where}nested too deeply to be a tideover configuration or a Kubernetes object"
+    if isinstance(error, UnusableValue):
+        return f"{where}not a usable value: {problem}"
+    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context and context_mark is not None and mark is not None and context_mark.line != mark.line:
+        problem += f" ({context} that began at {_at(context_mark)})"
+    return f"{where}not valid YAML: {problem}"
 
 
 def load_config(path: Path | str | None) -> TideoverConfig:
@@ -500,12 +609,9 @@ def load_config(path: Path | str | None) -> TideoverConfig:
     except UnicodeDecodeError as error:
         raise ConfigError(str(path), [f"byte {error.start}: not UTF-8 text"]) from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(str(path), [f"{where}not valid YAML: {problem}"]) from None
+        raise ConfigError(str(path), [yaml_problem(error)]) from None
     except RecursionError:
         raise ConfigError(str(path), ["nested too deeply to be a tideover configuration"]) from None
     except ValueError as error:  # e.g. an integer of more than 4,300 digits

@@ -82,6 +82,8 @@ class FilterDecision:
     pending_pools: tuple[str, ...] = ()
     eta_seconds: float | None = None
     virtual_cost_per_hour: float | None = None
+    # The pools whose new nodes could host the pod (set once the pools were looked at).
+    fitting_pools: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,11 +256,13 @@ def decide_filter(
             f"{detail}; set tideover.io/spill: when-full to let it run on the virtual node",
         )
     pending = [p for p in fitting if p.capacity.pending]
-    names = "[" + ", ".join(p.name for p in fitting) + "]"
+    fitting_names = tuple(p.name for p in fitting)
+    names = "[" + ", ".join(fitting_names) + "]"
     if not pending:
         return withhold(
             FilterOutcome.WITHHELD_NO_SCALE_UP,
             f"no VMSS scale-up in progress for pools {names} (autoscaler: {_scale_up_summary(fitting)})",
+            fitting_pools=fitting_names,
         )
     etas = [p.capacity.eta_seconds for p in pending if p.capacity.eta_seconds is not None]
     eta = min(etas) if etas else None
@@ -269,13 +273,13 @@ def decide_filter(
             FilterOutcome.WITHHELD_WITHIN_WAIT_BUDGET,
             f"pool {pending_names[0]} is scaling up and expected Ready in ~{eta:.0f}s, within the pod's "
             f"wait budget of {budget:.0f}s (priority {policy.priority.value})",
-            pending_pools=pending_names, eta_seconds=eta,
+            pending_pools=pending_names, eta_seconds=eta, fitting_pools=fitting_names,
         )
     evidence = "; ".join(pending[0].capacity.evidence[:2])
     eta_text = f"VM expected in ~{eta:.0f}s" if eta is not None else "VM ETA unknown"
     capped_decision = capped(
         f"; the pod waits for pool(s) {', '.join(pending_names)} ({eta_text})",
-        pending_pools=pending_names, eta_seconds=eta,
+        pending_pools=pending_names, eta_seconds=eta, fitting_pools=fitting_names,
     )
     if capped_decision is not None:
         return capped_decision
@@ -283,8 +287,77 @@ def decide_filter(
         FilterOutcome.SPILL_CAPACITY_PENDING, everything, {}, {},
         f"spilling to the virtual node while pool(s) {', '.join(pending_names)} scale up ({evidence}); "
         f"{eta_text}; est. ${cost:.4f}/h on the virtual node{suffix}",
-        policy, unknown_nodes, pending_names, eta, cost,
+        policy, unknown_nodes, pending_names, eta, cost, fitting_names,
     )
+
+
+# Filter outcomes under which a pod that tolerates the virtual node waits because of tideover: the gate is closed
+# (no scale-up), no pool fits, its wait budget, a guard (incompatible, spill: never) or a cap.
+WAITING_OUTCOMES = frozenset({
+    FilterOutcome.WITHHELD_NO_SCALE_UP,
+    FilterOutcome.WITHHELD_NO_POOL_FITS,
+    FilterOutcome.WITHHELD_WITHIN_WAIT_BUDGET,
+    FilterOutcome.WITHHELD_INCOMPATIBLE,
+    FilterOutcome.WITHHELD_SPILL_NEVER,
+    FilterOutcome.WITHHELD_SUBNET_FULL,
+    FilterOutcome.WITHHELD_WORKLOAD_CAP,
+    FilterOutcome.WITHHELD_NAMESPACE_SPEND_CAP,
+})
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReason:
+    """Why a pending pod waits for a VM instead of running on the virtual node."""
+
+    outcome: FilterOutcome
+    message: str  # what it waits for, the pool and the ETA when known, then tideover's reason
+    # The same while the pod waits for the same thing (outcome, pools, gate), whatever the ETA or the counts:
+    # a new Event is worth posting when it changes.
+    key: str
+
+
+def _gated(pod: PodFacts, snapshot: ClusterSnapshot) -> bool:
+    """Whether tideover's gate taint keeps the pod off every virtual node it otherwise tolerates."""
+    for name in snapshot.virtual_nodes:
+        taints = snapshot.nodes[name].facts.taints
+        gate = [t for t in taints if t.get("key") == SPILL_GATE_TAINT_KEY]
+        if gate and untolerated_taint(pod.tolerations, gate) is not None:
+            return True
+    return False
+
+
+def pending_reason(pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverConfig) -> PendingReason | None:
+    """Why tideover keeps an unbound pod that tolerates the virtual node off it, or None when tideover is not what
+    it waits for (the view has not synced, there is no virtual node, the pod does not tolerate it, or the filter
+    would let it spill).
+
+    kube-scheduler calls the extender only with nodes that passed its own filters, so a pod kept off the virtual
+    node by the gate taint never reaches tideover's filter, and its FailedScheduling event says only "untolerated
+    taint". This is the filter's answer for the virtual nodes, asked on the pod's behalf.
+    """
+    if not snapshot.synced or pod.node_name or not snapshot.virtual_nodes:
+        return None
+    if not _tolerates_some_virtual_node(pod, snapshot):
+        return None
+    decision = decide_filter(pod, snapshot.virtual_nodes, snapshot, config)
+    if decision.outcome not in WAITING_OUTCOMES:
+        return None
+    pools = decision.pending_pools or decision.fitting_pools
+    waits_for = "a VM" + (f" of pool {', '.join(pools)}" if pools else "")
+    if decision.eta_seconds is not None:
+        waits_for += f", expected in ~{decision.eta_seconds:.0f}s"
+    gated = _gated(pod, snapshot)
+    message = (
+        f"Waiting for {waits_for}; tideover keeps the pod off the virtual node: "
+        f"{decision.reason.removeprefix('virtual node withheld: ')}"
+    )
+    if gated:
+        message += (
+            f" (tideover's gate taint {SPILL_GATE_TAINT_KEY}=closed:NoSchedule is what kube-scheduler reports as "
+            "an untolerated taint)"
+        )
+    key = f"{decision.outcome.value}|{','.join(pools)}|{'gated' if gated else 'open'}"
+    return PendingReason(decision.outcome, message, key)
 
 
 def decide_scores(
@@ -320,17 +393,21 @@ def decide_scores(
         )
         cost = np.where(is_virtual, virtual_cost, cost)
 
-    images = pod.images
-    sizes = np.array(
-        [snapshot.image_sizes.get(image, config.images.default_size_bytes) for image in images], dtype=np.float64
+    # Only images some node has need a column: one no node has is pulled everywhere, so it adds the same bytes to
+    # every candidate. The work is then (candidates x images the cluster has), not x every image the pod names.
+    held = [image for image in pod.images if image in snapshot.image_presence]
+    pulled_everywhere = sum(
+        snapshot.image_sizes.get(image, config.images.default_size_bytes)
+        for image in pod.images if image not in snapshot.image_presence
     )
-    present = np.zeros((count, len(images)), dtype=np.bool_)
-    for column, image in enumerate(images):
-        holders = snapshot.image_presence.get(image)
-        if holders is not None:
-            present[:, column] = holders[safe] & known
+    sizes = np.array(
+        [snapshot.image_sizes.get(image, config.images.default_size_bytes) for image in held], dtype=np.float64
+    )
+    present = np.zeros((count, len(held)), dtype=np.bool_)
+    for column, image in enumerate(held):
+        present[:, column] = snapshot.image_presence[image][safe] & known
     present &= ~is_virtual[:, None]  # ACI pulls every image at each start
-    missing = missing_image_bytes(sizes, present)
+    missing = missing_image_bytes(sizes, present) + pulled_everywhere
     base = np.where(is_virtual, config.virtual_nodes.cold_start_seconds, config.vm_pools.pod_start_seconds)
     bandwidth = np.where(
         is_virtual, config.virtual_nodes.pull_bytes_per_second, config.vm_pools.pull_bytes_per_second

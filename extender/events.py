@@ -3,16 +3,23 @@
 The filter runs while kube-scheduler waits, so it only *remembers* a spill decision (in memory, by pod
 UID). When the pod watch later sees that pod bound to a virtual node, :class:`SpillNotifier` queues a
 ``SpilledToVirtualNode`` Event with the decision's reason, predicted cost and VM ETA, and
-:class:`EventRecorder` posts it from its own thread. Withheld virtual nodes need no Event of ours: their
-reason is already in the scheduler's ``FailedScheduling`` Event.
+:class:`EventRecorder` posts it from its own thread.
+
+A pod that tideover keeps off the virtual node is often never seen by the filter: while the gate taint is on,
+kube-scheduler rejects the virtual node itself and says only "untolerated taint(s)". :class:`WaitingNotifier`
+tells such a pod why, with a ``WaitingForVM`` Event: what it waits for, the pool and the ETA when known. Events
+are only created (not bumped), so it posts once per pod and reason, again only when the reason changes (at most
+once a minute) or, for a long wait, every half hour so the reason outlives the Events' one-hour TTL.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -23,7 +30,8 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from extender.decisions import FilterDecision
+from extender.config import TideoverConfig
+from extender.decisions import FilterDecision, pending_reason
 from extender.objects import PodFacts
 from extender.snapshot import ClusterSnapshot, PodPlacement
 
@@ -31,6 +39,7 @@ log = logging.getLogger("tideover.events")
 
 COMPONENT = "tideover"
 SPILLED_TO_VIRTUAL_NODE = "SpilledToVirtualNode"
+WAITING_FOR_VM = "WaitingForVM"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +141,86 @@ class SpillNotifier:
         message = f"placed on virtual node {new.node_name}: {decision.reason}"
         self._emit(PodEvent(new.namespace, new.name, new.uid, SPILLED_TO_VIRTUAL_NODE, message))
         log.info("pod %s/%s spilled to %s: %s", new.namespace, new.name, new.node_name, decision.reason)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    facts: PodFacts
+    key: str | None = None  # the reason last posted
+    posted_at: float | None = None
+
+
+class WaitingNotifier:
+    """Posts a ``WaitingForVM`` Event on each unbound pod that waits because of tideover (see the module's doc).
+
+    Pods come from the pod watch (:meth:`on_pod_change`: the ones kube-scheduler found unschedulable); they are
+    judged on each new snapshot (:meth:`on_snapshot`, from the publisher thread) by
+    :func:`~extender.decisions.pending_reason`, at most ``per_round`` of them a round, longest unjudged first.
+    Only the replica that ``leading()`` says leads posts, so replicas do not post the same Event each.
+    """
+
+    def __init__(
+        self,
+        emit: Callable[[PodEvent], None],
+        config: TideoverConfig,
+        *,
+        leading: Callable[[], bool] = lambda: True,
+        clock: Callable[[], float] = time.monotonic,
+        min_interval_seconds: float = 60.0,
+        repeat_seconds: float = 1800.0,
+        capacity: int = 10_000,
+        per_round: int = 500,
+    ) -> None:
+        self._emit = emit
+        self._config = config
+        self._leading = leading
+        self._clock = clock
+        self._min_interval = min_interval_seconds
+        self._repeat = repeat_seconds
+        self._capacity = capacity
+        self._per_round = per_round
+        self._pods: OrderedDict[str, _Waiting] = OrderedDict()  # by uid, least recently judged first
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._pods)
+
+    def on_pod_change(self, old: PodPlacement | None, new: PodPlacement | None) -> None:
+        if new is not None and new.unschedulable and new.pending_facts is not None and new.uid:
+            with self._lock:
+                entry = self._pods.get(new.uid)
+                if entry is not None:
+                    entry.facts = new.pending_facts
+                elif len(self._pods) < self._capacity:
+                    self._pods[new.uid] = _Waiting(new.pending_facts)
+                    self._pods.move_to_end(new.uid, last=False)  # judged in the next round
+            return
+        gone = new if new is not None else old
+        if gone is not None:
+            with self._lock:
+                self._pods.pop(gone.uid, None)
+
+    def on_snapshot(self, previous: ClusterSnapshot, new: ClusterSnapshot) -> None:
+        if not new.synced or not self._leading():
+            return
+        with self._lock:
+            due = list(itertools.islice(self._pods.items(), self._per_round))
+            for uid, _ in due:
+                self._pods.move_to_end(uid)
+        now = self._clock()
+        for uid, entry in due:
+            reason = pending_reason(entry.facts, new, self._config)
+            if reason is None or not self._worth_posting(entry, reason.key, now):
+                continue
+            entry.key, entry.posted_at = reason.key, now
+            facts = entry.facts
+            self._emit(PodEvent(facts.namespace, facts.name, uid, WAITING_FOR_VM, reason.message))
+            log.info("pod %s waits for a VM: %s", facts.key, reason.message)
+
+    def _worth_posting(self, entry: _Waiting, key: str, now: float) -> bool:
+        if entry.posted_at is None:
+            return True
+        since = now - entry.posted_at
+        if key != entry.key:
+            return since >= self._min_interval
+        return since >= self._repeat

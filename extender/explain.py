@@ -15,34 +15,75 @@ from typing import Any
 
 import yaml
 
-from extender.config import TideoverConfig
+from extender.config import TideoverConfig, UniqueKeyLoader, yaml_problem
 from extender.decisions import FilterDecision, ScoreDecision, decide_filter, decide_scores
 from extender.matching import describe_taint, required_node_affinity_mismatch, untolerated_taint
-from extender.objects import ObjectError, PodFacts, node_facts, pod_facts
+from extender.objects import ObjectError, PodFacts, config_map_facts, node_facts, pod_facts
 from extender.snapshot import ClusterSnapshot, build_snapshot, pod_placement, read_autoscaler_config_map
 from scoring.cost import GIB as GIB_BYTES
 
 
 class DumpError(ValueError):
-    pass
+    """Input ``explain`` cannot use; the message names the file, the object and the field."""
+
+
+def decode_text(raw: bytes, source: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DumpError(f"{source}: byte {error.start}: not UTF-8 text") from None
 
 
 def _load_yaml_documents(text: str, source: str) -> list[Any]:
     try:
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        return [doc for doc in yaml.load_all(text, Loader=UniqueKeyLoader) if doc is not None]
     except yaml.YAMLError as error:
-        raise DumpError(f"{source}: not valid YAML: {error}") from None
+        raise DumpError(f"{source}: {yaml_problem(error)}") from None
+    except RecursionError:
+        raise DumpError(f"{source}: nested too deeply to be a Kubernetes object") from None
+    except ValueError as error:  # an integer of more than 4,300 digits, where the loader did not catch it
+        raise DumpError(f"{source}: not a usable value: {error}") from None
 
 
-def _items(documents: Iterable[Any]) -> list[Mapping[str, Any]]:
-    items: list[Mapping[str, Any]] = []
-    for doc in documents:
+@dataclass(frozen=True)
+class _Item:
+    where: str  # "items[3]" or "document 2"
+    obj: Mapping[str, Any]
+
+    def describe(self) -> str:
+        """``items[3] (Pod default/web-1)``: where the object is in its file, and what it is."""
+        kind = self.obj.get("kind")
+        metadata = self.obj.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, Mapping) else None
+        namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
+        label = " ".join(
+            part for part in (
+                kind if isinstance(kind, str) else None,
+                "/".join(p for p in (namespace, name) if isinstance(p, str) and p) or None,
+            ) if part
+        )
+        return f"{self.where} ({label})" if label else self.where
+
+
+def _items(documents: Iterable[Any], source: str) -> list[_Item]:
+    items: list[_Item] = []
+    for number, doc in enumerate(documents, 1):
+        where = f"document {number}"
         if not isinstance(doc, Mapping):
-            continue
-        if doc.get("kind") == "List" or str(doc.get("kind", "")).endswith("List") or "items" in doc:
-            items.extend(item for item in doc.get("items") or () if isinstance(item, Mapping))
+            raise DumpError(f"{source}: {where}: must be a Kubernetes object, got {type(doc).__name__}")
+        kind = doc.get("kind")
+        if (isinstance(kind, str) and kind.endswith("List")) or "items" in doc:
+            listed = doc.get("items")
+            if listed is None:
+                continue
+            if not isinstance(listed, list):
+                raise DumpError(f"{source}: {where}: items: must be a list, got {type(listed).__name__}")
+            for index, item in enumerate(listed):
+                if not isinstance(item, Mapping):
+                    raise DumpError(f"{source}: items[{index}]: must be a Kubernetes object, got {type(item).__name__}")
+                items.append(_Item(f"items[{index}]", item))
         else:
-            items.append(doc)
+            items.append(_Item(where, doc))
     return items
 
 
@@ -53,13 +94,25 @@ class Dump:
     config_maps: list[Mapping[str, Any]]
 
 
+# What explain reads of each kind, checked up front: an object it cannot read is the input's error, not a traceback.
+_CHECKS = {"Node": node_facts, "Pod": pod_facts, "ConfigMap": config_map_facts}
+
+
 def read_dump(text: str, source: str = "snapshot") -> Dump:
-    items = _items(_load_yaml_documents(text, source))
     by_kind: dict[str, list[Mapping[str, Any]]] = {"Node": [], "Pod": [], "ConfigMap": []}
-    for item in items:
-        kind = item.get("kind")
-        if kind in by_kind:
-            by_kind[kind].append(item)
+    for item in _items(_load_yaml_documents(text, source), source):
+        kind = item.obj.get("kind")
+        if not isinstance(kind, str):
+            problem = "is required" if kind is None else f"must be a string, got {type(kind).__name__}"
+            raise DumpError(f"{source}: {item.describe()}: kind: {problem}")
+        check = _CHECKS.get(kind)
+        if check is None:
+            continue  # Services, Events and the like: not what explain reads
+        try:
+            check(item.obj, kind)
+        except ObjectError as error:
+            raise DumpError(f"{source}: {item.describe()}: {error}") from None
+        by_kind[kind].append(item.obj)
     if not by_kind["Node"]:
         raise DumpError(f"{source}: no Node objects found (use: kubectl get nodes,pods,configmaps -A -o yaml)")
     return Dump(by_kind["Node"], by_kind["Pod"], by_kind["ConfigMap"])
@@ -67,11 +120,11 @@ def read_dump(text: str, source: str = "snapshot") -> Dump:
 
 def read_pod(text: str, source: str = "pod") -> PodFacts:
     documents = _load_yaml_documents(text, source)
-    pods = [d for d in _items(documents) if d.get("kind", "Pod") == "Pod"]
+    pods = [item for item in _items(documents, source) if item.obj.get("kind", "Pod") == "Pod"]
     if len(pods) != 1:
         raise DumpError(f"{source}: expected one Pod, found {len(pods)}")
     try:
-        return pod_facts(pods[0], "Pod")
+        return pod_facts(pods[0].obj, "Pod")
     except ObjectError as error:
         raise DumpError(f"{source}: {error}") from None
 
@@ -198,4 +251,4 @@ def render(result: Explanation) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DumpError", "Explanation", "explain", "read_dump", "read_pod", "render"]
+__all__ = ["DumpError", "Explanation", "decode_text", "explain", "read_dump", "read_pod", "render"]

@@ -72,6 +72,12 @@ def _quantity_cached(text: str) -> float:
     return float(parse_quantity(text))
 
 
+def _shown(value: Any, limit: int = 40) -> str:
+    """A value for a message, cut short: an error about a 400-digit number need not print it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def quantity(value: Any, field: str) -> float:
     """A Kubernetes resource quantity ("500m", "2Gi", 3) as a float in base units."""
     if isinstance(value, bool):
@@ -85,12 +91,12 @@ def quantity(value: Any, field: str) -> float:
         try:
             result = _quantity_cached(value)
         except (ValueError, InvalidOperation, TypeError, OverflowError):
-            raise ObjectError(field, f"{value!r} is not a resource quantity") from None
+            raise ObjectError(field, f"{_shown(value)} is not a resource quantity") from None
     else:
         raise ObjectError(field, f"must be a quantity, got {type(value).__name__}")
     # "NaN", "Infinity" and "1e400" parse as floats; none is a quantity anyone can request.
     if not math.isfinite(result) or result < 0:
-        raise ObjectError(field, f"{value!r} is not a finite, non-negative quantity")
+        raise ObjectError(field, f"{_shown(value)} is not a finite, non-negative quantity")
     return result
 
 
@@ -323,21 +329,33 @@ def node_facts(node: Any, path: str = "Node") -> NodeFacts:
             ready = condition.get("status") == "True"
             ready_since = parse_time(condition.get("lastTransitionTime")) if ready else None
     images: dict[str, float] = {}
-    for entry in _list(status, "images", f"{path}.status"):
+    for index, entry in enumerate(_list(status, "images", f"{path}.status")):
         if not isinstance(entry, Mapping):
             continue
         size = entry.get("sizeBytes")
-        size_bytes = float(size) if isinstance(size, int | float) and not isinstance(size, bool) else 0.0
+        size_bytes = 0.0
+        if isinstance(size, int | float) and not isinstance(size, bool):
+            try:
+                size_bytes = float(size)
+            except OverflowError:  # an int of hundreds of digits
+                size_bytes = math.inf
+            if not math.isfinite(size_bytes) or size_bytes < 0:
+                raise ObjectError(f"{path}.status.images[{index}].sizeBytes", "is not a finite, non-negative size")
         names = entry.get("names")
         if isinstance(names, list):
             for image_name in names:
                 if isinstance(image_name, str) and "@" not in image_name:
                     images[normalise_image(image_name)] = size_bytes
-    taints = tuple(t for t in _list(spec, "taints", f"{path}.spec") if isinstance(t, Mapping))
+    taints: list[Json] = []
+    for index, taint in enumerate(_list(spec, "taints", f"{path}.spec")):
+        if isinstance(taint, Mapping):
+            for key in ("key", "value", "effect"):  # compared and hashed by the matching code
+                _str(taint, key, f"{path}.spec.taints[{index}]")
+            taints.append(taint)
     return NodeFacts(
         name=name,
         labels=_str_map(metadata, "labels", f"{path}.metadata"),
-        taints=taints,
+        taints=tuple(taints),
         allocatable_cpu=quantity(allocatable.get("cpu", 0), f"{path}.status.allocatable.cpu"),
         allocatable_memory=quantity(allocatable.get("memory", 0), f"{path}.status.allocatable.memory"),
         allocatable_pods=(
@@ -350,4 +368,25 @@ def node_facts(node: Any, path: str = "Node") -> NodeFacts:
         provider_id=_str(spec, "providerID", f"{path}.spec") or None,
         images=images,
         annotations=_str_map(metadata, "annotations", f"{path}.metadata"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigMapFacts:
+    namespace: str
+    name: str
+    annotations: Mapping[str, str]
+    data: Mapping[str, str]
+
+
+def config_map_facts(config_map: Any, path: str = "ConfigMap") -> ConfigMapFacts:
+    if not isinstance(config_map, Mapping):
+        raise ObjectError(path, f"must be an object, got {type(config_map).__name__}")
+    metadata = _mapping(config_map, "metadata", path)
+    meta_path = f"{path}.metadata"
+    return ConfigMapFacts(
+        namespace=_str(metadata, "namespace", meta_path),
+        name=_str(metadata, "name", meta_path),
+        annotations=_str_map(metadata, "annotations", meta_path),
+        data=_str_map(config_map, "data", path),
     )

@@ -28,7 +28,7 @@ from extender.capacity import (
     capacity_signal,
 )
 from extender.config import TideoverConfig
-from extender.objects import Json, NodeFacts, ObjectError, parse_go_time, parse_time, quantity
+from extender.objects import Json, NodeFacts, ObjectError, PodFacts, parse_go_time, parse_time, pod_facts, quantity
 from extender.objects import _requests as container_requests
 from scoring.cost import GIB, virtual_cost_per_hour
 
@@ -105,6 +105,10 @@ class PodPlacement:
     deletion_cost_by_tideover: bool = False  # tideover set that cost (tideover.io/deletion-cost: managed)
     # The pod's scheduling constraints (tolerations, nodeSelector, affinity), for "could a VM take it?"
     scheduling: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # kube-scheduler tried and found no node (PodScheduled=False, reason Unschedulable), and the pod is not bound.
+    unschedulable: bool = False
+    # The whole pod's facts, kept only while it is unschedulable: what tideover tells it about its wait.
+    pending_facts: PodFacts | None = field(default=None, compare=False, repr=False)
 
     @property
     def active(self) -> bool:
@@ -164,6 +168,13 @@ def pod_placement(pod: Mapping[str, Any]) -> PodPlacement:
     if not isinstance(annotations, Mapping):
         annotations = {}
     cpu, memory = _pod_requests(spec)
+    unschedulable = not metadata.get("deletionTimestamp") and _unschedulable(spec, status)
+    facts = None
+    if unschedulable:
+        try:
+            facts = pod_facts(pod)
+        except ObjectError:
+            unschedulable = False
     return PodPlacement(
         namespace=metadata.get("namespace", ""),
         name=metadata.get("name", ""),
@@ -179,6 +190,24 @@ def pod_placement(pod: Mapping[str, Any]) -> PodPlacement:
         deletion_cost=annotations.get(POD_DELETION_COST),
         deletion_cost_by_tideover=annotations.get(DELETION_COST_MARKER) == "managed",
         scheduling={key: spec[key] for key in ("tolerations", "nodeSelector", "affinity") if key in spec},
+        unschedulable=unschedulable,
+        pending_facts=facts,
+    )
+
+
+def _unschedulable(spec: Any, status: Any) -> bool:
+    """Not bound, and kube-scheduler's last attempt found no node (PodScheduled=False, reason Unschedulable)."""
+    if not isinstance(spec, Mapping) or spec.get("nodeName") or not isinstance(status, Mapping):
+        return False
+    if status.get("phase") not in (None, "Pending"):
+        return False
+    conditions = status.get("conditions")
+    if not isinstance(conditions, list):
+        return False
+    return any(
+        isinstance(c, Mapping) and c.get("type") == "PodScheduled" and c.get("status") == "False"
+        and c.get("reason") == "Unschedulable"
+        for c in conditions
     )
 
 

@@ -244,3 +244,13 @@ def cluster(vm_count: int, *, pool: str = "nodepool1", with_virtual: bool = True
     if with_virtual:
         nodes.append(virtual_node())
     return nodes
+
+
+def unschedulable(pod_obj: dict[str, Any]) -> dict[str, Any]:
+    """The pod as kube-scheduler leaves it after an attempt that found no node."""
+    status = {"phase": "Pending", "conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/3 nodes are available: 1 node(s) had untolerated taint(s), 2 Insufficient cpu.",
+        "lastTransitionTime": iso(NOW),
+    }]}
+    return {**pod_obj, "status": status}

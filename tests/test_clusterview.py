@@ -176,3 +176,29 @@ def test_pod_listeners_see_bindings(api: FakeCoreV1Api) -> None:
         assert seen == [(None, None), (None, VIRTUAL_NODE)]
     finally:
         view.stop()
+
+
+def test_a_pod_deleted_while_the_watch_was_down_is_reported_gone_after_the_relist(api: FakeCoreV1Api) -> None:
+    """Issue 11: listeners that keep pods (the WaitingForVM notifier) must hear of a pod that a relist no longer
+    shows, or they would go on posting about a pod that is gone."""
+    api.lists["pods"].append(lambda: _Response(_list_body([pod("a"), pod("b")], "20")))
+    api.watches["pods"].append(lambda: _Response(lines=[
+        {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}}
+    ]))
+    api.lists["pods"].append(lambda: _Response(_list_body([pod("a")], "50")))
+    gone: list[str] = []
+    done = threading.Event()
+
+    def listener(old: Any, new: Any) -> None:
+        if new is None:
+            gone.append(old.name)
+            done.set()
+
+    view = _view(api)
+    view.add_pod_listener(listener)
+    view.start()
+    try:
+        assert done.wait(5)
+        assert gone == ["b"]
+    finally:
+        view.stop()

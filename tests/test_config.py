@@ -46,9 +46,10 @@ def test_duplicate_pools_named() -> None:
     assert caught.value.problems == ["vmPools.pools: pool names must be unique; repeated: a"]
 
 
-def test_tls_files_go_together() -> None:
+def test_tls_files_go_together(tmp_path: Path) -> None:
+    (tmp_path / "k.pem").write_text("key")
     with pytest.raises(ConfigError) as caught:
-        parse_config({"server": {"tlsKeyFile": "/k.pem"}})
+        parse_config({"server": {"tlsKeyFile": str(tmp_path / "k.pem")}})
     assert caught.value.problems == ["server: tlsCertFile and tlsKeyFile must be set together"]
 
 
@@ -191,3 +192,78 @@ def test_check_config_says_an_empty_file_means_all_defaults(tmp_path: Path, caps
     path.write_text("# nothing yet\n")
     assert check_config(path) == 0
     assert "it sets nothing: every setting has its default" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("server:\n  port: true\n", "server.port: must be a number, got the boolean true", id="port-true"),
+        pytest.param("images:\n  defaultSizeBytes: false\n", "images.defaultSizeBytes: must be a number, got the "
+                     "boolean false", id="float-false"),
+        pytest.param("virtualNodes:\n  namespaceSpendCapsPerHour:\n    team-a: yes\n",
+                     "virtualNodes.namespaceSpendCapsPerHour.team-a: must be a number, got the boolean true",
+                     id="nested-yes"),
+        pytest.param("server:\n  host: !!binary aGVsbG8=\n", "server.host: binary data (!!binary)", id="binary"),
+        pytest.param('server:\n  host: "0.0.0.0\\0"\n', "server.host: contains a NUL character", id="nul"),
+        pytest.param('virtualNodes:\n  selector:\n    "type\\0": virtual-kubelet\n',
+                     "virtualNodes.selector: the key 'type\\x00' is binary or contains a NUL character", id="nul-key"),
+        pytest.param("vmPools:\n  pools:\n    - name: !!binary cDE=\n",
+                     "vmPools.pools[0].name: binary data (!!binary)", id="binary-in-list"),
+        pytest.param("server:\n  tlsCertFile: /nonexistent/tls.crt\n  tlsKeyFile: /nonexistent/tls.key\n",
+                     "server.tlsCertFile: '/nonexistent/tls.crt': No such file or directory", id="tls-missing"),
+        pytest.param("server:\n  tlsCertFile: /\n  tlsKeyFile: /\n", "server.tlsCertFile: '/' is not a file",
+                     id="tls-directory"),
+    ],
+)
+def test_values_no_setting_takes_are_refused_with_their_path(tmp_path: Path, text: str, expected: str) -> None:
+    """Issue 11: ``port: true`` was taken as port 1, a !!binary string as text, NUL kept in strings, and TLS files
+    that do not exist were accepted (the server then failed at start-up)."""
+    path = tmp_path / "tideover.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert any(problem.startswith(expected) for problem in caught.value.problems), caught.value.problems
+
+
+def test_those_problems_are_reported_with_every_other_one() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"server": {"host": b"x", "port": True}, "colour": "blue"})
+    assert sorted(caught.value.problems) == [
+        "colour: unknown key",
+        "server.host: binary data (!!binary) is not a value of any setting; write it as text",
+        "server.port: must be a number, got the boolean true",
+    ]
+
+
+def test_existing_tls_files_are_accepted(tmp_path: Path) -> None:
+    for name in ("tls.crt", "tls.key"):
+        (tmp_path / name).write_text("pem")
+    server = {"tlsCertFile": str(tmp_path / "tls.crt"), "tlsKeyFile": str(tmp_path / "tls.key")}
+    config = parse_config({"server": server})
+    assert config.server.tls_cert_file == tmp_path / "tls.crt"
+
+
+def test_numbers_yaml_reads_as_text_still_count() -> None:
+    """PyYAML reads ``30e6`` (no dot) as a string; pydantic's number parsing still takes it, as before."""
+    config = parse_config({"vmPools": {"pullBytesPerSecond": "30e6"}, "server": {"port": 9000}})
+    assert (config.vm_pools.pull_bytes_per_second, config.server.port) == (30e6, 9000)
+
+
+def test_the_c_loader_is_used_where_pyyaml_has_it() -> None:
+    """Issue 11: a large file was read with PyYAML's pure-Python parser."""
+    import yaml
+
+    from extender.config import UniqueKeyLoader
+
+    if not yaml.__with_libyaml__:
+        pytest.skip("this PyYAML was built without libyaml")
+    assert issubclass(UniqueKeyLoader, yaml.CSafeLoader)
+
+
+def test_a_syntax_error_names_where_the_broken_construct_began(tmp_path: Path) -> None:
+    path = tmp_path / "tideover.yaml"
+    path.write_text("vmPools:\n  pools: [a, b\n  provisioningSeconds: 5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (problem,) = caught.value.problems
+    assert "not valid YAML" in problem and "began at line 2" in problem

@@ -261,3 +261,34 @@ def test_backoff_reason_names_the_autoscaler_error() -> None:
     decision = _filter(pod(), [VIRTUAL_NODE], BACKOFF)
     assert decision.outcome is FilterOutcome.WITHHELD_NO_SCALE_UP
     assert "QuotaExceeded" in decision.reason
+
+
+def test_scoring_cost_does_not_grow_with_images_no_node_has() -> None:
+    """Issue 11: prioritize built a (candidates x images) matrix, so a pod naming 1,000 images on 15,000 candidates
+    took ~90 ms, 18 times a one-image pod. Images no node has now add one number, not a column."""
+    import time
+
+    snap = snapshot(cluster(3))
+    names = [*snap.nodes, *(f"unknown-{i}" for i in range(15_000 - len(snap.nodes)))]
+
+    def seconds(image_count: int) -> float:
+        obj = pod()
+        obj["spec"]["containers"] = [{"name": f"c{i}", "image": f"example.com/app{i}:1"} for i in range(image_count)]
+        facts = pod_facts(obj)
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            decide_scores(facts, names, snap, CONFIG)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    one, many = seconds(1), seconds(1000)
+    assert many < 3 * one, f"1 image: {one * 1000:.1f} ms, 1,000 images: {many * 1000:.1f} ms"
+
+
+def test_images_no_node_has_still_count_in_full() -> None:
+    snap = snapshot(cluster(2))
+    obj = pod(image="example.com/nowhere:1")
+    scored = decide_scores(pod_facts(obj), list(snap.nodes), snap, CONFIG)
+    pull = CONFIG.images.default_size_bytes / CONFIG.vm_pools.pull_bytes_per_second
+    assert scored.start_seconds[0] == pytest.approx(CONFIG.vm_pools.pod_start_seconds + pull)

@@ -119,3 +119,64 @@ def test_explain_a_bad_node_in_the_dump_is_a_clear_error(
     assert main(["explain", "--snapshot", str(dump), "--pod", str(_write_pod(tmp_path, pod()))]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def _dump_with(extra: dict[str, Any]) -> str:
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [*cluster(2), extra]})
+
+
+STATUS_CM = {"kind": "ConfigMap", "metadata": {"namespace": "kube-system", "name": "cluster-autoscaler-status"}}
+NESTED = "[" * 5000 + "]" * 5000
+
+
+@pytest.mark.parametrize(
+    ("which", "content", "expected"),
+    [
+        pytest.param("dump", b"kind: List\nitems: [\xff]\n", "dump.yaml: byte 19: not UTF-8 text", id="dump-not-utf8"),
+        pytest.param("pod", b"kind: Pod\nmetadata: {name: \xc3}\n", "pod.yaml: byte 27: not UTF-8 text",
+                     id="pod-not-utf8"),
+        pytest.param("dump", f"kind: List\nitems: {NESTED}\n".encode(), "dump.yaml: line 2, column", id="dump-deep"),
+        pytest.param("pod", f"kind: Pod\nmetadata: {NESTED}\n".encode(), "pod.yaml: line 2, column", id="pod-deep"),
+        pytest.param("pod", b"kind: Pod\nspec: {containers: [{resources: {requests: {cpu: " + b"7" * 5000 + b"}}}]}\n",
+                     "pod.yaml: line 2, column 50: not a usable value: an integer of 5000 digits is too large",
+                     id="pod-5000-digits"),
+        pytest.param("pod", b"kind: Pod\nspec: {containers: [{resources: {requests: {cpu: 1" + b"0" * 400 + b"}}}]}\n",
+                     "pod.yaml: Pod.spec.containers[0].resources.requests.cpu: is not a finite, non-negative quantity",
+                     id="pod-cpu-1e400"),
+        pytest.param("dump", b"kind: List\nitems: 7\n", "dump.yaml: document 1: items: must be a list, got int",
+                     id="list-items-7"),
+        pytest.param("dump", b"kind: List\nitems: [7]\n", "dump.yaml: items[0]: must be a Kubernetes object, got int",
+                     id="list-item-7"),
+        pytest.param("dump", _dump_with({"kind": "Pod", "metadata": 5}).encode(),
+                     "dump.yaml: items[3] (Pod): Pod.metadata: must be an object, got int", id="dump-pod-metadata-5"),
+        pytest.param("dump", _dump_with({**STATUS_CM, "data": [1, 2]}).encode(),
+                     "dump.yaml: items[3] (ConfigMap kube-system/cluster-autoscaler-status): ConfigMap.data: must be "
+                     "an object, got list", id="configmap-data-list"),
+        pytest.param("dump", _dump_with({"kind": "Node", "metadata": {"name": "n"}, "spec": {"taints": [
+            {"key": ["k"], "effect": "NoSchedule"}]}}).encode(),
+                     "dump.yaml: items[3] (Node n): Node.spec.taints[0].key: must be a string, got list",
+                     id="node-taint-key-list"),
+        pytest.param("dump", _dump_with({"kind": "Node", "metadata": {"name": "n"}, "status": {"images": [
+            {"names": ["a"], "sizeBytes": 10**400}]}}).encode(),
+                     "dump.yaml: items[3] (Node n): Node.status.images[0].sizeBytes: is not a finite", id="node-image"),
+        pytest.param("dump", _dump_with({"kind": "Pod", "metadata": {"name": "p", "namespace": "ns"}, "spec": {
+            "containers": [{"resources": {"requests": {"memory": "1e400"}}}]}}).encode(),
+                     "dump.yaml: items[3] (Pod ns/p): Pod.spec.containers[0].resources.requests.memory: '1e400' is not",
+                     id="dump-pod-memory-1e400"),
+        pytest.param("dump", b"kind: List\nitems:\n- kind: [Node]\n", "dump.yaml: items[0]: kind: must be a string",
+                     id="kind-a-list"),
+    ],
+)
+def test_every_bad_input_is_one_message_naming_file_object_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], which: str, content: bytes, expected: str
+) -> None:
+    """Issue 11: each of these gave a traceback (UnicodeDecodeError, RecursionError, ValueError, TypeError,
+    AttributeError, OverflowError), or, for a bad Pod in the dump, was silently left out of the counts."""
+    dump, pod_file = tmp_path / "dump.yaml", tmp_path / "pod.yaml"
+    dump.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": cluster(2)}))
+    pod_file.write_text(yaml.safe_dump(pod()))
+    (dump if which == "dump" else pod_file).write_bytes(content)
+    assert main(["explain", "--snapshot", str(dump), "--pod", str(pod_file)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: {tmp_path}/{expected}"), err
