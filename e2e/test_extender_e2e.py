@@ -106,6 +106,15 @@ def test_seed_workload_stays_pending_without_a_scale_up(
         )
 
     ns.wait(withheld_reason_reported, 30, "FailedScheduling events for the gated virtual node")
+    # Issue 11: kube-scheduler's message names no reason, so tideover tells each pod itself (kubectl describe pod).
+    gate_words = "tideover's gate taint tideover.io/spill-window=closed:NoSchedule is what kube-scheduler reports"
+
+    def waiting_events_posted() -> bool:
+        return all(any(m.startswith("Waiting for a VM") and gate_words in m for m in ns.events("WaitingForVM", name))
+                   for name in pending)
+
+    ns.wait(waiting_events_posted, 30, "a WaitingForVM event with tideover's reason on each gated pod")
+    print(f"[e2e] WaitingForVM: {ns.events('WaitingForVM', pending[0])[-1]}")
     annotations = cluster.node(VIRTUAL)["metadata"]["annotations"]
     assert annotations["tideover.io/spill-window"].startswith("closed since ")
     assert "no VM pool has capacity pending" in annotations["tideover.io/spill-window"]
@@ -119,6 +128,14 @@ def test_seed_workload_stays_pending_without_a_scale_up(
                         for m in ns.events("FailedScheduling", "past-the-gate")), 30,
             "tideover's reason in the FailedScheduling event")
     assert ns.placements()["past-the-gate"] is None
+
+    # A pod that needs a pool with no room and no scale-up (its nodeSelector names spotpool, which has no node):
+    # it is told which pool it waits for.
+    ns.create_pod(pod("needs-spot", cpu="1", nodeSelector={"kubernetes.azure.com/agentpool": "spotpool"}))
+    ns.wait(lambda: any("Waiting for a VM of pool spotpool" in m for m in ns.events("WaitingForVM", "needs-spot")), 30,
+            "a WaitingForVM event naming the pool the pod needs")
+    assert len(ns.events("WaitingForVM", "needs-spot")) == 1  # one event per pod and reason, not one per retry
+    print(f"[e2e] WaitingForVM (pool): {ns.events('WaitingForVM', 'needs-spot')[-1]}")
 
 
 def test_when_full_workload_spills_to_the_virtual_node(
