@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +117,29 @@ def kwok_stages_dir(versions: dict[str, dict[str, object]] | None = None) -> Pat
 
 def is_cached(component: str, versions: dict[str, dict[str, object]] | None = None) -> bool:
     return binary_path(component, versions).is_file()
+
+
+@contextlib.contextmanager
+def file_lock(name: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``<cache>/build/locks/<name>.lock`` (serialises builds across processes)."""
+    lock_dir = cache_root() / "build" / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with (lock_dir / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def module_dir(module: str, version: str, log_file: Path) -> Path:
+    """The directory of ``module@version`` in the Go module cache (downloaded from the proxy if missing)."""
+    work = cache_root() / "build"
+    work.mkdir(parents=True, exist_ok=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    info = _download_json(f"{module}@{version}", cwd=work, env=_go_env(mod_mode=False), log_file=log_file)
+    return Path(info["Dir"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,20 +491,12 @@ def build_component(component: str, versions: dict[str, dict[str, object]] | Non
     if binary.is_file():
         _log(f"{component} {version}: cached ({binary})")
         return binary
-    root = cache_root()
-    lock_dir = root / "build" / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with (lock_dir / f"{component}.lock").open("w") as lock:
-        # Serialise concurrent builds of one component (e.g. parallel test workers).
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if binary.is_file():
-                _log(f"{component} {version}: cached ({binary}, built by another process)")
-                return binary
-            return _build_locked(component, version, versions, final, root)
-        finally:
-            with contextlib.suppress(OSError):
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    # Serialise concurrent builds of one component (e.g. parallel test workers).
+    with file_lock(component):
+        if binary.is_file():
+            _log(f"{component} {version}: cached ({binary}, built by another process)")
+            return binary
+        return _build_locked(component, version, versions, final, cache_root())
 
 
 def _build_locked(
@@ -551,10 +566,7 @@ def build_tool(name: str, versions: dict[str, dict[str, object]] | None = None) 
     final = tool_dir(name, versions)
     if (final / BUILD_INFO).is_file():
         return final
-    lock_dir = cache_root() / "build" / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with (lock_dir / f"{name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(name):
         if (final / BUILD_INFO).is_file():
             return final
         tmp = final.with_name(f".{final.name}.tmp.{os.getpid()}")
