@@ -45,6 +45,10 @@ cleanup() {
 trap cleanup EXIT
 t0=${SECONDS}
 kind_status=0
+# A fresh cluster every run: one a killed run left behind (stopped containers that come back with dockerd) would
+# carry its state into this one. up.sh reuses a running cluster on purpose, for the developer's loop.
+bash e2e/kind/docker.sh up
+bash e2e/kind/down.sh >/dev/null 2>&1 || true
 bash e2e/kind/up.sh || kind_status=$?
 echo "[test.sh] kind cluster up: $((SECONDS - t0)) s (exit ${kind_status})"
 if [ "${kind_status}" = 0 ]; then
