@@ -109,7 +109,7 @@ start_dockerd() {
   fi
   log "starting dockerd (log: ${LOG})"
   nohup dockerd "${args[@]}" >>"${LOG}" 2>&1 </dev/null &
-  echo "started-by-tideover" >"${STATE}/owned"
+  echo "$!" >"${STATE}/owned"
   local i
   for ((i = 0; i < 60; i++)); do
     docker info >/dev/null 2>&1 && return 0
@@ -148,7 +148,10 @@ up() {
   mkdir -p "${STATE}"
   if docker info >/dev/null 2>&1; then
     log "a Docker engine answers: using it as it is"
-    rm -f "${STATE}/owned" # not started by this run: `down` leaves it running
+    # `down` stops only the dockerd this script started (its pid recorded in owned), never another engine.
+    if [[ -f "${STATE}/owned" ]] && [[ "$(cat "${STATE}/owned")" != "$(cat "${PIDFILE}" 2>/dev/null)" ]]; then
+      rm -f "${STATE}/owned"
+    fi
   else
     command -v dockerd >/dev/null || install_docker
     start_dockerd
@@ -157,9 +160,12 @@ up() {
 }
 
 down() {
-  [[ -f "${STATE}/owned" && -f "${PIDFILE}" ]] || { log "dockerd was not started by this script: left running"; return 0; }
   local pid
-  pid="$(cat "${PIDFILE}")"
+  pid="$(cat "${PIDFILE}" 2>/dev/null || true)"
+  if [[ ! -f "${STATE}/owned" || -z "${pid}" || "$(cat "${STATE}/owned")" != "${pid}" ]]; then
+    log "dockerd was not started by this script: left running"
+    return 0
+  fi
   log "stopping dockerd (pid ${pid})"
   kill "${pid}" 2>/dev/null || true
   local i
