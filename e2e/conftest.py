@@ -1,7 +1,7 @@
 """pytest fixtures for the end-to-end tests; they run only with TIDEOVER_E2E=1.
 
 Run: ``TIDEOVER_E2E=1 .venv/bin/python -m pytest e2e -s``. The first run builds the components
-(see e2e/components.py); later runs reuse the cached binaries. With ``TIDEOVER_E2E_TARGET=kind`` the scenarios
+(see e2e/harness/components.py); later runs reuse the cached binaries. With ``TIDEOVER_E2E_TARGET=kind`` the scenarios
 run against the kind cluster of e2e/kind/up.sh instead (e2e/kind/README.md).
 """
 
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from e2e.cluster import LocalCluster
+from e2e.harness.cluster import LocalCluster
 from e2e.kind.target import skip_local_only
 
 E2E_ENABLED = os.environ.get("TIDEOVER_E2E") == "1"
-# "local": local processes (e2e/cluster.py); "kind": the kind cluster of e2e/kind/up.sh (e2e/kind/README.md).
+# "local": local processes (e2e/harness/cluster.py); "kind": the kind cluster of e2e/kind/up.sh (e2e/kind/README.md).
 E2E_TARGET = os.environ.get("TIDEOVER_E2E_TARGET") or "local"
 _HERE = Path(__file__).parent
 

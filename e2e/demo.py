@@ -1,6 +1,6 @@
 """``python -m e2e.demo``: seed 001's burst on a local cluster with tideover and the real cluster-autoscaler.
 
-Brings up the stack of e2e/autoscaled.py (real etcd, kube-apiserver, kube-controller-manager and
+Brings up the stack of e2e/harness/autoscaled.py (real etcd, kube-apiserver, kube-controller-manager and
 kube-scheduler with config/scheduler-config.yaml pointed at tideover, kwok VM nodes, the virtual-kubelet
 virtual node, the simulated VM Scale Set and cluster-autoscaler), then:
 
@@ -26,11 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from e2e import components
-from e2e.autoscaled import POOL, VIRTUAL, AutoscaledStack, Recorder, pod_events, recording, wait_until
+from e2e.harness import components
+from e2e.harness.autoscaled import POOL, VIRTUAL, AutoscaledStack, Recorder, pod_events, recording, wait_until
+from e2e.harness.workloads import Namespace, deployment
 from e2e.kind.target import make_autoscaled_stack
 from e2e.vmss.simulator import GroupConfig
-from e2e.workloads import Namespace, deployment
 
 NAMESPACE = "demo"
 REPLICAS = 20
@@ -141,7 +141,7 @@ def burst_and_watch(stack: AutoscaledStack, ns: Namespace, rec: Recorder, burst:
     say(f"{len(events)} of {len(spilled)} spilled pods have a SpilledToVirtualNode event"
         + ("" if len(events) == len(spilled) else
            "; the pods without one passed tideover's filter by its fast path before its snapshot saw the gate "
-           "open (a tideover bug: GUARD_BYPASS in e2e/test_autoscaler_e2e.py)"))
+           "open (a tideover bug: GUARD_BYPASS in e2e/scenarios/test_autoscaler_e2e.py)"))
 
     new_vms = MAX_SIZE - 1
     wait_until(stack, lambda: len(rec.vm_ready) >= MAX_SIZE, BOOT_SECONDS + 60, f"{new_vms} new VMs Ready")

@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from extender.config import ConfigError, TideoverConfig, load_config, parse_config
-from extender.objects import ObjectError
+from extender.model.config import ConfigError, TideoverConfig, load_config, parse_config
+from extender.model.objects import ObjectError
 
 log = logging.getLogger("tideover")
 
@@ -64,12 +64,12 @@ def serve(settings: ServeSettings) -> int:
     import uvicorn
     from kubernetes import client
 
-    from extender.api import ExtenderService, create_app
-    from extender.clusterview import ClusterView
-    from extender.controllers import ControllerLoop, LeaderElector
-    from extender.events import EventRecorder, SpillNotifier, WaitingNotifier
-    from extender.metrics import Metrics
-    from extender.spillstate import KubeNodeWriter, SpillStateRecorder
+    from extender.cluster.view import ClusterView
+    from extender.controllers.events import EventRecorder, SpillNotifier, WaitingNotifier
+    from extender.controllers.gate import KubeNodeWriter, SpillStateRecorder
+    from extender.controllers.loop import ControllerLoop, LeaderElector
+    from extender.edge.app import ExtenderService, create_app
+    from extender.telemetry.metrics import Metrics
 
     source = str(settings.config) if settings.config else "defaults"
     overrides = {
@@ -136,7 +136,7 @@ def check_config(path: Path) -> int:
 
 
 def explain_command(snapshot: Path, pod: Path, config_path: Path | None, at: str | None, as_json: bool) -> int:
-    from extender.explain import DumpError, explain, read_dump, read_pod, render
+    from extender.edge.explain import DumpError, explain, read_dump, read_pod, render
 
     config = load_config(config_path)
     now = datetime.now(UTC)
@@ -177,7 +177,7 @@ def explain_command(snapshot: Path, pod: Path, config_path: Path | None, at: str
 
 
 def _read(path: Path) -> str:
-    from extender.explain import decode_text
+    from extender.edge.explain import decode_text
 
     return decode_text(sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes(), str(path))
 

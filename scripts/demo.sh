@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-.venv/bin/python -m e2e.components build
+.venv/bin/python -m e2e.harness.components build
 kind=false
 args=()
 for arg in "$@"; do

@@ -24,7 +24,7 @@ if [ "$e2e" != "1" ]; then
   TIDEOVER_E2E=0 exec "${pytest[@]}" "$@"
 fi
 command -v go >/dev/null || { echo "test.sh: the end-to-end tests need Go (>= 1.26) to build Kubernetes; set TIDEOVER_E2E=0 to skip them" >&2; exit 2; }
-.venv/bin/python -m e2e.components build
+.venv/bin/python -m e2e.harness.components build
 
 status=0
 # --- 1. unit tests + local-process scenarios (with `both`, only those the kind suite does not run) ----------------

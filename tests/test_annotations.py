@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from extender.annotations import Priority, SpillPolicy, workload_policy
+from extender.model.policy import Priority, SpillPolicy, workload_policy
 
 
 @pytest.mark.parametrize(

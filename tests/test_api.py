@@ -18,13 +18,13 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from extender.api import ExtenderService, create_app
-from extender.autoscaler_status import parse_autoscaler_status
-from extender.config import TideoverConfig, parse_config
-from extender.metrics import Metrics
-from extender.objects import node_facts
-from extender.snapshot import ClusterSnapshot, PodPlacement, build_snapshot, empty_snapshot, pod_placement
-from tests.factories import NOW, VIRTUAL_NODE, pod, snapshot, status_yaml, virtual_node, vm_node
+from extender.edge.app import ExtenderService, create_app
+from extender.model.autoscaler_status import parse_autoscaler_status
+from extender.model.config import TideoverConfig, parse_config
+from extender.model.objects import node_facts
+from extender.model.snapshot import ClusterSnapshot, PodPlacement, build_snapshot, empty_snapshot, pod_placement
+from extender.telemetry.metrics import Metrics
+from tests.support.factories import NOW, VIRTUAL_NODE, pod, snapshot, status_yaml, virtual_node, vm_node
 
 with warnings.catch_warnings():
     # starlette warns at import that it would rather use httpx2; the httpx it has works.
@@ -1162,7 +1162,7 @@ def test_pods_beyond_the_bounds_are_refused_naming_the_limit(spec: Json, field: 
 
 
 def test_too_many_candidates_are_refused() -> None:
-    from extender.wire import MAX_NODES
+    from extender.edge.wire import MAX_NODES
 
     h = harness()
     response = h.post("filter", names_args(pod(), [f"n{i}" for i in range(MAX_NODES + 1)]))
@@ -1176,7 +1176,7 @@ def test_a_large_valid_pod_costs_linear_time() -> None:
     grows linearly: 1,000 containers cost less than 20 x what 100 cost (quadratic would be about 100 x)."""
     import time
 
-    from extender.objects import pod_facts
+    from extender.model.objects import pod_facts
 
     def read(count: int) -> float:
         spec = {"containers": [{"name": f"c{i}", "image": f"registry.example/app{i}:1"} for i in range(count)]}
@@ -1239,9 +1239,9 @@ def test_a_body_that_never_arrives_whole_gets_408() -> None:
 
 
 def _largest_valid_pod() -> Json:
-    """A pod at every bound of extender.objects at once: 1,000 containers with distinct images, 1,000 tolerations,
+    """A pod at every bound of extender.model.objects at once: 1,000 containers with distinct images, 1,000 tolerations,
     1,000 node-affinity expressions."""
-    from extender.objects import MAX_AFFINITY_TERMS, MAX_CONTAINERS, MAX_TOLERATIONS
+    from extender.model.objects import MAX_AFFINITY_TERMS, MAX_CONTAINERS, MAX_TOLERATIONS
 
     big = pod("big")
     big["spec"]["containers"] = [
@@ -1279,7 +1279,7 @@ def test_a_large_valid_pod_is_answered_within_a_bound_while_healthz_stays_respon
     meanwhile. On this project's 2-core machine: filter ~60 ms, prioritize ~110 ms, through the ASGI client."""
     import time
 
-    from extender.wire import MAX_NODES
+    from extender.edge.wire import MAX_NODES
 
     h = harness()
     names = ["vm-1", "vm-2", VIRTUAL_NODE, *(f"unknown-{i}" for i in range(MAX_NODES - 3))]

@@ -1,4 +1,4 @@
-"""Tests for extender.autoscaler_status: real-shaped CA status samples and malformed input."""
+"""Tests for extender.model.autoscaler_status: real-shaped CA status samples and malformed input."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from extender.autoscaler_status import (
+from extender.model.autoscaler_status import (
     AutoscalerStatusError,
     NodeGroupStatus,
     parse_autoscaler_status,

@@ -1,4 +1,4 @@
-"""Tests for extender.capacity: the capacity-pending rules and the provisioning-time estimator."""
+"""Tests for extender.model.capacity: the capacity-pending rules and the provisioning-time estimator."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from extender.autoscaler_status import AutoscalerStatus, NodeGroupStatus, parse_autoscaler_status
-from extender.capacity import (
+from extender.model.autoscaler_status import AutoscalerStatus, NodeGroupStatus, parse_autoscaler_status
+from extender.model.capacity import (
     PENDING_STATES,
     CapacitySignal,
     CapacityState,

@@ -15,10 +15,10 @@ import orjson
 import pytest
 from kubernetes.client.rest import ApiException
 
-from extender.clusterview import ClusterView
-from extender.config import TideoverConfig
-from extender.snapshot import ClusterSnapshot
-from tests.factories import NOW, VIRTUAL_NODE, pod, status_config_map, status_yaml, virtual_node, vm_node
+from extender.cluster.view import ClusterView
+from extender.model.config import TideoverConfig
+from extender.model.snapshot import ClusterSnapshot
+from tests.support.factories import NOW, VIRTUAL_NODE, pod, status_config_map, status_yaml, virtual_node, vm_node
 
 
 class _Response:

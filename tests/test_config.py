@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from extender.cli import main
-from extender.config import ConfigError, TideoverConfig, load_config, parse_config
+from extender.model.config import ConfigError, TideoverConfig, load_config, parse_config
 
 
 def test_defaults_are_valid_and_documented_values() -> None:
@@ -253,7 +253,7 @@ def test_the_c_loader_is_used_where_pyyaml_has_it() -> None:
     """Issue 11: a large file was read with PyYAML's pure-Python parser."""
     import yaml
 
-    from extender.config import UniqueKeyLoader
+    from extender.model.config import UniqueKeyLoader
 
     if not yaml.__with_libyaml__:
         pytest.skip("this PyYAML was built without libyaml")

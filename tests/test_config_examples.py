@@ -24,13 +24,13 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from extender.api import ExtenderService, create_app
 from extender.cli import main as cli_main
-from extender.clusterview import ClusterView
-from extender.config import TideoverConfig, load_config, parse_config
-from extender.matching import required_node_affinity_mismatch, untolerated_taint
-from extender.metrics import Metrics
-from extender.snapshot import empty_snapshot
+from extender.cluster.view import ClusterView
+from extender.decide.matching import required_node_affinity_mismatch, untolerated_taint
+from extender.edge.app import ExtenderService, create_app
+from extender.model.config import TideoverConfig, load_config, parse_config
+from extender.model.snapshot import empty_snapshot
+from extender.telemetry.metrics import Metrics
 
 Json = dict[str, Any]
 
@@ -305,15 +305,15 @@ def test_scheduler_config_url_prefix_can_be_substituted(name: str) -> None:
 
 def _kube_scheduler_binary() -> Path:
     try:
-        from e2e import components
+        from e2e.harness import components
     except ImportError as error:  # pragma: no cover - the e2e package is part of the repository
-        pytest.skip(f"e2e.components not importable: {error}")
+        pytest.skip(f"e2e.harness.components not importable: {error}")
     try:
         binary = Path(components.binary_path("kube-scheduler"))
     except Exception as error:
         pytest.skip(f"no kube-scheduler version configured: {error}")
     if not binary.is_file():
-        pytest.skip("kube-scheduler is not built (python -m e2e.components build kube-scheduler)")
+        pytest.skip("kube-scheduler is not built (python -m e2e.harness.components build kube-scheduler)")
     return binary
 
 
@@ -596,7 +596,7 @@ def test_rbac_grants_event_creation_in_any_namespace() -> None:
     rbac = _rbac()
     for namespace in ("default", "team-a"):
         assert rbac.allows("create", "", "events", namespace)
-        # Only created (e2e/test_rbac_e2e.py shows nothing else is used).
+        # Only created (e2e/scenarios/test_rbac_e2e.py shows nothing else is used).
         assert not rbac.allows("patch", "", "events", namespace)
 
 
@@ -661,5 +661,6 @@ def test_dockerignore_lets_in_every_package() -> None:
     assert lines[0] == "*", "the build context is an allowlist"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert set(pyproject["tool"]["setuptools"]["packages"]) <= allowed
+    included = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert {name.split(".")[0] for name in included} <= allowed
     assert "pyproject.toml" in allowed

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from kubernetes.client.rest import ApiException
 
-from extender.config import parse_config
-from extender.controllers import (
+from extender.controllers.events import PodEvent
+from extender.controllers.loop import (
     RETURN_TARGET_MARKER,
     RETURNING_TO_VM,
     SCALE_DOWN_DISABLED,
@@ -18,10 +18,10 @@ from extender.controllers import (
     EvictionRateLimiter,
     desired_deletion_cost,
 )
-from extender.events import PodEvent
-from extender.metrics import Metrics
-from extender.snapshot import ClusterSnapshot, PodPlacement
-from tests.factories import NOW, VIRTUAL_NODE, cluster, snapshot, status_yaml
+from extender.model.config import parse_config
+from extender.model.snapshot import ClusterSnapshot, PodPlacement
+from extender.telemetry.metrics import Metrics
+from tests.support.factories import NOW, VIRTUAL_NODE, cluster, snapshot, status_yaml
 from tests.test_returns import spilled
 
 VIRTUAL = frozenset({VIRTUAL_NODE})

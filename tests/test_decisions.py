@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from extender.config import TideoverConfig, parse_config
-from extender.decisions import FilterOutcome, decide_filter, decide_scores, wait_budget_seconds
-from extender.objects import pod_facts
-from extender.snapshot import NodeKind, empty_snapshot
-from tests.factories import (
+from extender.decide.filter import FilterOutcome, decide_filter, decide_scores, wait_budget_seconds
+from extender.model.config import TideoverConfig, parse_config
+from extender.model.objects import pod_facts
+from extender.model.snapshot import NodeKind, empty_snapshot
+from tests.support.factories import (
     NOW,
     VIRTUAL_NODE,
     cluster,
@@ -185,7 +185,7 @@ def test_spill_reason_carries_cost_and_eta() -> None:
     ],
 )
 def test_wait_budget(annotations: dict[str, str], budget: float) -> None:
-    from extender.annotations import workload_policy
+    from extender.model.policy import workload_policy
 
     assert wait_budget_seconds(workload_policy(annotations), CONFIG) == budget
 

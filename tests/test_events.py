@@ -7,13 +7,19 @@ from typing import Any
 
 import pytest
 
-from extender.config import TideoverConfig
-from extender.decisions import FilterOutcome, decide_filter, pending_reason
-from extender.events import SPILLED_TO_VIRTUAL_NODE, WAITING_FOR_VM, PodEvent, SpillNotifier, WaitingNotifier
-from extender.objects import pod_facts
-from extender.snapshot import ClusterSnapshot, PodPlacement, empty_snapshot, pod_placement
-from extender.spillstate import GATE_TAINT
-from tests.factories import (
+from extender.controllers.events import (
+    SPILLED_TO_VIRTUAL_NODE,
+    WAITING_FOR_VM,
+    PodEvent,
+    SpillNotifier,
+    WaitingNotifier,
+)
+from extender.controllers.gate import GATE_TAINT
+from extender.decide.filter import FilterOutcome, decide_filter, pending_reason
+from extender.model.config import TideoverConfig
+from extender.model.objects import pod_facts
+from extender.model.snapshot import ClusterSnapshot, PodPlacement, empty_snapshot, pod_placement
+from tests.support.factories import (
     NOW,
     VIRTUAL_NODE,
     VIRTUAL_TAINT,

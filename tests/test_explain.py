@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from extender.cli import main
-from tests.factories import NOW, VIRTUAL_NODE, cluster, iso, pod, status_config_map, status_yaml
+from tests.support.factories import NOW, VIRTUAL_NODE, cluster, iso, pod, status_config_map, status_yaml
 
 
 def _write_dump(tmp_path: Path, status: str | None, extra_pods: list[dict[str, Any]] | None = None) -> Path:

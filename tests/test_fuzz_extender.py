@@ -23,13 +23,13 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extender.api import ExtenderService, create_app
-from extender.config import TideoverConfig
-from extender.guards import SpillLedger
-from extender.metrics import Metrics
-from extender.snapshot import ClusterSnapshot, empty_snapshot
-from extender.spillstate import GATE_TAINT
-from tests.factories import (
+from extender.controllers.gate import GATE_TAINT
+from extender.decide.guards import SpillLedger
+from extender.edge.app import ExtenderService, create_app
+from extender.model.config import TideoverConfig
+from extender.model.snapshot import ClusterSnapshot, empty_snapshot
+from extender.telemetry.metrics import Metrics
+from tests.support.factories import (
     NOW,
     SEED_AFFINITY,
     SEED_TOLERATION,
@@ -39,7 +39,7 @@ from tests.factories import (
     virtual_node,
     vm_node,
 )
-from tests.factories import snapshot as make_snapshot
+from tests.support.factories import snapshot as make_snapshot
 from tests.test_api import asgi_post
 
 Json = dict[str, Any]

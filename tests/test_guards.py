@@ -11,11 +11,9 @@ from typing import Any
 
 import pytest
 
-from extender import decisions
-from extender.annotations import MAX_VIRTUAL_PERCENT, MAX_VIRTUAL_REPLICAS, WorkloadPolicy, workload_policy
-from extender.config import ConfigError, ProviderProfile, TideoverConfig, VirtualSubnet, cidr_usable_ips, parse_config
-from extender.decisions import FilterOutcome, decide_filter
-from extender.guards import (
+from extender.decide import filter as decisions
+from extender.decide.filter import FilterOutcome, decide_filter
+from extender.decide.guards import (
     NO_IN_FLIGHT,
     CapacityGuard,
     InFlight,
@@ -27,9 +25,18 @@ from extender.guards import (
     virtual_capacity_problems,
     workload_cap_problem,
 )
-from extender.objects import PodFacts, pod_facts
-from extender.snapshot import ClusterSnapshot, PodPlacement, pod_placement
-from tests.factories import VIRTUAL_NODE, cluster, pod, snapshot, status_yaml
+from extender.model.config import (
+    ConfigError,
+    ProviderProfile,
+    TideoverConfig,
+    VirtualSubnet,
+    cidr_usable_ips,
+    parse_config,
+)
+from extender.model.objects import PodFacts, pod_facts
+from extender.model.policy import MAX_VIRTUAL_PERCENT, MAX_VIRTUAL_REPLICAS, WorkloadPolicy, workload_policy
+from extender.model.snapshot import ClusterSnapshot, PodPlacement, pod_placement
+from tests.support.factories import VIRTUAL_NODE, cluster, pod, snapshot, status_yaml
 
 Json = dict[str, Any]
 ACI = ProviderProfile(display_name="ACI")

@@ -1,4 +1,4 @@
-"""Table-driven tests for extender.matching (upstream kube-scheduler taint/toleration + node affinity)."""
+"""Table-driven tests for extender.decide.matching (upstream kube-scheduler taint/toleration + node affinity)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from extender.matching import (
+from extender.decide.matching import (
     describe_taint,
     node_selector_term_matches,
     pod_fits_template,

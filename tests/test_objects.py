@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from extender.objects import ObjectError, node_facts, normalise_image, parse_go_time, pod_facts
-from tests.factories import pod, vm_node
+from extender.model.objects import ObjectError, node_facts, normalise_image, parse_go_time, pod_facts
+from tests.support.factories import pod, vm_node
 
 GI = 2**30
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from extender.config import ReturnToVm
-from extender.returns import plan_returns, return_targets
-from extender.snapshot import PodPlacement
-from tests.factories import NOW, VIRTUAL_NODE, cluster, snapshot, status_yaml, vm_node
+from extender.decide.returns import plan_returns, return_targets
+from extender.model.config import ReturnToVm
+from extender.model.snapshot import PodPlacement
+from tests.support.factories import NOW, VIRTUAL_NODE, cluster, snapshot, status_yaml, vm_node
 
 POLICY = ReturnToVm(stable_seconds=60, min_pod_age_seconds=60, max_in_flight_per_workload=2)
 QUIET = status_yaml("NoActivity", registered=2)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from extender.autoscaler_status import parse_autoscaler_status
-from extender.capacity import ProvisioningTimeEstimator
-from extender.config import TideoverConfig
-from extender.objects import node_facts
-from extender.snapshot import PendingTracker, build_snapshot
-from tests.factories import NOW, cluster, status_yaml, vm_node
+from extender.model.autoscaler_status import parse_autoscaler_status
+from extender.model.capacity import ProvisioningTimeEstimator
+from extender.model.config import TideoverConfig
+from extender.model.objects import node_facts
+from extender.model.snapshot import PendingTracker, build_snapshot
+from tests.support.factories import NOW, cluster, status_yaml, vm_node
 
 
 def _build(tracker: PendingTracker, nodes: list[dict[str, object]], status: str, seconds: float) -> None:

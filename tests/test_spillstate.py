@@ -11,9 +11,7 @@ from typing import Any
 
 import pytest
 
-from extender.config import TideoverConfig
-from extender.snapshot import ClusterSnapshot, empty_snapshot
-from extender.spillstate import (
+from extender.controllers.gate import (
     CAPACITY_PENDING,
     GATE_TAINT,
     SPILL_WINDOW,
@@ -22,7 +20,9 @@ from extender.spillstate import (
     SpillStateRecorder,
     desired_taints,
 )
-from tests.factories import NOW, VIRTUAL_TAINT, cluster, snapshot, status_yaml, virtual_node
+from extender.model.config import TideoverConfig
+from extender.model.snapshot import ClusterSnapshot, empty_snapshot
+from tests.support.factories import NOW, VIRTUAL_TAINT, cluster, snapshot, status_yaml, virtual_node
 
 
 class FakeNodes:

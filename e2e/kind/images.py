@@ -9,8 +9,8 @@ Usage (from the repository root)::
 ``build`` prints shell lines (``eval "$(python -m e2e.kind.images build)"``) and logs each stage with its duration
 to stderr; each stage's build log is ``<cache>/build/logs/kind-images/<stage>.log`` (on failure: its path and tail).
 
-Sources: Go modules at the versions pinned in e2e/versions.toml (built by :mod:`e2e.components`), Debian packages
-(``debootstrap``), and files of upstream modules read from the Go module cache at build time (kind's base-image
+Sources: Go modules at the versions pinned in e2e/versions.toml (built by :mod:`e2e.harness.components`), Debian
+packages (``debootstrap``), and files of upstream modules read from the Go module cache at build time (kind's base-image
 files, kubernetes' pause.c, kwok's kustomize), never copied into this repository:
 
 - ``tideover-kind/rootfs``: Debian bookworm with kind's base packages (images/rootfs.sh), ``docker import``-ed;
@@ -22,7 +22,8 @@ files, kubernetes' pause.c, kwok's kustomize), never copied into this repository
   helper, virtual-kubelet and kwok, under the names kubeadm and kind expect ([images] in versions.toml, checked
   against ``kubeadm config images list`` and kind's source): nothing is ever pulled;
 - ``tideover-kind/virtual-kubelet:<version>`` and ``registry.k8s.io/kwok/kwok:<version>``: FROM scratch images of
-  the binaries e2e/components.py builds (also inside the node image); kwok's manifests, from ``kubectl kustomize``.
+  the binaries e2e/harness/components.py builds (also inside the node image); kwok's manifests, from
+  ``kubectl kustomize``.
 
 Cache: every image carries the label ``io.tideover.recipe``, a hash of the versions it is made of and of the
 recipe files that make it (this module, images/*); an image whose label matches is not rebuilt, so a second run
@@ -57,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from e2e import components
+from e2e.harness import components
 
 Versions = dict[str, dict[str, object]]
 
@@ -70,7 +71,7 @@ KINDNETD_SCRIPT = RECIPES / "kindnetd.sh"
 # versions.toml sections built with components.build_tool (a `binaries` table each).
 TOOLS = ("kind", "node-binaries", "containerd", "cri-tools", "cni-plugins", "coredns", "local-path-provisioner")
 UPSTREAM_TOOLS = ("kind", "node-binaries")  # kind and kubectl, needed in every mode
-# e2e/components.py's components that go into images.
+# e2e/harness/components.py's components that go into images.
 IMAGE_COMPONENTS = (*components.KUBERNETES_BINARIES, "etcd", "virtual-kubelet", "kwok")
 # kind's base image packages (its images/base/Dockerfile), as Debian bookworm names; runc from Debian.
 NODE_PACKAGES = (
@@ -443,7 +444,7 @@ class Builder:
         return tag
 
     def tool(self, name: str) -> Path:
-        """A versions.toml ``binaries`` section, built by e2e/components.py unless cached; its directory."""
+        """A versions.toml ``binaries`` section, built by e2e/harness/components.py unless cached; its directory."""
         start = time.monotonic()
         cached = (components.tool_dir(name, self.versions) / components.BUILD_INFO).is_file()
         path = components.build_tool(name, self.versions)
@@ -451,7 +452,7 @@ class Builder:
         return path
 
     def component(self, name: str) -> Path:
-        """One of e2e/components.py's components (built unless cached); its binary."""
+        """One of e2e/harness/components.py's components (built unless cached); its binary."""
         start = time.monotonic()
         cached = components.is_cached(name, self.versions)
         path = components.build_component(name, self.versions)

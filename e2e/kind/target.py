@@ -1,12 +1,12 @@
 """The kind target of the end-to-end suite: the scenarios run against the kind cluster of ``e2e/kind/up.sh``
 instead of local processes, with ``TIDEOVER_E2E=1 TIDEOVER_E2E_TARGET=kind`` (see e2e/kind/README.md).
 
-:class:`KindCluster` and :class:`KindTideover` stand in for :class:`~e2e.cluster.LocalCluster` and
-:class:`~e2e.tideover.TideoverProcess`, subclassing them for the API the scenarios use: ``kubeconfig``,
+:class:`KindCluster` and :class:`KindTideover` stand in for :class:`~e2e.harness.cluster.LocalCluster` and
+:class:`~e2e.harness.tideover.TideoverProcess`, subclassing them for the API the scenarios use: ``kubeconfig``,
 ``core_v1``, ``api_client``, ``to_dict``, ``wait_for``, ``add_vm_node``, ``delete_node`` and ``log_paths``; and
 ``start``, ``stop``, ``running``, ``get`` and ``metric`` of tideover. The cluster outlives the test run: nothing
 here creates or deletes it, and what the process-specific methods of LocalCluster would do (restarting
-components) raises :class:`~e2e.cluster.ClusterError`.
+components) raises :class:`~e2e.harness.cluster.ClusterError`.
 
 Differences from the local path, all invisible to the scenarios:
 
@@ -37,11 +37,11 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from e2e import components
-from e2e.autoscaled import AutoscaledStack, merged
-from e2e.autoscaled import tideover_config as autoscaled_config
-from e2e.cluster import VIRTUAL_NODE_NAME, ClusterError, LocalCluster
-from e2e.tideover import DEFAULT_CONFIG, ROOT, TideoverProcess
+from e2e.harness import components
+from e2e.harness.autoscaled import AutoscaledStack, merged
+from e2e.harness.autoscaled import tideover_config as autoscaled_config
+from e2e.harness.cluster import VIRTUAL_NODE_NAME, ClusterError, LocalCluster
+from e2e.harness.tideover import DEFAULT_CONFIG, ROOT, TideoverProcess
 
 CLUSTER_NAME = "tideover-e2e"
 # Where e2e/kind/up.sh writes the kubeconfig; TIDEOVER_KIND_KUBECONFIG points elsewhere.
@@ -442,7 +442,7 @@ def _b64(path: Path) -> str:
 
 def pod_identity(pod: Mapping[str, Any]) -> str:
     """tideover's Lease identity in a pod: ``<hostname>_<pid>``, the hostname being the pod's name and tideover
-    the container's entrypoint, so its pid is 1 (extender/controllers.py)."""
+    the container's entrypoint, so its pid is 1 (extender/controllers/loop.py)."""
     return f"{pod['metadata']['name']}_1"
 
 
@@ -454,7 +454,7 @@ def in_cluster(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class KindAutoscaledStack(AutoscaledStack):
-    """:class:`~e2e.autoscaled.AutoscaledStack` on the kind cluster: tideover is the Deployment, reconfigured
+    """:class:`~e2e.harness.autoscaled.AutoscaledStack` on the kind cluster: tideover is the Deployment, reconfigured
     through its ConfigMap; cluster-autoscaler and the simulated VMSS run on this host against the cluster's API
     server, as AKS runs its autoscaler in the managed control plane, outside the cluster, beside the cloud."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e import components
+from e2e.harness import components
 from e2e.kind import images
 
 VERSIONS = components.load_versions()

@@ -1,5 +1,6 @@
 """Static checks of the kind path (e2e/kind/). Running it needs Docker, which CI does not have; these keep its
-files consistent with the rest of the project (config/, e2e/tideover.py, e2e/cluster.py) without running it.
+files consistent with the rest of the project (config/, e2e/harness/tideover.py, e2e/harness/cluster.py) without
+running it.
 They carry no e2e marker, so every ``pytest e2e`` runs them; the kustomize check needs kubectl (skipped without).
 """
 
@@ -14,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.cluster import VIRTUAL_NODE_NAME, VIRTUAL_NODE_TAINT, LocalCluster
+from e2e.harness.cluster import VIRTUAL_NODE_NAME, VIRTUAL_NODE_TAINT, LocalCluster
+from e2e.harness.tideover import DEFAULT_CONFIG, ROOT
 from e2e.kind.target import KIND_NODE_LABEL, NODE_PORT, SCHEDULER_CONFIG, tideover_config
-from e2e.test_rbac_e2e import AUDIT_LOG
-from e2e.tideover import DEFAULT_CONFIG, ROOT
+from e2e.scenarios.test_rbac_e2e import AUDIT_LOG
 
 KIND = ROOT / "e2e" / "kind"
 CONFIG_DIR = "/etc/kubernetes/tideover"  # where the control-plane node and kube-scheduler see the generated config
@@ -58,7 +59,7 @@ def test_cluster_config_mounts_the_scheduler_config_and_exposes_the_node_port() 
     patches = {p["apiVersion"]: p for p in map(yaml.safe_load, cluster["kubeadmConfigPatches"])
                if p["kind"] == "ClusterConfiguration"}
     assert set(patches) == {"kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"}
-    # The audit policy and log of e2e/test_rbac_e2e.py, mounted where the API server's flags point.
+    # The audit policy and log of e2e/scenarios/test_rbac_e2e.py, mounted where the API server's flags point.
     policy = mounts["/etc/kubernetes/tideover-audit/policy.yaml"]
     assert (ROOT / policy["hostPath"]).is_file()
     assert ROOT / mounts["/var/log/tideover-audit"]["hostPath"] == AUDIT_LOG.parent
@@ -131,7 +132,7 @@ def test_manifests_build_with_kustomize(tmp_path: Path) -> None:
     config = objects[("ConfigMap", "tideover-config")]["data"]["tideover.yaml"]
     assert yaml.safe_load(config) == tideover_config()
 
-    # The virtual node: as e2e/cluster.py makes it.
+    # The virtual node: as e2e/harness/cluster.py makes it.
     vk = objects[("Deployment", "virtual-kubelet")]["spec"]["template"]["spec"]
     (container,) = vk["containers"]
     assert (container["image"], container["imagePullPolicy"]) == ("tideover-virtual-kubelet:e2e", "Never")

@@ -158,7 +158,7 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 kube wait --for=condition=Ready "node/${VIRTUAL_NODE}" --timeout="${TIMEOUT}"
-# Labels AKS's virtual node carries and virtual-kubelet does not set (as e2e/cluster.py adds them).
+# Labels AKS's virtual node carries and virtual-kubelet does not set (as e2e/harness/cluster.py adds them).
 kube label node "${VIRTUAL_NODE}" --overwrite kubernetes.io/os=linux kubernetes.azure.com/managed=false >/dev/null
 
 ok=false

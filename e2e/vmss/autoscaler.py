@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import shlex
 
-    from e2e import components
+    from e2e.harness import components
 
     parser = argparse.ArgumentParser(prog="python -m e2e.vmss.autoscaler", description=main.__doc__)
     parser.add_argument("--kubeconfig", required=True)

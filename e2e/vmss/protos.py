@@ -3,7 +3,7 @@
 Nothing generated is committed. The sources are read from the Go module cache:
 
 * ``externalgrpc.proto`` of the cluster-autoscaler version pinned in ``e2e/versions.toml``
-  (path from :func:`e2e.components.ca_proto_path`);
+  (path from :func:`e2e.harness.components.ca_proto_path`);
 * the ``k8s.io/api`` and ``k8s.io/apimachinery`` ``generated.proto`` files it imports (transitively), at
   the versions that cluster-autoscaler's own ``go.mod`` requires (``go mod download`` fetches them if
   they are missing).
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from e2e import components
+from e2e.harness import components
 
 GENERATED_ROOT = Path(__file__).resolve().parent.parent / "_generated"
 K8S_MODULES = ("k8s.io/api", "k8s.io/apimachinery")

@@ -130,7 +130,7 @@ class GroupConfig:
         return f"aks-{self.name}-{zlib.crc32(self.name.encode()) % 100_000_000:08d}-vmss"
 
     def node_labels(self) -> dict[str, str]:
-        """Labels of this pool's nodes (the same as e2e.cluster.LocalCluster.add_vm_node sets)."""
+        """Labels of this pool's nodes (the same as e2e.harness.cluster.LocalCluster.add_vm_node sets)."""
         return {
             "kubernetes.azure.com/agentpool": self.name,
             "agentpool": self.name,

@@ -43,11 +43,11 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 
-from extender.api import ExtenderService, create_app
-from extender.config import TideoverConfig
-from extender.metrics import Metrics
-from extender.snapshot import ClusterSnapshot
-from tests.factories import NOW, iso, pod, snapshot, status_yaml, virtual_node, vm_node
+from extender.edge.app import ExtenderService, create_app
+from extender.model.config import TideoverConfig
+from extender.model.snapshot import ClusterSnapshot
+from extender.telemetry.metrics import Metrics
+from tests.support.factories import NOW, iso, pod, snapshot, status_yaml, virtual_node, vm_node
 
 Json = dict[str, Any]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import timeit
 
-from extender.guards import SpillLedger
-from extender.objects import pod_facts
-from tests.factories import cluster, pod, snapshot
+from extender.decide.guards import SpillLedger
+from extender.model.objects import pod_facts
+from tests.support.factories import cluster, pod, snapshot
 
 
 def main() -> None:

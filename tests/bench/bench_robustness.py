@@ -27,12 +27,12 @@ from typing import Any
 import orjson
 import yaml
 
-from extender.config import ConfigError, TideoverConfig, load_config
-from extender.events import PodEvent, WaitingNotifier
-from extender.snapshot import pod_placement
-from extender.spillstate import GATE_TAINT
-from extender.wire import MAX_NODES
-from tests.factories import (
+from extender.controllers.events import PodEvent, WaitingNotifier
+from extender.controllers.gate import GATE_TAINT
+from extender.edge.wire import MAX_NODES
+from extender.model.config import ConfigError, TideoverConfig, load_config
+from extender.model.snapshot import pod_placement
+from tests.support.factories import (
     VIRTUAL_NODE,
     VIRTUAL_TAINT,
     cluster,

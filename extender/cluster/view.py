@@ -1,0 +1,333 @@
+"""The cluster view: list and watch Nodes, Pods and the autoscaler's status ConfigMap in the background.
+
+Watches run in daemon threads with the official client's ``watch`` (raw dicts, no model
+deserialisation: the same JSON shape the extender wire carries). A publisher thread folds changes into
+a new immutable :class:`~extender.model.snapshot.ClusterSnapshot` (coalescing bursts, and at least every
+``refresh_seconds`` so time-based facts stay fresh); the request path only reads the latest one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+
+from extender.model.autoscaler_status import AutoscalerStatus
+from extender.model.capacity import ProvisioningTimeEstimator
+from extender.model.config import TideoverConfig
+from extender.model.objects import NodeFacts, ObjectError, node_facts
+from extender.model.snapshot import (
+    ClusterSnapshot,
+    NodeIndex,
+    PendingTracker,
+    PodPlacement,
+    build_snapshot,
+    empty_snapshot,
+    index_nodes,
+    pod_placement,
+    read_autoscaler_config_map,
+)
+
+log = logging.getLogger("tideover.clusterview")
+
+SnapshotListener = Callable[[ClusterSnapshot, ClusterSnapshot], None]
+PodListener = Callable[[PodPlacement | None, PodPlacement | None], None]
+
+class _WatchExpired(Exception):
+    pass
+
+
+@dataclass
+class _Store:
+    nodes: dict[str, NodeFacts] = field(default_factory=dict)
+    pods: dict[str, PodPlacement] = field(default_factory=dict)
+    status: AutoscalerStatus | None = None
+    status_updated_at: datetime | None = None
+    status_problem: str | None = None
+
+
+class ClusterView:
+    RESOURCES = ("nodes", "pods", "autoscaler-status")
+
+    def __init__(
+        self,
+        api: client.CoreV1Api,
+        config: TideoverConfig,
+        *,
+        refresh_seconds: float = 2.0,
+        coalesce_seconds: float = 0.05,
+        watch_timeout_seconds: int = 300,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._api = api
+        self._config = config
+        self._refresh_seconds = refresh_seconds
+        self._coalesce_seconds = coalesce_seconds
+        self._watch_timeout = watch_timeout_seconds
+        self._now = now
+        self._lock = threading.Lock()
+        self._store = _Store()
+        self._nodes_version = 0  # bumped on every node change; the NodeIndex is rebuilt only then
+        self._node_index: tuple[int, NodeIndex] | None = None
+        self._synced: set[str] = set()
+        self._last_sync: dict[str, float] = {}
+        self._dirty = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._watches: list[watch.Watch] = []
+        self._tracker = PendingTracker(ProvisioningTimeEstimator(config.vm_pools.provisioning_seconds))
+        self._snapshot = empty_snapshot(config, now())
+        self._snapshot_listeners: list[SnapshotListener] = []
+        self._pod_listeners: list[PodListener] = []
+
+    # -- reading -----------------------------------------------------------------------------------
+    def snapshot(self) -> ClusterSnapshot:
+        return self._snapshot  # one reference read: the request path never waits on the lock
+
+    def ready(self) -> bool:
+        return self._snapshot.synced
+
+    def pods(self) -> list[PodPlacement]:
+        """The pods as last seen (a copy), for the controllers."""
+        with self._lock:
+            return list(self._store.pods.values())
+
+    def sync_ages(self) -> dict[str, float]:
+        now = time.monotonic()
+        return {resource: now - at for resource, at in self._last_sync.items()}
+
+    def add_snapshot_listener(self, listener: SnapshotListener) -> None:
+        """Called from the publisher thread with (previous, new) after each rebuild."""
+        self._snapshot_listeners.append(listener)
+
+    def add_pod_listener(self, listener: PodListener) -> None:
+        """Called from the pod watch thread with (old, new) placements; None for added/deleted."""
+        self._pod_listeners.append(listener)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        autoscaler = self._config.autoscaler
+        specs: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
+            ("nodes", self._api.list_node, {}),
+            ("pods", self._api.list_pod_for_all_namespaces, {}),
+            (
+                "autoscaler-status",
+                self._api.list_namespaced_config_map,
+                {
+                    "namespace": autoscaler.status_namespace,
+                    "field_selector": f"metadata.name={autoscaler.status_config_map}",
+                },
+            ),
+        ]
+        for resource, list_fn, kwargs in specs:
+            thread = threading.Thread(
+                target=self._run_watch, args=(resource, list_fn, kwargs), name=f"watch-{resource}", daemon=True
+            )
+            self._threads.append(thread)
+        self._threads.append(threading.Thread(target=self._run_publisher, name="snapshot-publisher", daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._dirty.set()
+        for w in list(self._watches):
+            w.stop()
+
+    def wait_synced(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready():
+                return True
+            time.sleep(0.05)
+        return self.ready()
+
+    # -- applying changes --------------------------------------------------------------------------
+    def _replace(self, resource: str, items: list[Mapping[str, Any]]) -> None:
+        with self._lock:
+            if resource == "nodes":
+                self._store.nodes = {}
+                for item in items:
+                    self._apply_node("ADDED", item)
+            elif resource == "pods":
+                old = self._store.pods
+                self._store.pods = {}
+                for item in items:
+                    placement = pod_placement(item)
+                    self._store.pods[placement.uid] = placement
+                for uid, placement in self._store.pods.items():
+                    self._notify_pod(old.get(uid), placement)
+                for uid in old.keys() - self._store.pods.keys():  # deleted while the watch was down
+                    self._notify_pod(old[uid], None)
+            else:
+                self._apply_status(items[0] if items else None)
+
+    def _apply(self, resource: str, kind: str, obj: Mapping[str, Any]) -> None:
+        with self._lock:
+            if resource == "nodes":
+                self._apply_node(kind, obj)
+            elif resource == "pods":
+                placement = pod_placement(obj)
+                old = self._store.pods.get(placement.uid)
+                if kind == "DELETED":
+                    self._store.pods.pop(placement.uid, None)
+                    self._notify_pod(old, None)
+                else:
+                    self._store.pods[placement.uid] = placement
+                    self._notify_pod(old, placement)
+            else:
+                self._apply_status(None if kind == "DELETED" else obj)
+
+    def _notify_pod(self, old: PodPlacement | None, new: PodPlacement | None) -> None:
+        if old == new:
+            return
+        for listener in self._pod_listeners:
+            try:
+                listener(old, new)
+            except Exception:
+                log.exception("pod listener failed")
+
+    def _apply_node(self, kind: str, obj: Mapping[str, Any]) -> None:
+        self._nodes_version += 1
+        name = (obj.get("metadata") or {}).get("name")
+        if kind == "DELETED":
+            if isinstance(name, str):
+                self._store.nodes.pop(name, None)
+            return
+        try:
+            facts = node_facts(obj)
+        except ObjectError as error:
+            log.warning("ignoring node %s: %s", name, error)
+            return
+        self._store.nodes[facts.name] = facts
+
+    def _apply_status(self, config_map: Mapping[str, Any] | None) -> None:
+        read = read_autoscaler_config_map(config_map)
+        if read.problem and config_map is not None:
+            log.warning("cannot use the autoscaler status: %s", read.problem)
+        self._store.status, self._store.status_updated_at, self._store.status_problem = (
+            read.status, read.updated_at, read.problem
+        )
+
+    # -- threads -----------------------------------------------------------------------------------
+    def _run_watch(self, resource: str, list_fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+        backoff = 0.5
+        resource_version: str | None = None
+        while not self._stopping.is_set():
+            try:
+                if resource_version is None:
+                    response = list_fn(_preload_content=False, **kwargs)
+                    data = orjson.loads(response.data)
+                    self._replace(resource, data.get("items") or [])
+                    resource_version = data["metadata"]["resourceVersion"]
+                    self._mark_synced(resource)
+                resource_version = self._watch_once(resource, list_fn, kwargs, resource_version)
+                backoff = 0.5
+            except _WatchExpired:
+                log.info("watch of %s expired (410 Gone); relisting", resource)
+                resource_version = None
+            except ApiException as error:
+                if error.status == 410:
+                    resource_version = None
+                    continue
+                log.warning(
+                    "watch of %s failed: %s %s; retrying in %.1fs", resource, error.status, error.reason, backoff
+                )
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+            except Exception as error:  # connection errors: back off and reconnect
+                if self._stopping.is_set():
+                    break
+                log.warning("watch of %s failed: %s; retrying in %.1fs", resource, error, backoff)
+                self._stopping.wait(backoff * (1 + random.random() / 2))
+                backoff = min(backoff * 2, 30.0)
+
+    def _watch_once(
+        self, resource: str, list_fn: Callable[..., Any], kwargs: dict[str, Any], resource_version: str
+    ) -> str:
+        w = watch.Watch()
+        self._watches.append(w)
+        try:
+            stream = w.stream(
+                list_fn, resource_version=resource_version, timeout_seconds=self._watch_timeout,
+                allow_watch_bookmarks=True, deserialize=False, **kwargs,
+            )
+            try:
+                for event in stream:
+                    kind = event.get("type")
+                    obj = event.get("object") or {}
+                    if kind == "ERROR":
+                        raise _WatchExpired
+                    version = (obj.get("metadata") or {}).get("resourceVersion")
+                    if kind != "BOOKMARK":
+                        self._apply(resource, kind, obj)
+                    if version:
+                        resource_version = version
+                    self._mark_synced(resource)
+                    if self._stopping.is_set():
+                        break
+            except KeyError as error:
+                # With deserialize=False the client looks for event['raw_object'] on ERROR events, which
+                # only deserialisation adds: the KeyError *is* the ERROR event (in practice 410 Gone).
+                if error.args == ("raw_object",):
+                    raise _WatchExpired from None
+                raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._watches.remove(w)
+        return resource_version
+
+    def _mark_synced(self, resource: str) -> None:
+        self._last_sync[resource] = time.monotonic()
+        if resource not in self._synced:
+            self._synced.add(resource)
+            log.info("cluster view: %s synced", resource)
+        self._dirty.set()
+
+    def _run_publisher(self) -> None:
+        while not self._stopping.is_set():
+            self._dirty.wait(self._refresh_seconds)
+            if self._stopping.is_set():
+                break
+            # Let a burst of events land before rebuilding.
+            time.sleep(self._coalesce_seconds)
+            self._dirty.clear()
+            try:
+                self.rebuild()
+            except Exception:
+                log.exception("snapshot rebuild failed; keeping the previous one")
+
+    def rebuild(self) -> ClusterSnapshot:
+        with self._lock:
+            version = self._nodes_version
+            nodes = None if self._node_index and self._node_index[0] == version else list(self._store.nodes.values())
+            pods = list(self._store.pods.values())
+            status, updated_at, problem = (
+                self._store.status, self._store.status_updated_at, self._store.status_problem
+            )
+            synced = all(resource in self._synced for resource in self.RESOURCES)
+        previous = self._snapshot
+        if nodes is not None or self._node_index is None:
+            self._node_index = (version, index_nodes(self._config, nodes or []))
+        new = build_snapshot(
+            config=self._config, nodes=self._node_index[1], pods=pods, autoscaler_status=status,
+            autoscaler_status_updated_at=updated_at, autoscaler_status_problem=problem,
+            now=self._now(), synced=synced, tracker=self._tracker,
+        )
+        self._snapshot = new
+        for listener in self._snapshot_listeners:
+            try:
+                listener(previous, new)
+            except Exception:
+                log.exception("snapshot listener failed")
+        return new

@@ -1,0 +1,266 @@
+"""The controllers that close the loop: scale-down preference and return to VMs, under a Lease.
+
+Every replica serves the HTTP extender; only the Lease holder runs these. Each round starts from the
+API state alone (the cluster view's pods and snapshot), so a restarted or failed-over leader resumes
+where the last one stopped: a pod already evicted is terminating or gone, and is not evicted again.
+
+- Deletion cost: ReplicaSet pods on virtual nodes carry ``controller.kubernetes.io/pod-deletion-cost``
+  (``controllers.deletionCost.virtualPodCost``), so a scale-down removes them before pods on VMs. A pod
+  whose cost a user set is left alone: the user's ranking wins. One patch per spilled pod, never more.
+- Return to VMs: :func:`extender.decide.returns.plan_returns` decides; this evicts through the Eviction API (so
+  PodDisruptionBudgets hold), records ``ReturningToVM`` events, rate-limits evictions cluster-wide, and
+  marks the target nodes ``cluster-autoscaler.kubernetes.io/scale-down-disabled`` while pods return to them
+  so the autoscaler does not remove the capacity the pods are moving to.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from kubernetes.leaderelection import electionconfig, leaderelection
+from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
+
+from extender.controllers.events import PodEvent
+from extender.decide.returns import ReturnPlan, plan_returns, return_targets
+from extender.model.config import TideoverConfig
+from extender.model.snapshot import DELETION_COST_MARKER, POD_DELETION_COST, ClusterSnapshot, PodPlacement
+from extender.telemetry.metrics import Metrics
+
+log = logging.getLogger("tideover.controllers")
+
+RETURNING_TO_VM = "ReturningToVM"
+SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
+RETURN_TARGET_MARKER = "tideover.io/return-target"  # "true" on nodes tideover protected from scale-down
+# Skip reasons that mean a pod will not move back soon: they do not keep VMs protected.
+_NEVER_RETURNING_SOON = frozenset({"no VM node could take it now"})
+
+
+def desired_deletion_cost(pod: PodPlacement, virtual_nodes: frozenset[str], cost: int) -> str | None:
+    """The deletion cost tideover should write on this pod, or None to leave it as it is."""
+    # Only running pods: a ReplicaSet already deletes not-yet-running pods first, and writing to a pod that
+    # is still starting races its provider's first status update.
+    if pod.owner_kind != "ReplicaSet" or pod.phase != "Running" or pod.terminating:
+        return None
+    if pod.node_name not in virtual_nodes:
+        return None
+    if pod.deletion_cost is not None and not pod.deletion_cost_by_tideover:
+        return None  # the user ranked this pod: their cost stands
+    wanted = str(cost)
+    return None if pod.deletion_cost == wanted else wanted
+
+
+class EvictionRateLimiter:
+    """At most ``per_minute`` evictions in any 60-second window."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._per_minute = per_minute
+        self._clock = clock
+        self._recent: deque[float] = deque()
+
+    def budget(self) -> int:
+        now = self._clock()
+        while self._recent and now - self._recent[0] >= 60:
+            self._recent.popleft()
+        return self._per_minute - len(self._recent)
+
+    def spend(self) -> None:
+        self._recent.append(self._clock())
+
+
+class ControllerLoop:
+    """One round every ``interval``: deletion costs, then returns. Runs while this replica leads."""
+
+    def __init__(
+        self,
+        core: client.CoreV1Api,
+        config: TideoverConfig,
+        snapshot: Callable[[], ClusterSnapshot],
+        pods: Callable[[], Sequence[PodPlacement]],
+        emit: Callable[[PodEvent], None],
+        metrics: Metrics,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._core = core
+        self._config = config
+        self._snapshot = snapshot
+        self._pods = pods
+        self._emit = emit
+        self._metrics = metrics
+        self._now = now
+        self._limiter = EvictionRateLimiter(config.controllers.return_to_vm.max_evictions_per_minute)
+        self._stable_since: datetime | None = None
+        self._protected: set[str] = set()
+
+    def run(self, stop: threading.Event) -> None:
+        interval = self._config.controllers.return_to_vm.interval_seconds
+        log.info("controllers started (this replica holds the lease)")
+        while not stop.is_set():
+            try:
+                self.round()
+            except Exception:
+                log.exception("controller round failed")
+            stop.wait(interval)
+        log.info("controllers stopped")
+
+    def round(self) -> ReturnPlan | None:
+        snapshot = self._snapshot()
+        if not snapshot.synced:
+            return None
+        pods = list(self._pods())
+        if self._config.controllers.deletion_cost.enabled:
+            self.apply_deletion_costs(snapshot, pods)
+        if self._config.controllers.return_to_vm.enabled:
+            return self.return_pods(snapshot, pods)
+        return None
+
+    # -- deletion cost -----------------------------------------------------------------------------
+    def apply_deletion_costs(self, snapshot: ClusterSnapshot, pods: Sequence[PodPlacement]) -> int:
+        virtual = frozenset(snapshot.virtual_nodes)
+        cost = self._config.controllers.deletion_cost.virtual_pod_cost
+        patched = 0
+        for pod in pods:
+            wanted = desired_deletion_cost(pod, virtual, cost)
+            if wanted is None:
+                continue
+            body = {"metadata": {"annotations": {POD_DELETION_COST: wanted, DELETION_COST_MARKER: "managed"}}}
+            try:
+                self._core.patch_namespaced_pod(pod.name, pod.namespace, body)
+                patched += 1
+                self._metrics.deletion_cost_patches.inc()
+            except ApiException as error:
+                if error.status != 404:
+                    log.warning("could not set the deletion cost of %s/%s: %s", pod.namespace, pod.name, error.reason)
+        return patched
+
+    # -- return to VMs -----------------------------------------------------------------------------
+    def return_pods(self, snapshot: ClusterSnapshot, pods: Sequence[PodPlacement]) -> ReturnPlan:
+        now = self._now()
+        if snapshot.pending_pools:
+            self._stable_since = None
+        elif self._stable_since is None:
+            self._stable_since = now
+        plan = plan_returns(
+            snapshot, pods, now, self._config.controllers.return_to_vm, self._stable_since, self._limiter.budget()
+        )
+        waiting = [reason for reason in (plan.skipped or {}).values()
+                   if reason not in _NEVER_RETURNING_SOON and not reason.startswith("owned by")]
+        returnable = bool(plan.moves) or bool(waiting) or (
+            plan.waiting is not None and any(self._spilled_replica_pods(snapshot, pods))
+        )
+        if returnable and not snapshot.pending_pools:
+            # Protect every Ready VM with room from the moment returns are possible, not only each planned
+            # target as it is picked: the autoscaler would otherwise remove new, still-empty VMs in the
+            # stability window, and kube-scheduler may place a replacement on another node than planned.
+            for node in return_targets(snapshot, pods, self._spilled_replica_pods(snapshot, pods)):
+                self._protect(node)
+        for move in plan.moves:
+            self._protect(move.target_node)
+            pod = move.pod
+            message = (
+                f"moving back to a VM: capacity is Ready (e.g. node {move.target_node}); "
+                f"evicting so the ReplicaSet's replacement is scheduled onto a VM"
+            )
+            try:
+                self._core.create_namespaced_pod_eviction(
+                    pod.name, pod.namespace,
+                    cast(Any, {"apiVersion": "policy/v1", "kind": "Eviction",
+                               "metadata": {"name": pod.name, "namespace": pod.namespace}}),
+                )
+            except ApiException as error:
+                outcome = "blocked-by-pdb" if error.status == 429 else "gone" if error.status == 404 else "error"
+                self._metrics.returns.labels(outcome).inc()
+                if outcome == "error":
+                    log.warning("eviction of %s/%s failed: %s", pod.namespace, pod.name, error.reason)
+                continue
+            self._limiter.spend()
+            self._metrics.returns.labels("evicted").inc()
+            self._emit(PodEvent(pod.namespace, pod.name, pod.uid, RETURNING_TO_VM, message))
+            log.info("returning %s/%s to a VM (target %s)", pod.namespace, pod.name, move.target_node)
+        if not returnable:
+            self._release_protection(snapshot)
+        return plan
+
+    @staticmethod
+    def _spilled_replica_pods(snapshot: ClusterSnapshot, pods: Sequence[PodPlacement]) -> list[PodPlacement]:
+        virtual = frozenset(snapshot.virtual_nodes)
+        return [p for p in pods if p.node_name in virtual and p.active and p.owner_kind == "ReplicaSet"]
+
+    def _protect(self, node: str) -> None:
+        if node in self._protected:
+            return
+        body = {"metadata": {"annotations": {SCALE_DOWN_DISABLED: "true", RETURN_TARGET_MARKER: "true"}}}
+        try:
+            self._core.patch_node(node, body)
+            self._protected.add(node)
+        except ApiException as error:
+            log.warning("could not protect %s from scale-down: %s", node, error.reason)
+
+    def _release_protection(self, snapshot: ClusterSnapshot) -> None:
+        # From the API state too: a node a previous leader protected is released by this one.
+        marked = {name for name, info in snapshot.nodes.items()
+                  if info.facts.annotations.get(RETURN_TARGET_MARKER) == "true"}
+        for node in marked | self._protected:
+            body = {"metadata": {"annotations": {SCALE_DOWN_DISABLED: None, RETURN_TARGET_MARKER: None}}}
+            try:
+                self._core.patch_node(node, body)
+            except ApiException as error:
+                if error.status != 404:
+                    log.warning("could not release %s: %s", node, error.reason)
+                    continue
+            self._protected.discard(node)
+
+
+class LeaderElector:
+    """Runs ``lead(stop)`` while this replica holds the Lease (kubernetes' own leader election)."""
+
+    def __init__(
+        self, api_client: client.ApiClient, config: TideoverConfig, lead: Callable[[threading.Event], None]
+    ) -> None:
+        settings = config.controllers
+        self.identity = f"{socket.gethostname()}_{os.getpid()}"
+        lock = LeaseLock(settings.lease_name, settings.lease_namespace, self.identity)
+        lock.api_instance = client.CoordinationV1Api(api_client)  # not the global default client
+        self._stop_leading = threading.Event()
+        self._lead = lead
+        self._election = electionconfig.Config(
+            lock,
+            lease_duration=settings.lease_duration_seconds,
+            renew_deadline=settings.renew_deadline_seconds,
+            retry_period=settings.retry_period_seconds,
+            onstarted_leading=self._started,
+            onstopped_leading=self._stopped,
+        )
+        self._thread = threading.Thread(target=self._run, name="leader-election", daemon=True)
+        self.leading = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _started(self) -> None:
+        log.info("%s holds the lease; running the controllers", self.identity)
+        self._stop_leading.clear()
+        self.leading.set()
+        self._lead(self._stop_leading)  # returns when _stopped sets the event
+
+    def _stopped(self) -> None:
+        self.leading.clear()
+        self._stop_leading.set()
+        log.info("%s lost the lease", self.identity)
+
+    def _run(self) -> None:
+        while True:  # after losing the lease, stand again
+            try:
+                leaderelection.LeaderElection(self._election).run()
+            except Exception:
+                log.exception("leader election failed; retrying")
+            time.sleep(self._election.retry_period)

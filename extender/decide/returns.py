@@ -1,0 +1,152 @@
+"""Which spilled pods go back to VMs now: a pure plan from (snapshot, pods, time, policy).
+
+A pod on a virtual node moves back when all of these hold:
+- no VM pool has capacity pending, and none has for ``stableSeconds`` (the capacity it waited for is
+  Ready and has stayed so; a second scale-up wave or a flapping node does not cause a round trip);
+- it belongs to a ReplicaSet (its replacement is scheduled by the filter onto a VM; Job pods are left
+  to finish where they are, and bare pods would not come back), is not terminating, and has run for
+  ``minPodAgeSeconds``;
+- its workload has fewer than ``maxInFlightPerWorkload`` moves in flight (pods terminating or replacements
+  not yet Running, read from the API state, so a new leader sees the same);
+- a VM node could take it now: Ready, schedulable, its taints tolerated, its labels matching the pod's
+  node selector and required affinity, and enough CPU and memory left after the moves already planned.
+The caller adds the global rate limit and the Eviction API's PodDisruptionBudget check.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from extender.decide.matching import pod_fits_template
+from extender.model.config import ReturnToVm
+from extender.model.snapshot import ClusterSnapshot, NodeKind, PodPlacement
+
+RETURNABLE_OWNERS = frozenset({"ReplicaSet"})
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnMove:
+    pod: PodPlacement
+    target_node: str  # a VM node that can take it now (the scheduler makes the final choice)
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnPlan:
+    moves: tuple[ReturnMove, ...]
+    waiting: str | None = None  # why nothing may move yet, when that is the case
+    skipped: Mapping[str, str] | None = None  # pod key -> why it stays for now
+
+
+def free_capacity(snapshot: ClusterSnapshot, pods: Iterable[PodPlacement]) -> dict[str, list[float]]:
+    """VM nodes that can take pods: node -> [free cores, free bytes]."""
+    free: dict[str, list[float]] = {}
+    for name, info in snapshot.nodes.items():
+        facts = info.facts
+        if info.kind is NodeKind.VIRTUAL or not facts.ready or facts.unschedulable:
+            continue
+        free[name] = [facts.allocatable_cpu, facts.allocatable_memory]
+    for pod in pods:
+        if pod.node_name in free and pod.active:
+            free[pod.node_name][0] -= pod.cpu
+            free[pod.node_name][1] -= pod.memory
+    return free
+
+
+def return_targets(
+    snapshot: ClusterSnapshot, pods: Sequence[PodPlacement], spilled: Sequence[PodPlacement]
+) -> frozenset[str]:
+    """The VM nodes some spilled pod could move to now: room for it, its taints tolerated, its node selector and
+    required affinity matched. These are kept from scale-down while returns are possible; a node no spilled pod
+    can use (a tainted system pool, say) is not."""
+    targets: set[str] = set()
+    for name, (cpu, memory) in free_capacity(snapshot, pods).items():
+        facts = snapshot.nodes[name].facts
+        if any(
+            cpu + 1e-9 >= pod.cpu and memory >= pod.memory
+            and not pod_fits_template(pod.scheduling, facts.labels, facts.taints, name)
+            for pod in spilled
+        ):
+            targets.add(name)
+    return frozenset(targets)
+
+
+def _in_flight(pods: Sequence[PodPlacement], virtual: frozenset[str]) -> Counter[str]:
+    """Per workload: pods going away, or replacements not yet running."""
+    counts: Counter[str] = Counter()
+    for pod in pods:
+        if pod.owner_uid is None or not pod.active:
+            continue
+        if pod.terminating or pod.node_name is None or pod.phase == "Pending":
+            counts[pod.owner_uid] += 1
+    return counts
+
+
+def plan_returns(
+    snapshot: ClusterSnapshot,
+    pods: Sequence[PodPlacement],
+    now: datetime,
+    policy: ReturnToVm,
+    capacity_stable_since: datetime | None,
+    budget: int,
+) -> ReturnPlan:
+    """The moves to make now (at most ``budget``), oldest pods first."""
+    if snapshot.pending_pools:
+        return ReturnPlan((), f"capacity still pending in {', '.join(snapshot.pending_pools)}")
+    if capacity_stable_since is None:
+        return ReturnPlan((), "capacity not yet seen stable")
+    stable_for = (now - capacity_stable_since).total_seconds()
+    if stable_for < policy.stable_seconds:
+        return ReturnPlan((), f"capacity stable for {stable_for:.0f}s of the {policy.stable_seconds:.0f}s required")
+    if budget <= 0:
+        return ReturnPlan((), "eviction rate limit reached")
+
+    virtual = frozenset(snapshot.virtual_nodes)
+    in_flight = _in_flight(pods, virtual)
+    free = free_capacity(snapshot, pods)
+    candidates = sorted(
+        (p for p in pods if p.node_name in virtual and p.active and not p.terminating),
+        key=lambda p: (p.created or now, p.namespace, p.name),
+    )
+    moves: list[ReturnMove] = []
+    skipped: dict[str, str] = {}
+    for pod in candidates:
+        key = f"{pod.namespace}/{pod.name}"
+        if pod.owner_kind not in RETURNABLE_OWNERS or pod.owner_uid is None:
+            skipped[key] = f"owned by {pod.owner_kind or 'nothing'}: left to finish on the virtual node"
+            continue
+        age = (now - pod.created).total_seconds() if pod.created else 0.0
+        if age < policy.min_pod_age_seconds:
+            skipped[key] = f"running {age:.0f}s, less than {policy.min_pod_age_seconds:.0f}s"
+            continue
+        if in_flight[pod.owner_uid] >= policy.max_in_flight_per_workload:
+            skipped[key] = f"{in_flight[pod.owner_uid]} move(s) of its workload in flight"
+            continue
+        target = _fitting_node(pod, snapshot, free)
+        if target is None:
+            skipped[key] = "no VM node could take it now"
+            continue
+        moves.append(ReturnMove(pod, target))
+        free[target][0] -= pod.cpu
+        free[target][1] -= pod.memory
+        in_flight[pod.owner_uid] += 1
+        if len(moves) >= budget:
+            break
+    return ReturnPlan(tuple(moves), None, skipped)
+
+
+def _fitting_node(pod: PodPlacement, snapshot: ClusterSnapshot, free: Mapping[str, list[float]]) -> str | None:
+    best: str | None = None
+    best_room = -1.0
+    for name, (cpu, memory) in free.items():
+        if cpu + 1e-9 < pod.cpu or memory < pod.memory:
+            continue
+        info = snapshot.nodes[name]
+        if pod_fits_template(pod.scheduling, info.facts.labels, info.facts.taints, name):
+            continue
+        # The most free CPU: spread the returns rather than pile them on one node.
+        if cpu > best_room:
+            best, best_room = name, cpu
+    return best

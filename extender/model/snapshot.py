@@ -1,0 +1,533 @@
+"""An immutable view of the cluster, as the decisions see it.
+
+The cluster view builds a new :class:`ClusterSnapshot` in the background whenever something changes
+(and every few seconds, so time-based facts such as an ETA stay fresh); the request path only reads
+the current one. :func:`build_snapshot` is pure: the same inputs give the same snapshot, which is
+what lets ``tideover explain`` answer from a ``kubectl`` dump with the server's own code.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from extender.model.autoscaler_status import AutoscalerStatus, AutoscalerStatusError, parse_autoscaler_status
+from extender.model.capacity import (
+    CapacitySignal,
+    CapacityState,
+    PoolNodeState,
+    ProvisioningTimeEstimator,
+    capacity_signal,
+)
+from extender.model.config import TideoverConfig
+from extender.model.objects import (
+    Json,
+    NodeFacts,
+    ObjectError,
+    PodFacts,
+    parse_go_time,
+    parse_time,
+    pod_facts,
+    quantity,
+)
+from extender.model.objects import _requests as container_requests
+from scoring.cost import GIB, virtual_cost_per_hour
+
+# Labels that differ node by node, so a pool's template of its *next* node must not carry them.
+PER_NODE_LABELS = frozenset(
+    {
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+        "failure-domain.beta.kubernetes.io/zone",
+        "topology.disk.csi.azure.com/zone",
+    }
+)
+# Taints that describe a node's current state, not the pool.
+TRANSIENT_TAINT_PREFIXES = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/")
+TRANSIENT_TAINT_KEYS = frozenset({"ToBeDeletedByClusterAutoscaler", "DeletionCandidateOfClusterAutoscaler"})
+
+
+class NodeKind(StrEnum):
+    VIRTUAL = "virtual"
+    VM = "vm"  # a node of a VM pool (carries the pool label)
+    OTHER = "other"  # neither: a node tideover knows no pool for
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    facts: NodeFacts
+    kind: NodeKind
+    pool: str | None
+
+    @property
+    def name(self) -> str:
+        return self.facts.name
+
+
+@dataclass(frozen=True, slots=True)
+class PoolView:
+    name: str
+    node_group: str
+    template_labels: Mapping[str, str]
+    template_taints: tuple[Json, ...]
+    template_source: str  # where the template came from, for explanations
+    capacity: CapacitySignal
+    price_per_hour: float
+    nodes: int
+    ready_nodes: int
+    # (cores, bytes) of the pool's largest node: what a new node will offer. None without nodes.
+    node_allocatable: tuple[float, float] | None = None
+
+
+# Pending because the autoscaler is adding VMs (as opposed to a node merely still starting).
+AUTOSCALER_PENDING_STATES = frozenset({CapacityState.SCALE_UP_IN_PROGRESS, CapacityState.TARGET_ABOVE_REGISTERED})
+# The taint tideover puts on virtual nodes while no VM capacity is pending (see extender.controllers.gate).
+SPILL_GATE_TAINT_KEY = "tideover.io/spill-window"
+POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+DELETION_COST_MARKER = "tideover.io/deletion-cost"  # "managed" on pods whose deletion cost tideover set
+
+
+@dataclass(frozen=True, slots=True)
+class PodPlacement:
+    """What the cluster view keeps of a pod: enough for counts and metrics, not the whole object."""
+
+    namespace: str
+    name: str
+    uid: str
+    node_name: str | None
+    phase: str | None
+    owner_uid: str | None  # the controller owner (else the first owner), as PodFacts.owner_uid
+    cpu: float = 0.0  # cores requested, as PodFacts.cpu; 0 when the pod's requests cannot be read
+    memory: float = 0.0  # bytes requested, likewise
+    owner_kind: str | None = None
+    created: datetime | None = None
+    terminating: bool = False  # metadata.deletionTimestamp is set
+    deletion_cost: str | None = None  # controller.kubernetes.io/pod-deletion-cost, as written
+    deletion_cost_by_tideover: bool = False  # tideover set that cost (tideover.io/deletion-cost: managed)
+    # The pod's scheduling constraints (tolerations, nodeSelector, affinity), for "could a VM take it?"
+    scheduling: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # kube-scheduler tried and found no node (PodScheduled=False, reason Unschedulable), and the pod is not bound.
+    unschedulable: bool = False
+    # The whole pod's facts, kept only while it is unschedulable: what tideover tells it about its wait.
+    pending_facts: PodFacts | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def active(self) -> bool:
+        """Holds (or will hold) resources and an IP: not Succeeded or Failed."""
+        return self.phase not in TERMINAL_PHASES
+
+
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def _pod_requests(spec: Any) -> tuple[float, float]:
+    """(cores, bytes) the pod requests, as :func:`~extender.model.objects.pod_facts` counts them; (0, 0) when the
+    spec cannot be read. Requests only: no image normalisation, so the watch stays cheap."""
+    if not isinstance(spec, Mapping):
+        return 0.0, 0.0
+    try:
+        cpu = memory = init_cpu = init_memory = 0.0
+        for container in spec.get("containers") or ():
+            c_cpu, c_memory = _container_requests(container, "containers")
+            cpu += c_cpu
+            memory += c_memory
+        for container in spec.get("initContainers") or ():
+            c_cpu, c_memory = _container_requests(container, "initContainers")
+            init_cpu = max(init_cpu, c_cpu)
+            init_memory = max(init_memory, c_memory)
+        overhead = spec.get("overhead") or {}
+        cpu = max(cpu, init_cpu) + (quantity(overhead["cpu"], "overhead.cpu") if "cpu" in overhead else 0.0)
+        memory = max(memory, init_memory) + (
+            quantity(overhead["memory"], "overhead.memory") if "memory" in overhead else 0.0
+        )
+    except (ObjectError, TypeError, AttributeError):
+        return 0.0, 0.0
+    if not (math.isfinite(cpu) and math.isfinite(memory)):  # sums of huge quantities
+        return 0.0, 0.0
+    return cpu, memory
+
+
+def _container_requests(container: Any, field_name: str) -> tuple[float, float]:
+    if not isinstance(container, Mapping):
+        raise ObjectError(field_name, "must be an object")
+    return container_requests(container, field_name)
+
+
+def pod_placement(pod: Mapping[str, Any]) -> PodPlacement:
+    metadata = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    owner_uid = owner_kind = None
+    owner_found = False
+    for ref in metadata.get("ownerReferences") or ():
+        # The controller wins, else the first reference: the same owner PodFacts names.
+        if isinstance(ref, Mapping) and (ref.get("controller") or not owner_found):
+            owner_uid = ref.get("uid") or None
+            owner_kind = ref.get("kind") or None
+            owner_found = True
+    annotations = metadata.get("annotations") or {}
+    if not isinstance(annotations, Mapping):
+        annotations = {}
+    cpu, memory = _pod_requests(spec)
+    unschedulable = not metadata.get("deletionTimestamp") and _unschedulable(spec, status)
+    facts = None
+    if unschedulable:
+        try:
+            facts = pod_facts(pod)
+        except ObjectError:
+            unschedulable = False
+    return PodPlacement(
+        namespace=metadata.get("namespace", ""),
+        name=metadata.get("name", ""),
+        uid=metadata.get("uid", ""),
+        node_name=spec.get("nodeName") or None,
+        phase=status.get("phase"),
+        owner_uid=owner_uid,
+        cpu=cpu,
+        memory=memory,
+        owner_kind=owner_kind,
+        created=parse_time(metadata.get("creationTimestamp")),
+        terminating=bool(metadata.get("deletionTimestamp")),
+        deletion_cost=annotations.get(POD_DELETION_COST),
+        deletion_cost_by_tideover=annotations.get(DELETION_COST_MARKER) == "managed",
+        scheduling={key: spec[key] for key in ("tolerations", "nodeSelector", "affinity") if key in spec},
+        unschedulable=unschedulable,
+        pending_facts=facts,
+    )
+
+
+def _unschedulable(spec: Any, status: Any) -> bool:
+    """Not bound, and kube-scheduler's last attempt found no node (PodScheduled=False, reason Unschedulable)."""
+    if not isinstance(spec, Mapping) or spec.get("nodeName") or not isinstance(status, Mapping):
+        return False
+    if status.get("phase") not in (None, "Pending"):
+        return False
+    conditions = status.get("conditions")
+    if not isinstance(conditions, list):
+        return False
+    return any(
+        isinstance(c, Mapping) and c.get("type") == "PodScheduled" and c.get("status") == "False"
+        and c.get("reason") == "Unschedulable"
+        for c in conditions
+    )
+
+
+# cluster-autoscaler stamps its status ConfigMap with this (Go time.Time.String() format).
+AUTOSCALER_LAST_UPDATED = "cluster-autoscaler.kubernetes.io/last-updated"
+
+
+@dataclass(frozen=True, slots=True)
+class AutoscalerStatusRead:
+    status: AutoscalerStatus | None
+    updated_at: datetime | None
+    problem: str | None  # why there is no usable status
+
+
+def read_autoscaler_config_map(config_map: Mapping[str, Any] | None) -> AutoscalerStatusRead:
+    """The autoscaler's status ConfigMap (raw object) -> its parsed status and when it was written."""
+    if config_map is None:
+        return AutoscalerStatusRead(None, None, "status ConfigMap not found")
+    text = (config_map.get("data") or {}).get("status")
+    if not text:
+        return AutoscalerStatusRead(None, None, "status ConfigMap has no data.status")
+    try:
+        status = parse_autoscaler_status(text)
+    except AutoscalerStatusError as error:
+        return AutoscalerStatusRead(None, None, f"unreadable autoscaler status: {error}")
+    annotations = (config_map.get("metadata") or {}).get("annotations") or {}
+    return AutoscalerStatusRead(status, parse_go_time(annotations.get(AUTOSCALER_LAST_UPDATED)) or status.time, None)
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    built_at: datetime
+    synced: bool
+    nodes: Mapping[str, NodeInfo]
+    pools: Mapping[str, PoolView]
+    virtual_nodes: tuple[str, ...]
+    autoscaler_status: AutoscalerStatus | None
+    autoscaler_status_problem: str | None  # why the status could not be used, if it could not
+    pods_on_virtual_nodes: Mapping[str, int]  # virtual node -> running or pending pods bound to it
+    image_sizes: Mapping[str, float]  # normalised image -> bytes, the largest size any node reports
+    # Scoring arrays, one entry per node in `index` order.
+    index: Mapping[str, int] = field(repr=False)
+    allocatable_cpu: NDArray[np.float64] = field(repr=False)
+    allocatable_memory: NDArray[np.float64] = field(repr=False)
+    price_per_hour: NDArray[np.float64] = field(repr=False)
+    is_virtual: NDArray[np.bool_] = field(repr=False)
+    image_presence: Mapping[str, NDArray[np.bool_]] = field(repr=False, default_factory=dict)
+    node_index: NodeIndex | None = field(repr=False, default=None)
+    # For the virtual-node guards (extender.decide.guards); all count active pods only (not Succeeded/Failed).
+    # Owner uid -> uids of its pods, wherever they are (bound or not).
+    owned_pods: Mapping[str, frozenset[str]] = field(repr=False, default_factory=dict)
+    # Owner uid -> how many of its pods are bound to virtual nodes.
+    virtual_pods_by_owner: Mapping[str, int] = field(repr=False, default_factory=dict)
+    # Namespace -> estimated USD per hour of its pods on virtual nodes (virtualNodes.pricing on their requests).
+    virtual_spend_by_namespace: Mapping[str, float] = field(repr=False, default_factory=dict)
+    # Uids of the pods bound to virtual nodes.
+    virtual_pod_uids: frozenset[str] = field(repr=False, default=frozenset())
+
+    @property
+    def pending_pools(self) -> tuple[str, ...]:
+        return tuple(name for name, pool in self.pools.items() if pool.capacity.pending)
+
+    @property
+    def virtual_pod_count(self) -> int:
+        """Active pods bound to any virtual node: each holds an IP of the ACI subnet."""
+        return sum(self.pods_on_virtual_nodes.values())
+
+
+def is_virtual_node(labels: Mapping[str, str] | None, selector: Mapping[str, str]) -> bool:
+    if not labels:
+        return False
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def node_kind_from_labels(labels: Mapping[str, str] | None, selector: Mapping[str, str]) -> NodeKind:
+    """Virtual or not, from labels alone (enough for the filter's first rule)."""
+    return NodeKind.VIRTUAL if is_virtual_node(labels, selector) else NodeKind.OTHER
+
+
+def node_kind(facts: NodeFacts, config: TideoverConfig) -> tuple[NodeKind, str | None]:
+    if is_virtual_node(facts.labels, config.virtual_nodes.selector):
+        return NodeKind.VIRTUAL, None
+    pool = facts.labels.get(config.vm_pools.pool_label)
+    if pool:
+        return NodeKind.VM, pool
+    return NodeKind.OTHER, None
+
+
+_AKS_VMSS_GROUP = "aks-{pool}-"
+
+
+def resolve_node_group(pool: str, config: TideoverConfig, status: AutoscalerStatus | None) -> str:
+    """The autoscaler node group of a pool: configured, else a group of that name, else AKS's VMSS naming
+    (``aks-<pool>-<digits>-vmss``), else the pool name."""
+    configured = next((p for p in config.vm_pools.pools if p.name == pool), None)
+    if configured is not None and configured.node_group:
+        return configured.node_group
+    if status is not None and pool not in status.node_groups:
+        pattern = re.compile(rf"^aks-{re.escape(pool)}-\d+-vmss$")
+        matches = [name for name in status.node_groups if pattern.match(name)]
+        if len(matches) == 1:
+            return matches[0]
+    return pool
+
+
+def _template(
+    pool: str, config: TideoverConfig, pool_nodes: list[NodeFacts]
+) -> tuple[Mapping[str, str], tuple[Json, ...], str]:
+    configured = next((p for p in config.vm_pools.pools if p.name == pool), None)
+    if configured is not None and configured.template is not None:
+        labels = dict(configured.template.labels)
+        labels.setdefault(config.vm_pools.pool_label, pool)
+        return labels, tuple(t.as_json() for t in configured.template.taints), "config"
+    if pool_nodes:
+        # Prefer a Ready node: its labels are complete.
+        model = sorted(pool_nodes, key=lambda n: (not n.ready, n.name))[0]
+        labels = {k: v for k, v in model.labels.items() if k not in PER_NODE_LABELS}
+        taints = tuple(
+            t
+            for t in model.taints
+            if not str(t.get("key", "")).startswith(TRANSIENT_TAINT_PREFIXES)
+            and t.get("key") not in TRANSIENT_TAINT_KEYS
+        )
+        return labels, taints, f"node {model.name}"
+    return {config.vm_pools.pool_label: pool}, (), "pool label only"
+
+
+@dataclass
+class PendingTracker:
+    """What the builder remembers between snapshots: when each pool was first seen pending, and the
+    observed provisioning times. Owned by the cluster view; passed in so the builder stays pure."""
+
+    estimator: ProvisioningTimeEstimator
+    first_seen_pending: dict[str, datetime] = field(default_factory=dict)
+    # When the autoscaler's scale-up (not merely a node starting) began, per pool: what times are measured from.
+    scale_up_started: dict[str, datetime] = field(default_factory=dict)
+    ready_nodes: dict[str, set[str]] = field(default_factory=dict)
+
+    def update(self, pool: str, signal: CapacitySignal, nodes: Sequence[NodeFacts], now: datetime) -> None:
+        ready_now = {n.name for n in nodes if n.ready}
+        previous_ready = self.ready_nodes.get(pool)
+        started = self.scale_up_started.get(pool)
+        if previous_ready is not None and started is not None:
+            # A node created by this scale-up turned Ready: one observed provisioning time. A node that
+            # was there before (flapping NotReady -> Ready) says nothing about how long a VM takes.
+            for node in nodes:
+                if node.name in ready_now - previous_ready and node.created is not None and node.created >= started:
+                    self.estimator.observe(pool, (now - started).total_seconds())
+        self.ready_nodes[pool] = ready_now
+        if signal.pending:
+            self.first_seen_pending.setdefault(pool, signal.pending_since or now)
+            if signal.state in AUTOSCALER_PENDING_STATES:
+                self.scale_up_started.setdefault(pool, signal.pending_since or now)
+        else:
+            self.first_seen_pending.pop(pool, None)
+            self.scale_up_started.pop(pool, None)
+
+
+@dataclass(frozen=True)
+class NodeIndex:
+    """Everything derived from the nodes alone. Rebuilt only when a node changes, so the periodic
+    snapshot refresh (for ETAs and staleness) costs little on a 5,000-node cluster."""
+
+    nodes: Mapping[str, NodeInfo]
+    by_pool: Mapping[str, tuple[NodeFacts, ...]]
+    virtual_nodes: tuple[str, ...]
+    image_sizes: Mapping[str, float]
+    index: Mapping[str, int]
+    allocatable_cpu: NDArray[np.float64]
+    allocatable_memory: NDArray[np.float64]
+    price_per_hour: NDArray[np.float64]
+    is_virtual: NDArray[np.bool_]
+    # image -> boolean mask over `index` order: which nodes report the image in status.images.
+    image_presence: Mapping[str, NDArray[np.bool_]]
+
+
+def index_nodes(config: TideoverConfig, nodes: Iterable[NodeFacts]) -> NodeIndex:
+    infos: dict[str, NodeInfo] = {}
+    by_pool: dict[str, list[NodeFacts]] = {pool.name: [] for pool in config.vm_pools.pools}
+    image_sizes: dict[str, float] = {}
+    holders: dict[str, list[int]] = {}
+    for position, facts in enumerate(nodes):
+        kind, pool = node_kind(facts, config)
+        infos[facts.name] = NodeInfo(facts=facts, kind=kind, pool=pool)
+        if pool is not None:
+            by_pool.setdefault(pool, []).append(facts)
+        for image, size in facts.images.items():
+            if size > image_sizes.get(image, 0.0):
+                image_sizes[image] = size
+            holders.setdefault(image, []).append(position)
+    ordered = list(infos.values())
+    count = len(ordered)
+    presence: dict[str, NDArray[np.bool_]] = {}
+    for image, positions in holders.items():
+        mask = np.zeros(count, dtype=np.bool_)
+        mask[positions] = True
+        presence[image] = mask
+    return NodeIndex(
+        nodes=infos,
+        by_pool={name: tuple(members) for name, members in by_pool.items()},
+        virtual_nodes=tuple(sorted(name for name, info in infos.items() if info.kind is NodeKind.VIRTUAL)),
+        image_sizes=image_sizes,
+        index={info.name: i for i, info in enumerate(ordered)},
+        allocatable_cpu=np.array([i.facts.allocatable_cpu for i in ordered], dtype=np.float64),
+        allocatable_memory=np.array([i.facts.allocatable_memory for i in ordered], dtype=np.float64),
+        price_per_hour=np.array([config.vm_pools.price_per_hour(i.pool) for i in ordered], dtype=np.float64),
+        is_virtual=np.array([i.kind is NodeKind.VIRTUAL for i in ordered], dtype=np.bool_),
+        image_presence=presence,
+    )
+
+
+def build_snapshot(
+    *,
+    config: TideoverConfig,
+    nodes: Iterable[NodeFacts] | NodeIndex,
+    pods: Iterable[PodPlacement] = (),
+    autoscaler_status: AutoscalerStatus | None,
+    autoscaler_status_updated_at: datetime | None,
+    autoscaler_status_problem: str | None = None,
+    now: datetime,
+    synced: bool = True,
+    tracker: PendingTracker | None = None,
+) -> ClusterSnapshot:
+    """A snapshot from the nodes (or a :class:`NodeIndex` of them), pods and the autoscaler's status."""
+    tracker = tracker or PendingTracker(ProvisioningTimeEstimator(config.vm_pools.provisioning_seconds))
+    node_index = nodes if isinstance(nodes, NodeIndex) else index_nodes(config, nodes)
+
+    autoscaler = config.autoscaler
+    pools: dict[str, PoolView] = {}
+    for pool_name in sorted(node_index.by_pool):
+        pool_nodes = node_index.by_pool[pool_name]
+        node_group = resolve_node_group(pool_name, config, autoscaler_status)
+        configured = config.vm_pools.pool(pool_name)
+        estimator = tracker.estimator
+        default_estimate = configured.provisioning_seconds or config.vm_pools.provisioning_seconds
+        estimate = estimator.estimate(pool_name) if estimator.observations(pool_name) else default_estimate
+        signal = capacity_signal(
+            pool=pool_name,
+            node_group=node_group,
+            status=autoscaler_status,
+            status_updated_at=autoscaler_status_updated_at,
+            nodes=[PoolNodeState(name=n.name, ready=n.ready, created=n.created) for n in pool_nodes],
+            now=now,
+            provisioning_estimate_seconds=estimate,
+            status_max_age_seconds=autoscaler.status_max_age_seconds,
+            new_node_window_seconds=autoscaler.new_node_window_seconds,
+            overdue_floor_seconds=autoscaler.overdue_floor_seconds,
+            first_seen_pending=tracker.first_seen_pending.get(pool_name),
+        )
+        tracker.update(pool_name, signal, pool_nodes, now)
+        labels, taints, source = _template(pool_name, config, list(pool_nodes))
+        pools[pool_name] = PoolView(
+            name=pool_name,
+            node_group=node_group,
+            template_labels=labels,
+            template_taints=taints,
+            template_source=source,
+            capacity=signal,
+            price_per_hour=config.vm_pools.price_per_hour(pool_name),
+            nodes=len(pool_nodes),
+            ready_nodes=sum(1 for n in pool_nodes if n.ready),
+            node_allocatable=max(((n.allocatable_cpu, n.allocatable_memory) for n in pool_nodes), default=None),
+        )
+
+    on_virtual = dict.fromkeys(node_index.virtual_nodes, 0)
+    owned: dict[str, set[str]] = {}
+    virtual_by_owner: dict[str, int] = {}
+    spend: dict[str, float] = {}
+    virtual_uids: set[str] = set()
+    pricing = config.virtual_nodes.pricing
+    for pod in pods:
+        if not pod.active:
+            continue
+        if pod.owner_uid:
+            owned.setdefault(pod.owner_uid, set()).add(pod.uid)
+        if pod.node_name in on_virtual:
+            on_virtual[pod.node_name] += 1
+            virtual_uids.add(pod.uid)
+            if pod.owner_uid:
+                virtual_by_owner[pod.owner_uid] = virtual_by_owner.get(pod.owner_uid, 0) + 1
+            spend[pod.namespace] = spend.get(pod.namespace, 0.0) + virtual_cost_per_hour(
+                pod.cpu, pod.memory,
+                vcpu_price_per_second=pricing.vcpu_per_second, gib_price_per_second=pricing.gib_per_second,
+                min_cpu=pricing.min_cpu, min_memory=pricing.min_memory_gib * GIB,
+            )
+
+    return ClusterSnapshot(
+        built_at=now,
+        synced=synced,
+        nodes=node_index.nodes,
+        pools=pools,
+        virtual_nodes=node_index.virtual_nodes,
+        autoscaler_status=autoscaler_status,
+        autoscaler_status_problem=autoscaler_status_problem,
+        pods_on_virtual_nodes=on_virtual,
+        image_sizes=node_index.image_sizes,
+        index=node_index.index,
+        allocatable_cpu=node_index.allocatable_cpu,
+        allocatable_memory=node_index.allocatable_memory,
+        price_per_hour=node_index.price_per_hour,
+        is_virtual=node_index.is_virtual,
+        image_presence=node_index.image_presence,
+        node_index=node_index,
+        owned_pods={owner: frozenset(uids) for owner, uids in owned.items()},
+        virtual_pods_by_owner=virtual_by_owner,
+        virtual_spend_by_namespace=spend,
+        virtual_pod_uids=frozenset(virtual_uids),
+    )
+
+
+def empty_snapshot(config: TideoverConfig, now: datetime) -> ClusterSnapshot:
+    return build_snapshot(
+        config=config, nodes=(), autoscaler_status=None, autoscaler_status_updated_at=None, now=now, synced=False
+    )

@@ -1,0 +1,112 @@
+"""Prometheus metrics. A registry per service (not the global one), so tests and replicas don't share state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from extender.model.snapshot import ClusterSnapshot
+
+# Seconds. The target is p99 < 2 ms at 1,000 nodes, so resolution is finest below 5 ms.
+REQUEST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.decisions = Counter(
+            "tideover_decisions", "Extender decisions by verb and outcome code.", ["verb", "outcome"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "tideover_request_duration_seconds", "Time to answer an extender request, by verb.", ["verb"],
+            buckets=REQUEST_BUCKETS, registry=self.registry,
+        )
+        self.bad_requests = Counter(
+            "tideover_bad_requests", "Requests answered with an HTTP error, by verb and status.",
+            ["verb", "status"], registry=self.registry,
+        )
+        self.invalid_annotations = Counter(
+            "tideover_invalid_annotations", "Pods whose tideover.io annotation was invalid (defaulted).",
+            ["annotation"], registry=self.registry,
+        )
+        self.unknown_nodes = Counter(
+            "tideover_unknown_nodes", "Candidate nodes not in tideover's cluster view.", ["verb"],
+            registry=self.registry,
+        )
+
+        self.deletion_cost_patches = Counter(
+            "tideover_deletion_cost_patches", "Pods given a pod-deletion-cost because they run on a virtual node.",
+            registry=self.registry,
+        )
+        self.returns = Counter(
+            "tideover_returns", "Spilled pods moved back to VMs, by outcome (evicted, blocked-by-pdb, gone, error).",
+            ["outcome"], registry=self.registry,
+        )
+        self.virtual_pod_seconds = Counter(
+            "tideover_virtual_pod_seconds", "Pod-seconds spent on virtual nodes (all pods, integrated over time).",
+            registry=self.registry,
+        )
+        self.virtual_spend = Counter(
+            "tideover_virtual_spend_dollars",
+            "Estimated USD spent on virtual nodes (requests at the configured prices).",
+            registry=self.registry,
+        )
+
+    def account_virtual_time(self, previous: ClusterSnapshot, new: ClusterSnapshot) -> None:
+        """Snapshot listener: integrate pods and spend on virtual nodes over the time between snapshots."""
+        seconds = (new.built_at - previous.built_at).total_seconds()
+        if not previous.synced or not 0 < seconds < 300:  # a gap this long is a stall, not usage we saw
+            return
+        self.virtual_pod_seconds.inc(sum(previous.pods_on_virtual_nodes.values()) * seconds)
+        self.virtual_spend.inc(sum(previous.virtual_spend_by_namespace.values()) * seconds / 3600)
+
+    def watch_snapshot(
+        self, snapshot: Callable[[], ClusterSnapshot], sync_ages: Callable[[], Mapping[str, float]]
+    ) -> None:
+        self.registry.register(_SnapshotCollector(snapshot, sync_ages))
+
+
+class _SnapshotCollector(Collector):
+    """Gauges read from the current snapshot at scrape time."""
+
+    def __init__(
+        self, snapshot: Callable[[], ClusterSnapshot], sync_ages: Callable[[], Mapping[str, float]]
+    ) -> None:
+        self._snapshot = snapshot
+        self._sync_ages = sync_ages
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        snap = self._snapshot()
+        on_virtual = GaugeMetricFamily(
+            "tideover_pods_on_virtual_nodes", "Pods bound to each virtual node (not finished).", labels=["node"]
+        )
+        for node, count in snap.pods_on_virtual_nodes.items():
+            on_virtual.add_metric([node], count)
+        yield on_virtual
+        pending = GaugeMetricFamily(
+            "tideover_capacity_pending", "1 while the VM pool has capacity pending (a scale-up in progress).",
+            labels=["pool", "state"],
+        )
+        eta = GaugeMetricFamily(
+            "tideover_capacity_eta_seconds", "Predicted seconds until a pending pool's new capacity is Ready.",
+            labels=["pool"],
+        )
+        for name, pool in snap.pools.items():
+            pending.add_metric([name, pool.capacity.state.value], 1.0 if pool.capacity.pending else 0.0)
+            if pool.capacity.eta_seconds is not None:
+                eta.add_metric([name], pool.capacity.eta_seconds)
+        yield pending
+        yield eta
+        yield GaugeMetricFamily("tideover_cluster_view_synced", "1 once the cluster view has synced.",
+                                value=1.0 if snap.synced else 0.0)
+        ages = GaugeMetricFamily(
+            "tideover_cluster_view_last_sync_age_seconds",
+            "Seconds since each watched resource last listed or received an event.", labels=["resource"],
+        )
+        for resource, age in self._sync_ages().items():
+            ages.add_metric([resource], age)
+        yield ages
