@@ -10,15 +10,9 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from extender.controllers.events import PodEvent
-from extender.controllers.loop import (
-    RETURN_TARGET_MARKER,
-    RETURNING_TO_VM,
-    SCALE_DOWN_DISABLED,
-    ControllerLoop,
-    EvictionRateLimiter,
-    desired_deletion_cost,
-)
+from extender.controllers.loop import RETURNING_TO_VM, ControllerLoop, EvictionRateLimiter, desired_deletion_cost
 from extender.model.config import parse_config
+from extender.model.keys import RETURN_TARGET_MARKER, SCALE_DOWN_DISABLED
 from extender.model.snapshot import ClusterSnapshot, PodPlacement
 from extender.telemetry.metrics import Metrics
 from tests.support.factories import NOW, VIRTUAL_NODE, cluster, snapshot, status_yaml

@@ -14,9 +14,9 @@ from extender.controllers.events import (
     SpillNotifier,
     WaitingNotifier,
 )
-from extender.controllers.gate import GATE_TAINT
 from extender.decide.filter import FilterOutcome, decide_filter, pending_reason
 from extender.model.config import TideoverConfig
+from extender.model.keys import GATE_TAINT
 from extender.model.objects import pod_facts
 from extender.model.snapshot import ClusterSnapshot, PodPlacement, empty_snapshot, pod_placement
 from tests.support.factories import (

@@ -23,10 +23,10 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extender.controllers.gate import GATE_TAINT
 from extender.decide.guards import SpillLedger
 from extender.edge.app import ExtenderService, create_app
 from extender.model.config import TideoverConfig
+from extender.model.keys import GATE_TAINT
 from extender.model.snapshot import ClusterSnapshot, empty_snapshot
 from extender.telemetry.metrics import Metrics
 from tests.support.factories import (

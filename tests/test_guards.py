@@ -33,8 +33,9 @@ from extender.model.config import (
     cidr_usable_ips,
     parse_config,
 )
+from extender.model.keys import MAX_VIRTUAL_PERCENT, MAX_VIRTUAL_REPLICAS
 from extender.model.objects import PodFacts, pod_facts
-from extender.model.policy import MAX_VIRTUAL_PERCENT, MAX_VIRTUAL_REPLICAS, WorkloadPolicy, workload_policy
+from extender.model.policy import WorkloadPolicy, workload_policy
 from extender.model.snapshot import ClusterSnapshot, PodPlacement, pod_placement
 from tests.support.factories import VIRTUAL_NODE, cluster, pod, snapshot, status_yaml
 

@@ -11,16 +11,9 @@ from typing import Any
 
 import pytest
 
-from extender.controllers.gate import (
-    CAPACITY_PENDING,
-    GATE_TAINT,
-    SPILL_WINDOW,
-    Conflict,
-    SpillState,
-    SpillStateRecorder,
-    desired_taints,
-)
+from extender.controllers.gate import Conflict, SpillState, SpillStateRecorder, desired_taints
 from extender.model.config import TideoverConfig
+from extender.model.keys import CAPACITY_PENDING, GATE, GATE_TAINT
 from extender.model.snapshot import ClusterSnapshot, empty_snapshot
 from tests.support.factories import NOW, VIRTUAL_TAINT, cluster, snapshot, status_yaml, virtual_node
 
@@ -86,8 +79,8 @@ def test_gate_closed_then_open_then_closed_one_write_each() -> None:
     assert taints == [[VIRTUAL_TAINT, GATE_TAINT], [VIRTUAL_TAINT], [VIRTUAL_TAINT, GATE_TAINT]]
     annotations = [w["metadata"]["annotations"] for w in nodes.writes]
     assert [a[CAPACITY_PENDING] for a in annotations] == ["", "nodepool1", ""]
-    assert annotations[1][SPILL_WINDOW].startswith("open since 2026-11-22T12:00:04Z: capacity pending in nodepool1")
-    assert annotations[2][SPILL_WINDOW] == (
+    assert annotations[1][GATE].startswith("open since 2026-11-22T12:00:04Z: capacity pending in nodepool1")
+    assert annotations[2][GATE] == (
         "closed since 2026-11-22T12:00:10Z: no VM pool has capacity pending "
         "(nodepool1: not pending (no-activity: autoscaler: ScaleUp NoActivity since 11:59:30Z))"
     )
@@ -99,7 +92,7 @@ def test_a_change_of_reason_while_closed_is_written_once() -> None:
                        now=NOW + timedelta(seconds=4), status_updated_at=NOW + timedelta(seconds=4))
     _drive(nodes, [_snap("NoActivity"), backoff, backoff])
     assert len(nodes.writes) == 2  # closed (no activity), then closed (backoff): the reason changed
-    reason = nodes.writes[1]["metadata"]["annotations"][SPILL_WINDOW]
+    reason = nodes.writes[1]["metadata"]["annotations"][GATE]
     assert reason.startswith("closed since 2026-11-22T12:00:00Z: ")  # still closed since the start
     assert "QuotaExceeded" in reason
 

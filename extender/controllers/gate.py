@@ -34,13 +34,11 @@ from typing import Any, Protocol
 from kubernetes.client.rest import ApiException
 
 from extender.model.capacity import CapacityState
-from extender.model.snapshot import SPILL_GATE_TAINT_KEY, ClusterSnapshot
+from extender.model.keys import CAPACITY_PENDING, GATE, GATE_TAINT
+from extender.model.snapshot import ClusterSnapshot
 
 log = logging.getLogger("tideover.spillstate")
 
-CAPACITY_PENDING = "tideover.io/capacity-pending"  # comma-separated pools, "" when none
-SPILL_WINDOW = SPILL_GATE_TAINT_KEY  # annotation (and taint key): "open" | "closed", since when, and why
-GATE_TAINT: dict[str, str] = {"key": SPILL_WINDOW, "value": "closed", "effect": "NoSchedule"}
 CONFLICT_RETRIES = 5
 
 
@@ -57,7 +55,7 @@ class SpillState:
         stamp = self.since.strftime("%Y-%m-%dT%H:%M:%SZ")
         window = "open" if self.pending_pools else "closed"
         text = f"{window} since {stamp}" + (f": {self.reason}" if self.reason else "")
-        return {CAPACITY_PENDING: ",".join(self.pending_pools), SPILL_WINDOW: text}
+        return {CAPACITY_PENDING: ",".join(self.pending_pools), GATE: text}
 
 
 def _reason(snapshot: ClusterSnapshot, pending: tuple[str, ...]) -> str:
@@ -83,7 +81,7 @@ def _without_time(window: str) -> str:
 
 def desired_taints(current: list[Mapping[str, Any]], state: SpillState, gate: bool) -> list[Mapping[str, Any]]:
     """The node's taints with the gate added (window closed) or removed (open); others kept in order."""
-    kept = [t for t in current if t.get("key") != SPILL_WINDOW]
+    kept = [t for t in current if t.get("key") != GATE]
     if gate and not state.pending_pools:
         kept.append(dict(GATE_TAINT))
     return kept
@@ -152,12 +150,12 @@ class SpillStateRecorder:
             annotations = metadata.get("annotations") or {}
             taints = list((node.get("spec") or {}).get("taints") or [])
             wanted_annotations = state.annotations()
-            existing = str(annotations.get(SPILL_WINDOW, ""))
+            existing = str(annotations.get(GATE, ""))
             if annotations.get(CAPACITY_PENDING) == wanted_annotations[CAPACITY_PENDING] and _without_time(
                 existing
-            ) == _without_time(wanted_annotations[SPILL_WINDOW]):
+            ) == _without_time(wanted_annotations[GATE]):
                 # Same state and reason, recorded by another replica (or before a restart): its "since" stands.
-                wanted_annotations[SPILL_WINDOW] = existing
+                wanted_annotations[GATE] = existing
             wanted_taints = desired_taints(taints, state, self._gate)
             if taints == wanted_taints and all(annotations.get(k) == v for k, v in wanted_annotations.items()):
                 return False

@@ -33,14 +33,13 @@ from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 from extender.controllers.events import PodEvent
 from extender.decide.returns import ReturnPlan, plan_returns, return_targets
 from extender.model.config import TideoverConfig
-from extender.model.snapshot import DELETION_COST_MARKER, POD_DELETION_COST, ClusterSnapshot, PodPlacement
+from extender.model.keys import DELETION_COST_MARKER, POD_DELETION_COST, RETURN_TARGET_MARKER, SCALE_DOWN_DISABLED
+from extender.model.snapshot import ClusterSnapshot, PodPlacement
 from extender.telemetry.metrics import Metrics
 
 log = logging.getLogger("tideover.controllers")
 
 RETURNING_TO_VM = "ReturningToVM"
-SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
-RETURN_TARGET_MARKER = "tideover.io/return-target"  # "true" on nodes tideover protected from scale-down
 # Skip reasons that mean a pod will not move back soon: they do not keep VMs protected.
 _NEVER_RETURNING_SOON = frozenset({"no VM node could take it now"})
 

@@ -32,9 +32,10 @@ from extender.decide.guards import (
 from extender.decide.matching import pod_fits_template, untolerated_taint
 from extender.model.capacity import CapacityState
 from extender.model.config import TideoverConfig
+from extender.model.keys import GATE
 from extender.model.objects import PodFacts
 from extender.model.policy import SpillPolicy, WorkloadPolicy, workload_policy
-from extender.model.snapshot import SPILL_GATE_TAINT_KEY, ClusterSnapshot, NodeKind, PoolView
+from extender.model.snapshot import ClusterSnapshot, NodeKind, PoolView
 from scoring.combine import Weights, combined_scores
 from scoring.cost import GIB, virtual_cost_per_hour, vm_cost_per_hour
 from scoring.latency import missing_image_bytes, start_seconds
@@ -123,7 +124,7 @@ def _tolerates_some_virtual_node(pod: PodFacts, snapshot: ClusterSnapshot) -> bo
     for name in snapshot.virtual_nodes:
         # tideover's own gate is left out: kube-scheduler's taint filter has already judged it against the
         # node as the scheduler sees it, which may be newer than this snapshot (the moment the gate opens).
-        taints = [t for t in snapshot.nodes[name].facts.taints if t.get("key") != SPILL_GATE_TAINT_KEY]
+        taints = [t for t in snapshot.nodes[name].facts.taints if t.get("key") != GATE]
         if untolerated_taint(pod.tolerations, taints) is None:
             return True
     return False
@@ -320,7 +321,7 @@ def _gated(pod: PodFacts, snapshot: ClusterSnapshot) -> bool:
     """Whether tideover's gate taint keeps the pod off every virtual node it otherwise tolerates."""
     for name in snapshot.virtual_nodes:
         taints = snapshot.nodes[name].facts.taints
-        gate = [t for t in taints if t.get("key") == SPILL_GATE_TAINT_KEY]
+        gate = [t for t in taints if t.get("key") == GATE]
         if gate and untolerated_taint(pod.tolerations, gate) is not None:
             return True
     return False
@@ -353,7 +354,7 @@ def pending_reason(pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverCon
     )
     if gated:
         message += (
-            f" (tideover's gate taint {SPILL_GATE_TAINT_KEY}=closed:NoSchedule is what kube-scheduler reports as "
+            f" (tideover's gate taint {GATE}=closed:NoSchedule is what kube-scheduler reports as "
             "an untolerated taint)"
         )
     key = f"{decision.outcome.value}|{','.join(pools)}|{'gated' if gated else 'open'}"

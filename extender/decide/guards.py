@@ -33,8 +33,9 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from extender.model.config import ProviderProfile, TideoverConfig, VirtualSubnet
+from extender.model.keys import MAX_VIRTUAL_PERCENT, MAX_VIRTUAL_REPLICAS, OS_LABELS
 from extender.model.objects import PodFacts
-from extender.model.policy import MAX_VIRTUAL_PERCENT, MAX_VIRTUAL_REPLICAS, WorkloadPolicy
+from extender.model.policy import WorkloadPolicy
 from extender.model.snapshot import ClusterSnapshot
 
 DAEMON_SET = "DaemonSet"
@@ -85,7 +86,7 @@ def _operating_system(pod: PodFacts, spec: Mapping[str, Any], profile: ProviderP
     if isinstance(os_name, str) and os_name:
         wanted.append((os_name, "spec.os.name"))
     selector = _map(spec.get("nodeSelector"))
-    for label in ("kubernetes.io/os", "beta.kubernetes.io/os"):
+    for label in OS_LABELS:
         value = selector.get(label)
         if isinstance(value, str) and value:
             wanted.append((value, f"nodeSelector {label}"))

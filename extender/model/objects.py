@@ -230,18 +230,10 @@ def check_pod_limits(spec: Json, spec_path: str) -> None:
                           f"limit of {MAX_AFFINITY_TERMS} a request may carry")
 
 
-def pod_facts(pod: Any, path: str = "Pod") -> PodFacts:
-    if not isinstance(pod, Mapping):
-        raise ObjectError(path, f"must be an object, got {type(pod).__name__}")
-    metadata = _mapping(pod, "metadata", path)
-    spec = _mapping(pod, "spec", path)
-    status = _mapping(pod, "status", path)
-    meta_path, spec_path = f"{path}.metadata", f"{path}.spec"
-
-    check_pod_limits(spec, spec_path)
-    cpu = memory = 0.0
-    init_cpu = init_memory = 0.0
-    images: dict[str, None] = {}  # insertion-ordered set: linear de-duplication
+def pod_requests(spec: Json, spec_path: str = "spec") -> tuple[float, float]:
+    """(cores, bytes) the pod requests, as kube-scheduler counts them: the larger of the containers' sum and the
+    largest init container, plus the pod overhead. Raises :class:`ObjectError` naming a field it cannot read."""
+    cpu = memory = init_cpu = init_memory = 0.0
     for field in ("containers", "initContainers"):
         for index, container in enumerate(_list(spec, field, spec_path)):
             item_path = f"{spec_path}.{field}[{index}]"
@@ -254,30 +246,63 @@ def pod_facts(pod: Any, path: str = "Pod") -> PodFacts:
             else:
                 init_cpu = max(init_cpu, c_cpu)
                 init_memory = max(init_memory, c_memory)
-            image = _str(container, "image", item_path)
-            if image:
-                images[normalise_image(image)] = None
     overhead = _mapping(spec, "overhead", spec_path)
     cpu = max(cpu, init_cpu) + (quantity(overhead["cpu"], f"{spec_path}.overhead.cpu") if "cpu" in overhead else 0)
     memory = max(memory, init_memory) + (
         quantity(overhead["memory"], f"{spec_path}.overhead.memory") if "memory" in overhead else 0
     )
+    return cpu, memory
 
+
+@dataclass(frozen=True, slots=True)
+class PodOwner:
+    """The pod's controller owner (else its first owner reference): what "its workload" means everywhere."""
+
+    kind: str | None = None
+    name: str | None = None
+    uid: str | None = None
+
+
+def pod_owner(metadata: Json, meta_path: str = "metadata") -> PodOwner:
+    owner = PodOwner()
+    for index, ref in enumerate(_list(metadata, "ownerReferences", meta_path)):
+        if isinstance(ref, Mapping) and (ref.get("controller") or owner == PodOwner()):
+            ref_path = f"{meta_path}.ownerReferences[{index}]"
+            kind, name, uid = (_str(ref, key, ref_path) or None for key in ("kind", "name", "uid"))
+            owner = PodOwner(kind, name, uid)
+    return owner
+
+
+def pod_namespace(metadata: Json, meta_path: str = "metadata") -> str:
+    """The pod's namespace; a pod without one (a manifest, a test object) is in "default", as kubectl puts it."""
+    return _str(metadata, "namespace", meta_path, "default") or "default"
+
+
+def pod_facts(pod: Any, path: str = "Pod") -> PodFacts:
+    if not isinstance(pod, Mapping):
+        raise ObjectError(path, f"must be an object, got {type(pod).__name__}")
+    metadata = _mapping(pod, "metadata", path)
+    spec = _mapping(pod, "spec", path)
+    status = _mapping(pod, "status", path)
+    meta_path, spec_path = f"{path}.metadata", f"{path}.spec"
+
+    check_pod_limits(spec, spec_path)
+    cpu, memory = pod_requests(spec, spec_path)
+    images: dict[str, None] = {}  # insertion-ordered set: linear de-duplication
+    for field in ("containers", "initContainers"):
+        for index, container in enumerate(_list(spec, field, spec_path)):
+            image = _str(container, "image", f"{spec_path}.{field}[{index}]")
+            if image:
+                images[normalise_image(image)] = None
     tolerations = _list(spec, "tolerations", spec_path)
     for index, toleration in enumerate(tolerations):
         if not isinstance(toleration, Mapping):
             raise ObjectError(f"{spec_path}.tolerations[{index}]", "must be an object")
-    owner_kind = owner_name = owner_uid = None
-    for index, ref in enumerate(_list(metadata, "ownerReferences", meta_path)):
-        if isinstance(ref, Mapping) and (ref.get("controller") or owner_kind is None):
-            ref_path = f"{meta_path}.ownerReferences[{index}]"
-            owner_kind = _str(ref, "kind", ref_path) or None
-            owner_name = _str(ref, "name", ref_path) or None
-            owner_uid = _str(ref, "uid", ref_path) or None
+    owner = pod_owner(metadata, meta_path)
 
     node_name = _str(spec, "nodeName", spec_path) or None
     return PodFacts(
-        namespace=_str(metadata, "namespace", meta_path, "default") or "default",
+        namespace=pod_namespace(metadata, meta_path),
         name=_str(metadata, "name", meta_path) or _str(metadata, "generateName", meta_path),
         uid=_str(metadata, "uid", meta_path),
         labels=_str_map(metadata, "labels", meta_path),
@@ -287,9 +312,9 @@ def pod_facts(pod: Any, path: str = "Pod") -> PodFacts:
         cpu=cpu,
         memory=memory,
         images=tuple(images),
-        owner_kind=owner_kind,
-        owner_name=owner_name,
-        owner_uid=owner_uid,
+        owner_kind=owner.kind,
+        owner_name=owner.name,
+        owner_uid=owner.uid,
         node_name=node_name,
         phase=_str(status, "phase", f"{path}.status") or None,
         created=parse_time(metadata.get("creationTimestamp")),

@@ -19,12 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-PREFIX = "tideover.io/"
-SPILL = PREFIX + "spill"
-PRIORITY = PREFIX + "priority"
-MAX_WAIT_SECONDS = PREFIX + "max-wait-seconds"
-MAX_VIRTUAL_REPLICAS = PREFIX + "max-virtual-replicas"
-MAX_VIRTUAL_PERCENT = PREFIX + "max-virtual-percent"
+from extender.model.keys import MAX_VIRTUAL_PERCENT, MAX_VIRTUAL_REPLICAS, MAX_WAIT_SECONDS, PREFIX, PRIORITY, SPILL
 
 
 class SpillPolicy(StrEnum):

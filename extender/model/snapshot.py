@@ -28,31 +28,27 @@ from extender.model.capacity import (
     capacity_signal,
 )
 from extender.model.config import TideoverConfig
+from extender.model.keys import (
+    AUTOSCALER_DELETION_TAINTS,
+    AUTOSCALER_LAST_UPDATED,
+    DELETION_COST_MARKER,
+    PER_NODE_LABELS,
+    POD_DELETION_COST,
+    TRANSIENT_TAINT_PREFIXES,
+)
 from extender.model.objects import (
     Json,
     NodeFacts,
     ObjectError,
     PodFacts,
+    PodOwner,
     parse_go_time,
     parse_time,
     pod_facts,
-    quantity,
+    pod_owner,
+    pod_requests,
 )
-from extender.model.objects import _requests as container_requests
 from scoring.cost import GIB, virtual_cost_per_hour
-
-# Labels that differ node by node, so a pool's template of its *next* node must not carry them.
-PER_NODE_LABELS = frozenset(
-    {
-        "kubernetes.io/hostname",
-        "topology.kubernetes.io/zone",
-        "failure-domain.beta.kubernetes.io/zone",
-        "topology.disk.csi.azure.com/zone",
-    }
-)
-# Taints that describe a node's current state, not the pool.
-TRANSIENT_TAINT_PREFIXES = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/")
-TRANSIENT_TAINT_KEYS = frozenset({"ToBeDeletedByClusterAutoscaler", "DeletionCandidateOfClusterAutoscaler"})
 
 
 class NodeKind(StrEnum):
@@ -89,10 +85,6 @@ class PoolView:
 
 # Pending because the autoscaler is adding VMs (as opposed to a node merely still starting).
 AUTOSCALER_PENDING_STATES = frozenset({CapacityState.SCALE_UP_IN_PROGRESS, CapacityState.TARGET_ABOVE_REGISTERED})
-# The taint tideover puts on virtual nodes while no VM capacity is pending (see extender.controllers.gate).
-SPILL_GATE_TAINT_KEY = "tideover.io/spill-window"
-POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-DELETION_COST_MARKER = "tideover.io/deletion-cost"  # "managed" on pods whose deletion cost tideover set
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,26 +120,13 @@ class PodPlacement:
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
 
-def _pod_requests(spec: Any) -> tuple[float, float]:
-    """(cores, bytes) the pod requests, as :func:`~extender.model.objects.pod_facts` counts them; (0, 0) when the
-    spec cannot be read. Requests only: no image normalisation, so the watch stays cheap."""
+def _lenient_requests(spec: Any) -> tuple[float, float]:
+    """(cores, bytes) the pod requests (:func:`~extender.model.objects.pod_requests`); (0, 0) when the spec cannot
+    be read: a watched pod with a malformed spec still counts, it just holds nothing."""
     if not isinstance(spec, Mapping):
         return 0.0, 0.0
     try:
-        cpu = memory = init_cpu = init_memory = 0.0
-        for container in spec.get("containers") or ():
-            c_cpu, c_memory = _container_requests(container, "containers")
-            cpu += c_cpu
-            memory += c_memory
-        for container in spec.get("initContainers") or ():
-            c_cpu, c_memory = _container_requests(container, "initContainers")
-            init_cpu = max(init_cpu, c_cpu)
-            init_memory = max(init_memory, c_memory)
-        overhead = spec.get("overhead") or {}
-        cpu = max(cpu, init_cpu) + (quantity(overhead["cpu"], "overhead.cpu") if "cpu" in overhead else 0.0)
-        memory = max(memory, init_memory) + (
-            quantity(overhead["memory"], "overhead.memory") if "memory" in overhead else 0.0
-        )
+        cpu, memory = pod_requests(spec)
     except (ObjectError, TypeError, AttributeError):
         return 0.0, 0.0
     if not (math.isfinite(cpu) and math.isfinite(memory)):  # sums of huge quantities
@@ -155,28 +134,22 @@ def _pod_requests(spec: Any) -> tuple[float, float]:
     return cpu, memory
 
 
-def _container_requests(container: Any, field_name: str) -> tuple[float, float]:
-    if not isinstance(container, Mapping):
-        raise ObjectError(field_name, "must be an object")
-    return container_requests(container, field_name)
+def _lenient_owner(metadata: Mapping[str, Any]) -> PodOwner:
+    try:
+        return pod_owner(metadata)
+    except ObjectError:
+        return PodOwner()
 
 
 def pod_placement(pod: Mapping[str, Any]) -> PodPlacement:
     metadata = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     status = pod.get("status") or {}
-    owner_uid = owner_kind = None
-    owner_found = False
-    for ref in metadata.get("ownerReferences") or ():
-        # The controller wins, else the first reference: the same owner PodFacts names.
-        if isinstance(ref, Mapping) and (ref.get("controller") or not owner_found):
-            owner_uid = ref.get("uid") or None
-            owner_kind = ref.get("kind") or None
-            owner_found = True
+    owner = _lenient_owner(metadata)
     annotations = metadata.get("annotations") or {}
     if not isinstance(annotations, Mapping):
         annotations = {}
-    cpu, memory = _pod_requests(spec)
+    cpu, memory = _lenient_requests(spec)
     unschedulable = not metadata.get("deletionTimestamp") and _unschedulable(spec, status)
     facts = None
     if unschedulable:
@@ -185,15 +158,15 @@ def pod_placement(pod: Mapping[str, Any]) -> PodPlacement:
         except ObjectError:
             unschedulable = False
     return PodPlacement(
-        namespace=metadata.get("namespace", ""),
+        namespace=metadata.get("namespace") or "default",
         name=metadata.get("name", ""),
         uid=metadata.get("uid", ""),
         node_name=spec.get("nodeName") or None,
         phase=status.get("phase"),
-        owner_uid=owner_uid,
+        owner_uid=owner.uid,
         cpu=cpu,
         memory=memory,
-        owner_kind=owner_kind,
+        owner_kind=owner.kind,
         created=parse_time(metadata.get("creationTimestamp")),
         terminating=bool(metadata.get("deletionTimestamp")),
         deletion_cost=annotations.get(POD_DELETION_COST),
@@ -220,8 +193,6 @@ def _unschedulable(spec: Any, status: Any) -> bool:
     )
 
 
-# cluster-autoscaler stamps its status ConfigMap with this (Go time.Time.String() format).
-AUTOSCALER_LAST_UPDATED = "cluster-autoscaler.kubernetes.io/last-updated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +309,7 @@ def _template(
             t
             for t in model.taints
             if not str(t.get("key", "")).startswith(TRANSIENT_TAINT_PREFIXES)
-            and t.get("key") not in TRANSIENT_TAINT_KEYS
+            and t.get("key") not in AUTOSCALER_DELETION_TAINTS
         )
         return labels, taints, f"node {model.name}"
     return {config.vm_pools.pool_label: pool}, (), "pool label only"

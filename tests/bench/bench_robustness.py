@@ -28,9 +28,9 @@ import orjson
 import yaml
 
 from extender.controllers.events import PodEvent, WaitingNotifier
-from extender.controllers.gate import GATE_TAINT
 from extender.edge.wire import MAX_NODES
 from extender.model.config import ConfigError, TideoverConfig, load_config
+from extender.model.keys import GATE_TAINT
 from extender.model.snapshot import pod_placement
 from tests.support.factories import (
     VIRTUAL_NODE,

@@ -87,7 +87,7 @@ def virtual_node(name: str = VIRTUAL_NODE, taints: Sequence[Mapping[str, str]] =
                 "kubernetes.io/hostname": name,
             },
         },
-        "spec": {"taints": list(taints)},
+        "spec": {"taints": [dict(taint) for taint in taints]},
         "status": {
             "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": "1000"},
             "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": iso(NOW - timedelta(days=30))}],
