@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from extender.decide.filter import FilterOutcome, decide_filter, decide_scores, wait_budget_seconds
+from extender.decide.filter import FilterOutcome, decide_filter, wait_budget_seconds
+from extender.decide.prioritize import decide_scores
 from extender.model.config import TideoverConfig, parse_config
 from extender.model.objects import pod_facts
 from extender.model.snapshot import NodeKind, empty_snapshot

@@ -208,7 +208,7 @@ def _sent(body: Any) -> tuple[list[str] | None, list[str] | None]:
 
 def _check(snapshot_name: str, body: Any, nodes: list[str] | None, node_names: list[str] | None) -> None:
     app, service = APPS[snapshot_name]
-    service.spills = SpillLedger()  # each case starts with no spills in flight: the same case, the same answer
+    service.spills = SpillLedger()  # each case starts with no recent spills: the same case, the same answer
     encoded = json.dumps(body).encode()  # stdlib json: NaN, Infinity and huge integers reach the server too
     for verb in ("filter", "prioritize"):
         status, reply_bytes = _post(app, verb, encoded)

@@ -1,4 +1,4 @@
-"""The virtual-node guards: every compatibility rule, every capacity cap, the spills in flight, and how
+"""The virtual-node guards: every compatibility rule, every capacity cap, the recent spills, and how
 decide_filter applies them. Table-driven; the HTTP-level tests are in test_api.py."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 from extender.decide import filter as decisions
 from extender.decide.filter import FilterOutcome, decide_filter
 from extender.decide.guards import (
-    NO_IN_FLIGHT,
+    NO_RECENT_SPILLS,
     CapacityGuard,
-    InFlight,
+    RecentSpills,
     SpillLedger,
     incompatibilities,
     namespace_spend_problem,
@@ -610,12 +610,13 @@ def test_pod_placement_owner_is_the_controller_else_the_first_reference() -> Non
 
 
 def _capacity(
-    pod_obj: Json, pods: list[PodPlacement], config: TideoverConfig = CONFIG, in_flight: InFlight = NO_IN_FLIGHT
+    pod_obj: Json, pods: list[PodPlacement], config: TideoverConfig = CONFIG,
+    recent_spills: RecentSpills = NO_RECENT_SPILLS,
 ) -> list[tuple[CapacityGuard, str]]:
     facts = pod_facts(pod_obj)
     snap = snapshot(cluster(2), IN_PROGRESS, pods=pods, config=config)
     problems = virtual_capacity_problems(
-        facts, snap, config, workload_policy(facts.annotations), ONE_CPU_2GI_PER_HOUR, in_flight
+        facts, snap, config, workload_policy(facts.annotations), ONE_CPU_2GI_PER_HOUR, recent_spills
     )
     return [(problem.guard, problem.reason) for problem in problems]
 
@@ -648,14 +649,14 @@ def test_a_pod_without_an_owner_is_a_workload_of_one() -> None:
     assert reason.startswith("this pod (it has no owner) has 0 pod(s) on virtual nodes")
 
 
-def test_in_flight_spills_count_against_every_cap() -> None:
+def test_recent_spills_count_against_every_cap() -> None:
     config = parse_config({"virtualNodes": {
         "subnet": {"maxPods": 10, "reserve": 0}, "namespaceSpendCapsPerHour": {"default": 0.2},
     }})
     quiet = _capacity(pod(annotations={MAX_VIRTUAL_REPLICAS: "3"}), _workload(2, 0), config)
     assert quiet == []
-    in_flight = InFlight(pods=8, by_owner={OWNER_UID: 1}, spend_by_namespace={"default": 0.1})
-    busy = _capacity(pod(annotations={MAX_VIRTUAL_REPLICAS: "3"}), _workload(2, 0), config, in_flight)
+    recent_spills = RecentSpills(pods=8, by_owner={OWNER_UID: 1}, spend_by_namespace={"default": 0.1})
+    busy = _capacity(pod(annotations={MAX_VIRTUAL_REPLICAS: "3"}), _workload(2, 0), config, recent_spills)
     assert [guard for guard, _ in busy] == [CapacityGuard.SUBNET, CapacityGuard.WORKLOAD, CapacityGuard.NAMESPACE_SPEND]
     assert "10 pod(s) are on virtual nodes" in busy[0][1]
     assert "has 3 pod(s) on virtual nodes" in busy[1][1]
@@ -760,7 +761,7 @@ def test_in_flight_is_passed_to_the_caps() -> None:
     snap = snapshot(cluster(2), IN_PROGRESS, config=config)
     facts = pod_facts(pod())
     assert decide_filter(facts, [VIRTUAL_NODE], snap, config).outcome is FilterOutcome.SPILL_CAPACITY_PENDING
-    decision = decide_filter(facts, [VIRTUAL_NODE], snap, config, in_flight=InFlight(pods=3))
+    decision = decide_filter(facts, [VIRTUAL_NODE], snap, config, recent_spills=RecentSpills(pods=3))
     assert decision.outcome is FilterOutcome.WITHHELD_SUBNET_FULL
 
 
@@ -825,8 +826,8 @@ def _burst(
         snap: ClusterSnapshot = (
             stale if snapshot_lags else snapshot(cluster(2), IN_PROGRESS, pods=list(placements.values()))
         )
-        in_flight = ledger.view(snap, exclude_uid=facts.uid) if ledger is not None else NO_IN_FLIGHT
-        decision = decide_filter(facts, [VIRTUAL_NODE], snap, CONFIG, in_flight=in_flight)
+        recent_spills = ledger.view(snap, exclude_uid=facts.uid) if ledger is not None else NO_RECENT_SPILLS
+        decision = decide_filter(facts, [VIRTUAL_NODE], snap, CONFIG, recent_spills=recent_spills)
         if ledger is not None:
             ledger.settle(facts, decision.outcome.spilled, decision.virtual_cost_per_hour)
         if decision.outcome.spilled:
@@ -865,7 +866,7 @@ def test_without_the_ledger_a_stale_snapshot_lets_the_burst_past_its_cap() -> No
 
 
 # --------------------------------------------------------------------------------------------------
-# The ledger of spills in flight
+# The ledger of recent spills
 # --------------------------------------------------------------------------------------------------
 
 
@@ -878,7 +879,7 @@ def _facts(
 def test_ledger_counts_spills_by_owner_and_namespace() -> None:
     ledger = SpillLedger(clock=Clock())
     empty = snapshot(cluster(1))
-    assert ledger.view(empty) is NO_IN_FLIGHT
+    assert ledger.view(empty) is NO_RECENT_SPILLS
     ledger.settle(_facts("a"), True, 0.05)
     ledger.settle(_facts("b"), True, 0.05)
     ledger.settle(_facts("c", owner=None, namespace="team-a"), True, 0.5)
@@ -921,7 +922,7 @@ def test_ledger_entries_expire() -> None:
     clock.now += 30
     assert ledger.view(snapshot(cluster(1))).pods == 1
     clock.now += 0.001
-    assert ledger.view(snapshot(cluster(1))) == InFlight()
+    assert ledger.view(snapshot(cluster(1))) == RecentSpills()
     assert len(ledger) == 0
 
 
@@ -971,4 +972,4 @@ def test_ledger_expiry_keeps_a_pod_settled_again() -> None:
     assert (view.pods, dict(view.by_owner)) == (1, {OWNER_UID: 1})
     assert view.spend_by_namespace == pytest.approx({"default": 0.05})
     clock.now += 16
-    assert ledger.view(snapshot(cluster(1))) is NO_IN_FLIGHT
+    assert ledger.view(snapshot(cluster(1))) is NO_RECENT_SPILLS

@@ -15,16 +15,16 @@ Prioritize: cost and start-latency models from :mod:`scoring`, weighted by the p
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
-
-import numpy as np
+from functools import cached_property
+from typing import Any
 
 from extender.decide.guards import (
-    NO_IN_FLIGHT,
+    NO_RECENT_SPILLS,
     CapacityGuard,
-    InFlight,
+    RecentSpills,
     incompatibilities,
     incompatibility_reason,
     virtual_capacity_problems,
@@ -36,9 +36,7 @@ from extender.model.keys import GATE
 from extender.model.objects import PodFacts
 from extender.model.policy import SpillPolicy, WorkloadPolicy, workload_policy
 from extender.model.snapshot import ClusterSnapshot, NodeKind, PoolView
-from scoring.combine import Weights, combined_scores
-from scoring.cost import GIB, virtual_cost_per_hour, vm_cost_per_hour
-from scoring.latency import missing_image_bytes, start_seconds
+from scoring.cost import GIB
 
 
 class FilterOutcome(StrEnum):
@@ -87,15 +85,6 @@ class FilterDecision:
     fitting_pools: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class ScoreDecision:
-    scores: tuple[tuple[str, int], ...]
-    cost_per_hour: tuple[float, ...]
-    start_seconds: tuple[float, ...]
-    policy: WorkloadPolicy
-    unknown_nodes: tuple[str, ...] = field(default=())
-
-
 def _problems_suffix(policy: WorkloadPolicy) -> str:
     if not policy.problems:
         return ""
@@ -138,24 +127,232 @@ def _scale_up_summary(pools: Sequence[PoolView]) -> str:
     return "; ".join([", ".join(states), *failures])
 
 
+@dataclass(frozen=True)
+class _Request:
+    """One filter request as the steps read it: the pod, its policy and its candidates sorted by kind. The facts
+    only some steps need (the virtual node's price, the pools that could host the pod) are computed once, on
+    first use."""
+
+    pod: PodFacts
+    snapshot: ClusterSnapshot
+    config: TideoverConfig
+    policy: WorkloadPolicy
+    recent_spills: RecentSpills
+    everything: tuple[str, ...]
+    virtual: tuple[str, ...]
+    other: tuple[str, ...]
+    unknown_nodes: tuple[str, ...]
+
+    @property
+    def suffix(self) -> str:
+        return _problems_suffix(self.policy)
+
+    @cached_property
+    def cost(self) -> float:
+        """USD per hour the pod would cost on the virtual node."""
+        return self.config.virtual_nodes.pricing.pod_cost_per_hour(self.pod.cpu, self.pod.memory)
+
+    @cached_property
+    def pool_fits(self) -> tuple[tuple[PoolView, ...], dict[str, list[str]]]:
+        """The pools whose new nodes could host the pod, and why each other pool's could not."""
+        fitting: list[PoolView] = []
+        misfits: dict[str, list[str]] = {}
+        for pool in self.snapshot.pools.values():
+            problems = pool_fit_problems(self.pod, pool)
+            if problems:
+                misfits[pool.name] = problems
+            else:
+                fitting.append(pool)
+        return tuple(fitting), misfits
+
+    @property
+    def fitting_names(self) -> tuple[str, ...]:
+        return tuple(pool.name for pool in self.pool_fits[0])
+
+    @cached_property
+    def pending(self) -> tuple[PoolView, ...]:
+        """The fitting pools with capacity pending."""
+        return tuple(pool for pool in self.pool_fits[0] if pool.capacity.pending)
+
+    @property
+    def eta(self) -> float | None:
+        etas = [pool.capacity.eta_seconds for pool in self.pending if pool.capacity.eta_seconds is not None]
+        return min(etas) if etas else None
+
+    def keep(self, outcome: FilterOutcome, reason: str, **extra: Any) -> FilterDecision:
+        """Every candidate stays (the virtual nodes too, when there are any)."""
+        return FilterDecision(
+            outcome, self.everything, {}, {}, reason + self.suffix, self.policy, self.unknown_nodes, **extra
+        )
+
+    def withhold(self, outcome: FilterOutcome, reason: str, **extra: Any) -> FilterDecision:
+        """The virtual nodes go, as FailedAndUnresolvable with the reason; the other candidates stay."""
+        text = f"virtual node withheld: {reason}{self.suffix}"
+        return FilterDecision(
+            outcome, self.other, {}, dict.fromkeys(self.virtual, text), text, self.policy, self.unknown_nodes, **extra
+        )
+
+    def capped(self, waiting: str = "", **extra: Any) -> FilterDecision | None:
+        """The virtual nodes withheld by the first capacity cap the spill would pass (subnet, workload, namespace
+        spend), or None when it passes none."""
+        problems = virtual_capacity_problems(
+            self.pod, self.snapshot, self.config, self.policy, self.cost, self.recent_spills
+        )
+        if not problems:
+            return None
+        reason = "; ".join(problem.reason for problem in problems) + waiting
+        return self.withhold(CAPACITY_OUTCOMES[problems[0].guard], reason, virtual_cost_per_hour=self.cost, **extra)
+
+
+def _sort_candidates(
+    candidates: tuple[str, ...], snapshot: ClusterSnapshot, request_kinds: Mapping[str, NodeKind] | None
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(virtual, other, unknown) candidates. A node the view has not seen yet is almost always a VM that just
+    registered (virtual nodes are few and long-lived), so it counts as a node the pod fits on now."""
+    virtual: list[str] = []
+    other: list[str] = []
+    unknown: list[str] = []
+    for name in candidates:
+        kind = request_kinds.get(name) if request_kinds is not None else None
+        if kind is None:
+            info = snapshot.nodes.get(name)
+            if info is None:
+                unknown.append(name)
+            else:
+                kind = info.kind
+        (virtual if kind is NodeKind.VIRTUAL else other).append(name)
+    return tuple(virtual), tuple(other), tuple(unknown)
+
+
+# --- the steps, in order: each decides, or passes (None) to the next ------------------------------------------------
+
+
+def _no_virtual_candidate(r: _Request) -> FilterDecision | None:
+    if r.virtual:
+        return None
+    return r.keep(FilterOutcome.NO_VIRTUAL_CANDIDATE, "no virtual node among the candidates")
+
+
+def _vm_fits(r: _Request) -> FilterDecision | None:
+    if not r.other:
+        return None
+    sample = ", ".join(r.other[:3]) + (f" and {len(r.other) - 3} more" if len(r.other) > 3 else "")
+    return r.withhold(FilterOutcome.VM_FITS, f"the pod fits on VM node(s) now ({sample})")
+
+
+def _spill_never(r: _Request) -> FilterDecision | None:
+    if r.policy.spill is not SpillPolicy.NEVER:
+        return None
+    return r.withhold(FilterOutcome.WITHHELD_SPILL_NEVER, "the pod's annotation tideover.io/spill is never")
+
+
+def _incompatible(r: _Request) -> FilterDecision | None:
+    profile_name, profile = r.config.virtual_nodes.provider_profile()
+    problems = incompatibilities(r.pod, profile, profile_name)
+    if not problems:
+        return None
+    return r.withhold(FilterOutcome.WITHHELD_INCOMPATIBLE, incompatibility_reason(problems, profile, profile_name))
+
+
+def _when_full(r: _Request) -> FilterDecision | None:
+    if r.policy.spill is not SpillPolicy.WHEN_FULL:
+        return None
+    return r.capped() or r.keep(
+        FilterOutcome.SPILL_WHEN_FULL,
+        "spilling to the virtual node: no VM node fits and tideover.io/spill is when-full "
+        f"(est. ${r.cost:.4f}/h on the virtual node)",
+        virtual_cost_per_hour=r.cost,
+    )
+
+
+def _no_pool_fits(r: _Request) -> FilterDecision | None:
+    fitting, misfits = r.pool_fits
+    if fitting:
+        return None
+    if not r.snapshot.pools:
+        detail = "no VM pool is known (no node carries the pool label and none is configured)"
+    else:
+        detail = "no VM pool's new nodes could host the pod (" + "; ".join(
+            f"{name}: {', '.join(problems)}" for name, problems in sorted(misfits.items())
+        ) + ")"
+    return r.withhold(
+        FilterOutcome.WITHHELD_NO_POOL_FITS,
+        f"{detail}; set tideover.io/spill: when-full to let it run on the virtual node",
+    )
+
+
+def _no_scale_up(r: _Request) -> FilterDecision | None:
+    if r.pending:
+        return None
+    return r.withhold(
+        FilterOutcome.WITHHELD_NO_SCALE_UP,
+        f"no VMSS scale-up in progress for pools [{', '.join(r.fitting_names)}] "
+        f"(autoscaler: {_scale_up_summary(r.pool_fits[0])})",
+        fitting_pools=r.fitting_names,
+    )
+
+
+def _within_wait_budget(r: _Request) -> FilterDecision | None:
+    budget = wait_budget_seconds(r.policy, r.config)
+    eta = r.eta
+    if eta is None or eta > budget:
+        return None
+    pending_names = tuple(pool.name for pool in r.pending)
+    return r.withhold(
+        FilterOutcome.WITHHELD_WITHIN_WAIT_BUDGET,
+        f"pool {pending_names[0]} is scaling up and expected Ready in ~{eta:.0f}s, within the pod's "
+        f"wait budget of {budget:.0f}s (priority {r.policy.priority.value})",
+        pending_pools=pending_names, eta_seconds=eta, fitting_pools=r.fitting_names,
+    )
+
+
+def _capacity_pending(r: _Request) -> FilterDecision:
+    pending_names = tuple(pool.name for pool in r.pending)
+    eta = r.eta
+    eta_text = f"VM expected in ~{eta:.0f}s" if eta is not None else "VM ETA unknown"
+    facts: dict[str, Any] = {"pending_pools": pending_names, "eta_seconds": eta, "fitting_pools": r.fitting_names}
+    capped = r.capped(f"; the pod waits for pool(s) {', '.join(pending_names)} ({eta_text})", **facts)
+    if capped is not None:
+        return capped
+    evidence = "; ".join(r.pending[0].capacity.evidence[:2])
+    return r.keep(
+        FilterOutcome.SPILL_CAPACITY_PENDING,
+        f"spilling to the virtual node while pool(s) {', '.join(pending_names)} scale up ({evidence}); "
+        f"{eta_text}; est. ${r.cost:.4f}/h on the virtual node",
+        virtual_cost_per_hour=r.cost, **facts,
+    )
+
+
+# Once a virtual node is a candidate: the bridge rule (a VM fits now), the guards that hold whatever the policy, the
+# when-full policy, then while-pending's questions about the pools. The last step always decides.
+FILTER_STEPS: tuple[Callable[[_Request], FilterDecision | None], ...] = (
+    _no_virtual_candidate,
+    _vm_fits,
+    _spill_never,
+    _incompatible,
+    _when_full,
+    _no_pool_fits,
+    _no_scale_up,
+    _within_wait_budget,
+)
+
+
 def decide_filter(
     pod: PodFacts,
     candidates: Sequence[str],
     snapshot: ClusterSnapshot,
     config: TideoverConfig,
     request_kinds: Mapping[str, NodeKind] | None = None,
-    in_flight: InFlight = NO_IN_FLIGHT,
+    recent_spills: RecentSpills = NO_RECENT_SPILLS,
 ) -> FilterDecision:
     """Which of ``candidates`` (the nodes that passed kube-scheduler's own filters) may host ``pod``.
 
     ``request_kinds`` classifies nodes the request carried in full (nodeCacheCapable: false), so a node
-    the cluster view has not seen yet is still understood. ``in_flight``: spills allowed that the snapshot
+    the cluster view has not seen yet is still understood. ``recent_spills``: spills allowed that the snapshot
     does not show yet (:class:`~extender.decide.guards.SpillLedger`), counted by the capacity guards.
     """
     policy = workload_policy(pod.annotations)
-    suffix = _problems_suffix(policy)
     everything = tuple(candidates)
-
     if not snapshot.synced:
         return FilterDecision(
             FilterOutcome.NOT_SYNCED, (), {}, {}, "tideover's cluster view has not synced yet", policy
@@ -164,132 +361,14 @@ def decide_filter(
     if request_kinds is None and not _tolerates_some_virtual_node(pod, snapshot):
         return FilterDecision(
             FilterOutcome.DOES_NOT_TOLERATE_VIRTUAL, everything, {}, {},
-            "pod does not tolerate the virtual node's taint" + suffix, policy,
+            "pod does not tolerate the virtual node's taint" + _problems_suffix(policy), policy,
         )
-
-    virtual: list[str] = []
-    other: list[str] = []
-    unknown: list[str] = []
-    nodes = snapshot.nodes
-    for name in everything:
-        kind = request_kinds.get(name) if request_kinds is not None else None
-        if kind is None:
-            info = nodes.get(name)
-            if info is None:
-                # Not seen yet: almost always a VM that just registered (virtual nodes are few and
-                # long-lived), so it counts as a node the pod fits on now.
-                unknown.append(name)
-            else:
-                kind = info.kind
-        if kind is NodeKind.VIRTUAL:
-            virtual.append(name)
-        else:
-            other.append(name)
-    unknown_nodes = tuple(unknown)
-
-    if not virtual:
-        return FilterDecision(
-            FilterOutcome.NO_VIRTUAL_CANDIDATE, everything, {}, {}, "no virtual node among the candidates" + suffix,
-            policy, unknown_nodes,
-        )
-
-    def withhold(outcome: FilterOutcome, reason: str, **extra: object) -> FilterDecision:
-        text = f"virtual node withheld: {reason}{suffix}"
-        return FilterDecision(
-            outcome, tuple(other), {}, dict.fromkeys(virtual, text), text, policy, unknown_nodes, **extra  # type: ignore[arg-type]
-        )
-
-    if other:
-        sample = ", ".join(other[:3]) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
-        return withhold(FilterOutcome.VM_FITS, f"the pod fits on VM node(s) now ({sample})")
-
-    cost = virtual_cost_per_hour(
-        pod.cpu, pod.memory,
-        vcpu_price_per_second=config.virtual_nodes.pricing.vcpu_per_second,
-        gib_price_per_second=config.virtual_nodes.pricing.gib_per_second,
-        min_cpu=config.virtual_nodes.pricing.min_cpu,
-        min_memory=config.virtual_nodes.pricing.min_memory_gib * GIB,
-    )
-    if policy.spill is SpillPolicy.NEVER:
-        return withhold(FilterOutcome.WITHHELD_SPILL_NEVER, "the pod's annotation tideover.io/spill is never")
-    profile_name, profile = config.virtual_nodes.provider_profile()
-    incompatible = incompatibilities(pod, profile, profile_name)
-    if incompatible:
-        return withhold(
-            FilterOutcome.WITHHELD_INCOMPATIBLE, incompatibility_reason(incompatible, profile, profile_name)
-        )
-
-    def capped(waiting: str = "", **extra: object) -> FilterDecision | None:
-        problems = virtual_capacity_problems(pod, snapshot, config, policy, cost, in_flight)
-        if not problems:
-            return None
-        reason = "; ".join(problem.reason for problem in problems) + waiting
-        return withhold(CAPACITY_OUTCOMES[problems[0].guard], reason, virtual_cost_per_hour=cost, **extra)
-
-    if policy.spill is SpillPolicy.WHEN_FULL:
-        if (capped_decision := capped()) is not None:
-            return capped_decision
-        return FilterDecision(
-            FilterOutcome.SPILL_WHEN_FULL, everything, {}, {},
-            f"spilling to the virtual node: no VM node fits and tideover.io/spill is when-full "
-            f"(est. ${cost:.4f}/h on the virtual node){suffix}",
-            policy, unknown_nodes, virtual_cost_per_hour=cost,
-        )
-
-    pools = list(snapshot.pools.values())
-    misfits: dict[str, list[str]] = {}
-    fitting: list[PoolView] = []
-    for pool in pools:
-        problems = pool_fit_problems(pod, pool)
-        if problems:
-            misfits[pool.name] = problems
-        else:
-            fitting.append(pool)
-    if not fitting:
-        if not pools:
-            detail = "no VM pool is known (no node carries the pool label and none is configured)"
-        else:
-            detail = "no VM pool's new nodes could host the pod (" + "; ".join(
-                f"{name}: {', '.join(problems)}" for name, problems in sorted(misfits.items())
-            ) + ")"
-        return withhold(
-            FilterOutcome.WITHHELD_NO_POOL_FITS,
-            f"{detail}; set tideover.io/spill: when-full to let it run on the virtual node",
-        )
-    pending = [p for p in fitting if p.capacity.pending]
-    fitting_names = tuple(p.name for p in fitting)
-    names = "[" + ", ".join(fitting_names) + "]"
-    if not pending:
-        return withhold(
-            FilterOutcome.WITHHELD_NO_SCALE_UP,
-            f"no VMSS scale-up in progress for pools {names} (autoscaler: {_scale_up_summary(fitting)})",
-            fitting_pools=fitting_names,
-        )
-    etas = [p.capacity.eta_seconds for p in pending if p.capacity.eta_seconds is not None]
-    eta = min(etas) if etas else None
-    pending_names = tuple(p.name for p in pending)
-    budget = wait_budget_seconds(policy, config)
-    if eta is not None and eta <= budget:
-        return withhold(
-            FilterOutcome.WITHHELD_WITHIN_WAIT_BUDGET,
-            f"pool {pending_names[0]} is scaling up and expected Ready in ~{eta:.0f}s, within the pod's "
-            f"wait budget of {budget:.0f}s (priority {policy.priority.value})",
-            pending_pools=pending_names, eta_seconds=eta, fitting_pools=fitting_names,
-        )
-    evidence = "; ".join(pending[0].capacity.evidence[:2])
-    eta_text = f"VM expected in ~{eta:.0f}s" if eta is not None else "VM ETA unknown"
-    capped_decision = capped(
-        f"; the pod waits for pool(s) {', '.join(pending_names)} ({eta_text})",
-        pending_pools=pending_names, eta_seconds=eta, fitting_pools=fitting_names,
-    )
-    if capped_decision is not None:
-        return capped_decision
-    return FilterDecision(
-        FilterOutcome.SPILL_CAPACITY_PENDING, everything, {}, {},
-        f"spilling to the virtual node while pool(s) {', '.join(pending_names)} scale up ({evidence}); "
-        f"{eta_text}; est. ${cost:.4f}/h on the virtual node{suffix}",
-        policy, unknown_nodes, pending_names, eta, cost, fitting_names,
-    )
+    request = _Request(pod, snapshot, config, policy, recent_spills, everything,
+                       *_sort_candidates(everything, snapshot, request_kinds))
+    for step in FILTER_STEPS:
+        if (decision := step(request)) is not None:
+            return decision
+    return _capacity_pending(request)
 
 
 # Filter outcomes under which a pod that tolerates the virtual node waits because of tideover: the gate is closed
@@ -359,75 +438,3 @@ def pending_reason(pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverCon
         )
     key = f"{decision.outcome.value}|{','.join(pools)}|{'gated' if gated else 'open'}"
     return PendingReason(decision.outcome, message, key)
-
-
-def decide_scores(
-    pod: PodFacts,
-    candidates: Sequence[str],
-    snapshot: ClusterSnapshot,
-    config: TideoverConfig,
-) -> ScoreDecision:
-    """Scores 0..10 per candidate from the cost and latency models. Unknown nodes score 0."""
-    policy = workload_policy(pod.annotations)
-    names = list(candidates)
-    count = len(names)
-    if count == 0:
-        return ScoreDecision((), (), (), policy)
-    index = snapshot.index
-    positions = np.fromiter((index.get(name, -1) for name in names), dtype=np.int64, count=count)
-    known = positions >= 0
-    safe = np.where(known, positions, 0)
-    if len(index) == 0:
-        return ScoreDecision(tuple((n, 0) for n in names), (0.0,) * count, (0.0,) * count, policy, tuple(names))
-    is_virtual = snapshot.is_virtual[safe] & known
-
-    pricing = config.virtual_nodes.pricing
-    cost = vm_cost_per_hour(
-        pod.cpu, pod.memory,
-        snapshot.allocatable_cpu[safe], snapshot.allocatable_memory[safe], snapshot.price_per_hour[safe],
-    )
-    if is_virtual.any():
-        virtual_cost = virtual_cost_per_hour(
-            pod.cpu, pod.memory, vcpu_price_per_second=pricing.vcpu_per_second,
-            gib_price_per_second=pricing.gib_per_second, min_cpu=pricing.min_cpu,
-            min_memory=pricing.min_memory_gib * GIB,
-        )
-        cost = np.where(is_virtual, virtual_cost, cost)
-
-    # Only images some node has need a column: one no node has is pulled everywhere, so it adds the same bytes to
-    # every candidate. The work is then (candidates x images the cluster has), not x every image the pod names.
-    held = [image for image in pod.images if image in snapshot.image_presence]
-    pulled_everywhere = sum(
-        snapshot.image_sizes.get(image, config.images.default_size_bytes)
-        for image in pod.images if image not in snapshot.image_presence
-    )
-    sizes = np.array(
-        [snapshot.image_sizes.get(image, config.images.default_size_bytes) for image in held], dtype=np.float64
-    )
-    present = np.zeros((count, len(held)), dtype=np.bool_)
-    for column, image in enumerate(held):
-        present[:, column] = snapshot.image_presence[image][safe] & known
-    present &= ~is_virtual[:, None]  # ACI pulls every image at each start
-    missing = missing_image_bytes(sizes, present) + pulled_everywhere
-    base = np.where(is_virtual, config.virtual_nodes.cold_start_seconds, config.vm_pools.pod_start_seconds)
-    bandwidth = np.where(
-        is_virtual, config.virtual_nodes.pull_bytes_per_second, config.vm_pools.pull_bytes_per_second
-    )
-    latency = start_seconds(base, missing, bandwidth)
-    # Unknown nodes must not set the "best" value the others are measured against.
-    cost = np.where(known, cost, np.inf)
-    latency = np.where(known, latency, np.inf)
-
-    weights_policy = config.priorities.for_priority(policy.priority)
-    scores = combined_scores(
-        cost, latency, Weights(cost=weights_policy.cost_weight, latency=weights_policy.latency_weight)
-    )
-    scores = np.where(known, scores, 0)
-    unknown = tuple(name for name, ok in zip(names, known.tolist(), strict=True) if not ok)
-    return ScoreDecision(
-        scores=tuple(zip(names, scores.tolist(), strict=True)),
-        cost_per_hour=tuple(cost.tolist()),
-        start_seconds=tuple(latency.tolist()),
-        policy=policy,
-        unknown_nodes=unknown,
-    )

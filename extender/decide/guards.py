@@ -17,7 +17,7 @@ old and the new ReplicaSet are capped separately. A pod without an owner is a wo
 kube-scheduler binds a pod asynchronously, and the snapshot shows the binding a little later (watch latency
 plus the cluster view's coalescing). Within that window a burst of one workload would see the same count
 and spill past its cap, so the capacity checks also count the spills tideover allowed that the snapshot does
-not show yet (:class:`InFlight`, kept by a :class:`SpillLedger`).
+not show yet (:class:`RecentSpills`, kept by a :class:`SpillLedger`).
 """
 
 from __future__ import annotations
@@ -300,15 +300,15 @@ class CapacityProblem:
 
 
 @dataclass(frozen=True, slots=True)
-class InFlight:
+class RecentSpills:
     """Spills tideover allowed whose pods the snapshot does not show on a virtual node yet."""
 
     pods: int = 0
-    by_owner: Mapping[str, int] = field(default_factory=dict)  # owner uid -> spills in flight
+    by_owner: Mapping[str, int] = field(default_factory=dict)  # owner uid -> recent spills
     spend_by_namespace: Mapping[str, float] = field(default_factory=dict)  # USD per hour
 
 
-NO_IN_FLIGHT = InFlight()
+NO_RECENT_SPILLS = RecentSpills()
 
 
 def subnet_problem(on_virtual: int, subnet: VirtualSubnet) -> str | None:
@@ -386,14 +386,14 @@ def virtual_capacity_problems(
     config: TideoverConfig,
     policy: WorkloadPolicy,
     cost_per_hour: float,
-    in_flight: InFlight = NO_IN_FLIGHT,
+    recent_spills: RecentSpills = NO_RECENT_SPILLS,
 ) -> list[CapacityProblem]:
     """Every capacity guard that stops ``pod`` from spilling now (empty: it may spill), subnet first.
 
-    Counts the active pods on virtual nodes in ``snapshot`` plus the spills ``in_flight``.
+    Counts the active pods on virtual nodes in ``snapshot`` plus the recent spills (``recent_spills``).
     """
     problems: list[CapacityProblem] = []
-    subnet = subnet_problem(snapshot.virtual_pod_count + in_flight.pods, config.virtual_nodes.subnet)
+    subnet = subnet_problem(snapshot.virtual_pod_count + recent_spills.pods, config.virtual_nodes.subnet)
     if subnet is not None:
         problems.append(CapacityProblem(CapacityGuard.SUBNET, subnet))
 
@@ -401,7 +401,7 @@ def virtual_capacity_problems(
         if pod.owner_uid:
             owned = snapshot.owned_pods.get(pod.owner_uid, frozenset())
             owner_pods = len(owned) + (0 if pod.uid and pod.uid in owned else 1)
-            on_virtual = snapshot.virtual_pods_by_owner.get(pod.owner_uid, 0) + in_flight.by_owner.get(
+            on_virtual = snapshot.virtual_pods_by_owner.get(pod.owner_uid, 0) + recent_spills.by_owner.get(
                 pod.owner_uid, 0
             )
         else:
@@ -410,7 +410,7 @@ def virtual_capacity_problems(
         if workload is not None:
             problems.append(CapacityProblem(CapacityGuard.WORKLOAD, workload))
 
-    current = snapshot.virtual_spend_by_namespace.get(pod.namespace, 0.0) + in_flight.spend_by_namespace.get(
+    current = snapshot.virtual_spend_by_namespace.get(pod.namespace, 0.0) + recent_spills.spend_by_namespace.get(
         pod.namespace, 0.0
     )
     spend = namespace_spend_problem(pod.namespace, current, cost_per_hour, config)
@@ -419,7 +419,7 @@ def virtual_capacity_problems(
     return problems
 
 
-# -- spills in flight ------------------------------------------------------------------------------------
+# -- recent spills ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,20 +506,20 @@ class SpillLedger:
                     self._by_owner[spill.owner_uid] = self._by_owner.get(spill.owner_uid, 0) + 1
                 self._spend[spill.namespace] = self._spend.get(spill.namespace, 0.0) + spill.cost_per_hour
 
-    def view(self, snapshot: ClusterSnapshot, exclude_uid: str | None = None) -> InFlight:
+    def view(self, snapshot: ClusterSnapshot, exclude_uid: str | None = None) -> RecentSpills:
         """The spills the snapshot does not show yet, except ``exclude_uid`` (the pod being filtered)."""
         if not self._spills:
-            return NO_IN_FLIGHT
+            return NO_RECENT_SPILLS
         with self._lock:
             self._expire(self._clock())
             self._forget_shown(snapshot.virtual_pod_uids)
             if not self._spills:
-                return NO_IN_FLIGHT
+                return NO_RECENT_SPILLS
             excluded = self._spills.get(exclude_uid) if exclude_uid else None
             by_owner, spend = MappingProxyType(self._by_owner), MappingProxyType(self._spend)
             if excluded is None:
-                return InFlight(len(self._spills), by_owner, spend)
-            return InFlight(
+                return RecentSpills(len(self._spills), by_owner, spend)
+            return RecentSpills(
                 len(self._spills) - 1,
                 _Without(by_owner, excluded.owner_uid, 1),
                 _Without(spend, excluded.namespace, excluded.cost_per_hour),

@@ -21,8 +21,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect
 
-from extender.decide.filter import FilterDecision, FilterOutcome, decide_filter, decide_scores
+from extender.decide.filter import FilterDecision, FilterOutcome, decide_filter
 from extender.decide.guards import SpillLedger
+from extender.decide.prioritize import decide_scores
 from extender.edge.wire import (
     ExtenderArgs,
     WireError,
@@ -101,8 +102,8 @@ class ExtenderService:
                 for node in parsed.nodes
             }
         with self._decide:
-            in_flight = self.spills.view(snap, exclude_uid=parsed.pod.uid)
-            decision = decide_filter(parsed.pod, parsed.node_names, snap, self.config, kinds, in_flight)
+            recent_spills = self.spills.view(snap, exclude_uid=parsed.pod.uid)
+            decision = decide_filter(parsed.pod, parsed.node_names, snap, self.config, kinds, recent_spills)
             if decision.outcome is not FilterOutcome.NOT_SYNCED:
                 self.spills.settle(parsed.pod, decision.outcome.spilled, decision.virtual_cost_per_hour)
         self.metrics.decisions.labels("filter", decision.outcome.value).inc()

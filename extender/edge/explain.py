@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
-from extender.decide.filter import FilterDecision, ScoreDecision, decide_filter, decide_scores
+from extender.decide.filter import FilterDecision, decide_filter
 from extender.decide.matching import describe_taint, required_node_affinity_mismatch, untolerated_taint
+from extender.decide.prioritize import ScoreDecision, decide_scores
 from extender.model.config import TideoverConfig, UniqueKeyLoader, yaml_problem
 from extender.model.objects import ObjectError, PodFacts, config_map_facts, node_facts, pod_facts
 from extender.model.snapshot import ClusterSnapshot, build_snapshot, pod_placement, read_autoscaler_config_map

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from extender.decide.filter import FilterDecision, ScoreDecision
+from extender.decide.filter import FilterDecision
+from extender.decide.prioritize import ScoreDecision
 from extender.model.objects import Json, ObjectError, PodFacts, pod_facts
 
 

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from extender.model.policy import Priority
+from scoring.cost import GIB, virtual_cost_per_hour
 
 API_VERSION: Final = "tideover.io/v1alpha1"
 KIND: Final = "TideoverConfiguration"
@@ -84,6 +85,13 @@ class VirtualNodePricing(_Model):
     # a pod without requests still pays for it (cores / GiB).
     min_cpu: NonNegativeFloat = 1.0
     min_memory_gib: NonNegativeFloat = 1.5
+
+    def pod_cost_per_hour(self, cpu: float, memory: float) -> float:
+        """USD per hour for a pod requesting ``cpu`` cores and ``memory`` bytes on the virtual node."""
+        return virtual_cost_per_hour(
+            cpu, memory, vcpu_price_per_second=self.vcpu_per_second, gib_price_per_second=self.gib_per_second,
+            min_cpu=self.min_cpu, min_memory=self.min_memory_gib * GIB,
+        )
 
 
 # Volume sources (the key of an entry in pod.spec.volumes) the ACI provider mounts: virtual-kubelet/azure-aci's
@@ -293,17 +301,19 @@ class VmPools(_Model):
             raise ValueError(f"pool names must be unique; repeated: {', '.join(duplicates)}")
         return pools
 
+    def configured(self, name: str | None) -> VmPool | None:
+        """The pool's entry in ``pools``, or None for a pool known only from its nodes' label."""
+        return next((pool for pool in self.pools if pool.name == name), None) if name is not None else None
+
     def pool(self, name: str) -> VmPool:
-        for pool in self.pools:
-            if pool.name == name:
-                return pool
-        return VmPool(name=name)
+        """The pool's settings: its entry, or the defaults for a pool not listed."""
+        return self.configured(name) or VmPool(name=name)
 
     def price_per_hour(self, pool_name: str | None) -> float:
-        if pool_name is not None:
-            for pool in self.pools:
-                if pool.name == pool_name and pool.price_per_hour is not None:
-                    return pool.price_per_hour
+        """USD per hour for one node of the pool."""
+        configured = self.configured(pool_name)
+        if configured is not None and configured.price_per_hour is not None:
+            return configured.price_per_hour
         return self.default_price_per_hour
 
 

@@ -48,7 +48,6 @@ from extender.model.objects import (
     pod_owner,
     pod_requests,
 )
-from scoring.cost import GIB, virtual_cost_per_hour
 
 
 class NodeKind(StrEnum):
@@ -282,7 +281,7 @@ _AKS_VMSS_GROUP = "aks-{pool}-"
 def resolve_node_group(pool: str, config: TideoverConfig, status: AutoscalerStatus | None) -> str:
     """The autoscaler node group of a pool: configured, else a group of that name, else AKS's VMSS naming
     (``aks-<pool>-<digits>-vmss``), else the pool name."""
-    configured = next((p for p in config.vm_pools.pools if p.name == pool), None)
+    configured = config.vm_pools.configured(pool)
     if configured is not None and configured.node_group:
         return configured.node_group
     if status is not None and pool not in status.node_groups:
@@ -296,7 +295,7 @@ def resolve_node_group(pool: str, config: TideoverConfig, status: AutoscalerStat
 def _template(
     pool: str, config: TideoverConfig, pool_nodes: list[NodeFacts]
 ) -> tuple[Mapping[str, str], tuple[Json, ...], str]:
-    configured = next((p for p in config.vm_pools.pools if p.name == pool), None)
+    configured = config.vm_pools.configured(pool)
     if configured is not None and configured.template is not None:
         labels = dict(configured.template.labels)
         labels.setdefault(config.vm_pools.pool_label, pool)
@@ -468,11 +467,7 @@ def build_snapshot(
             virtual_uids.add(pod.uid)
             if pod.owner_uid:
                 virtual_by_owner[pod.owner_uid] = virtual_by_owner.get(pod.owner_uid, 0) + 1
-            spend[pod.namespace] = spend.get(pod.namespace, 0.0) + virtual_cost_per_hour(
-                pod.cpu, pod.memory,
-                vcpu_price_per_second=pricing.vcpu_per_second, gib_price_per_second=pricing.gib_per_second,
-                min_cpu=pricing.min_cpu, min_memory=pricing.min_memory_gib * GIB,
-            )
+            spend[pod.namespace] = spend.get(pod.namespace, 0.0) + pricing.pod_cost_per_hour(pod.cpu, pod.memory)
 
     return ClusterSnapshot(
         built_at=now,

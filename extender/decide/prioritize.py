@@ -1,0 +1,103 @@
+"""Prioritize: scores 0..10 per candidate from the cost and start-latency models of :mod:`scoring`, weighted by the
+pod's priority class. A pure function of (pod, candidates, snapshot, config); unknown nodes score 0."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from extender.model.config import TideoverConfig
+from extender.model.objects import PodFacts
+from extender.model.policy import WorkloadPolicy, workload_policy
+from extender.model.snapshot import ClusterSnapshot
+from scoring.combine import Weights, combined_scores
+from scoring.cost import vm_cost_per_hour
+from scoring.latency import missing_image_bytes, start_seconds
+
+Floats = NDArray[np.float64]
+Bools = NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreDecision:
+    scores: tuple[tuple[str, int], ...]
+    cost_per_hour: tuple[float, ...]
+    start_seconds: tuple[float, ...]
+    policy: WorkloadPolicy
+    unknown_nodes: tuple[str, ...] = field(default=())
+
+
+def _cost_per_hour(pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverConfig, safe: NDArray[np.int64],
+                   is_virtual: Bools) -> Floats:
+    """USD per hour the pod would cost on each candidate: its share of a VM's price, or the virtual node's price."""
+    cost = vm_cost_per_hour(
+        pod.cpu, pod.memory,
+        snapshot.allocatable_cpu[safe], snapshot.allocatable_memory[safe], snapshot.price_per_hour[safe],
+    )
+    if is_virtual.any():
+        cost = np.where(is_virtual, config.virtual_nodes.pricing.pod_cost_per_hour(pod.cpu, pod.memory), cost)
+    return cost
+
+
+def _start_seconds(pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverConfig, safe: NDArray[np.int64],
+                   known: Bools, is_virtual: Bools) -> Floats:
+    """Seconds until the pod would run on each candidate: the start-up time plus pulling the images it lacks."""
+    default_size = config.images.default_size_bytes
+    # Only images some node has need a column: one no node has is pulled everywhere, so it adds the same bytes to
+    # every candidate. The work is then (candidates x images the cluster has), not x every image the pod names.
+    held = [image for image in pod.images if image in snapshot.image_presence]
+    pulled_everywhere = sum(
+        snapshot.image_sizes.get(image, default_size) for image in pod.images if image not in snapshot.image_presence
+    )
+    sizes = np.array([snapshot.image_sizes.get(image, default_size) for image in held], dtype=np.float64)
+    present = np.zeros((len(safe), len(held)), dtype=np.bool_)
+    for column, image in enumerate(held):
+        present[:, column] = snapshot.image_presence[image][safe] & known
+    present &= ~is_virtual[:, None]  # ACI pulls every image at each start
+    missing = missing_image_bytes(sizes, present) + pulled_everywhere
+    base = np.where(is_virtual, config.virtual_nodes.cold_start_seconds, config.vm_pools.pod_start_seconds)
+    bandwidth = np.where(
+        is_virtual, config.virtual_nodes.pull_bytes_per_second, config.vm_pools.pull_bytes_per_second
+    )
+    return start_seconds(base, missing, bandwidth)
+
+
+def decide_scores(
+    pod: PodFacts,
+    candidates: Sequence[str],
+    snapshot: ClusterSnapshot,
+    config: TideoverConfig,
+) -> ScoreDecision:
+    """Scores 0..10 per candidate from the cost and latency models. Unknown nodes score 0."""
+    policy = workload_policy(pod.annotations)
+    names = list(candidates)
+    count = len(names)
+    if count == 0:
+        return ScoreDecision((), (), (), policy)
+    index = snapshot.index
+    if len(index) == 0:
+        return ScoreDecision(tuple((n, 0) for n in names), (0.0,) * count, (0.0,) * count, policy, tuple(names))
+    positions = np.fromiter((index.get(name, -1) for name in names), dtype=np.int64, count=count)
+    known = positions >= 0
+    safe = np.where(known, positions, 0)
+    is_virtual = snapshot.is_virtual[safe] & known
+    # Unknown nodes must not set the "best" value the others are measured against.
+    cost = np.where(known, _cost_per_hour(pod, snapshot, config, safe, is_virtual), np.inf)
+    latency = np.where(known, _start_seconds(pod, snapshot, config, safe, known, is_virtual), np.inf)
+
+    weights_policy = config.priorities.for_priority(policy.priority)
+    scores = combined_scores(
+        cost, latency, Weights(cost=weights_policy.cost_weight, latency=weights_policy.latency_weight)
+    )
+    scores = np.where(known, scores, 0)
+    unknown = tuple(name for name, ok in zip(names, known.tolist(), strict=True) if not ok)
+    return ScoreDecision(
+        scores=tuple(zip(names, scores.tolist(), strict=True)),
+        cost_per_hour=tuple(cost.tolist()),
+        start_seconds=tuple(latency.tolist()),
+        policy=policy,
+        unknown_nodes=unknown,
+    )
