@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from extender.edge.app import ExtenderService, create_app
-from extender.model.autoscaler_status import parse_autoscaler_status
+from extender.model.autoscaler_status import AutoscalerStatusRead, parse_autoscaler_status
 from extender.model.config import TideoverConfig, parse_config
 from extender.model.objects import node_facts
 from extender.model.snapshot import ClusterSnapshot, PodPlacement, build_snapshot, empty_snapshot, pod_placement
@@ -766,8 +766,6 @@ def _unsynced_with_nodes(config: TideoverConfig) -> ClusterSnapshot:
     return build_snapshot(
         config=config,
         nodes=[node_facts(n) for n in default_nodes()],
-        autoscaler_status=None,
-        autoscaler_status_updated_at=None,
         now=NOW,
         synced=False,
     )
@@ -1083,8 +1081,8 @@ def test_a_workload_capped_at_25_percent_spills_a_quarter_of_its_pods_through_ht
 
     def current() -> ClusterSnapshot:
         return build_snapshot(
-            config=config, nodes=nodes, pods=list(placements.values()), autoscaler_status=status,
-            autoscaler_status_updated_at=NOW, now=NOW,
+            config=config, nodes=nodes, pods=list(placements.values()),
+            autoscaler=AutoscalerStatusRead(status, NOW), now=NOW,
         )
 
     metrics = Metrics()

@@ -11,15 +11,22 @@ from typing import Any
 
 import pytest
 
-from extender.model.autoscaler_status import AutoscalerStatus, NodeGroupStatus, parse_autoscaler_status
+from extender.model.autoscaler_status import (
+    AutoscalerStatus,
+    AutoscalerStatusRead,
+    NodeGroupStatus,
+    parse_autoscaler_status,
+)
 from extender.model.capacity import (
     PENDING_STATES,
     CapacitySignal,
     CapacityState,
     PoolNodeState,
-    ProvisioningTimeEstimator,
+    PoolWait,
+    ProvisioningTimes,
     capacity_signal,
 )
+from extender.model.config import Autoscaler
 
 NOW = datetime(2026, 3, 10, 12, 4, 39, tzinfo=UTC)
 GROUP = "aks-nodepool1-12345678-vmss"
@@ -55,14 +62,25 @@ def node(name: str, *, ready: bool = False, age: float | None = 40.0) -> PoolNod
     return PoolNodeState(name=name, ready=ready, created=None if age is None else ago(age))
 
 
+SETTINGS = ("status_max_age_seconds", "new_node_window_seconds", "overdue_floor_seconds")
+
+
 def signal(**overrides: Any) -> CapacitySignal:
+    """The signal for one pool; ``overrides`` name any input: the pool's, the status read's or a setting."""
     arguments: dict[str, Any] = {
         "pool": POOL, "node_group": GROUP, "status": status(group()), "status_updated_at": None,
         "nodes": (), "now": NOW, "provisioning_estimate_seconds": 240.0, "status_max_age_seconds": 180.0,
         "new_node_window_seconds": 900.0, "overdue_floor_seconds": 60.0, "first_seen_pending": None,
     }
     arguments.update(overrides)
-    return capacity_signal(**arguments)
+    wait = PoolWait(
+        pool=arguments["pool"], node_group=arguments["node_group"], nodes=arguments["nodes"],
+        provisioning_estimate_seconds=arguments["provisioning_estimate_seconds"],
+        first_seen_pending=arguments["first_seen_pending"],
+    )
+    read = AutoscalerStatusRead(arguments["status"], arguments["status_updated_at"])
+    settings = Autoscaler(**{name: arguments[name] for name in SETTINGS})
+    return capacity_signal(wait, read, settings, arguments["now"])
 
 
 QUOTA_MESSAGE = (
@@ -380,15 +398,11 @@ def test_naive_datetimes_are_utc() -> None:
 
 @pytest.mark.parametrize(
     "argument",
-    [
-        "provisioning_estimate_seconds",
-        "status_max_age_seconds",
-        "new_node_window_seconds",
-        "overdue_floor_seconds",
-    ],
+    ["provisioning_estimate_seconds", "status_max_age_seconds", "new_node_window_seconds", "overdue_floor_seconds"],
 )
 @pytest.mark.parametrize("value", [-1.0, math.nan, math.inf])
 def test_bad_durations_are_rejected(argument: str, value: float) -> None:
+    """The pool's estimate is checked by the signal; the settings by the config model, before any signal."""
     with pytest.raises(ValueError, match=argument):
         signal(**{argument: value})
 
@@ -509,25 +523,25 @@ def test_samples_end_to_end(
     ],
 )
 def test_estimator(observed: list[float], window: int, estimate: float, kept: tuple[float, ...]) -> None:
-    estimator = ProvisioningTimeEstimator(240.0, window=window)
+    start = estimator = ProvisioningTimes(240.0, window=window)
     for seconds in observed:
-        estimator.observe(POOL, seconds)
+        estimator = estimator.observe(POOL, seconds)
     assert estimator.estimate(POOL) == pytest.approx(estimate)
     assert estimator.observations(POOL) == kept
+    assert start.observations(POOL) == ()  # immutable: observe returns the next value
 
 
 def test_estimator_ignores_non_numbers() -> None:
-    estimator = ProvisioningTimeEstimator(240.0)
-    estimator.observe(POOL, True)
-    estimator.observe(POOL, "fast")  # type: ignore[arg-type]
-    estimator.observe(POOL, None)  # type: ignore[arg-type]
+    estimator = ProvisioningTimes(240.0)
+    estimator = estimator.observe(POOL, True)
+    estimator = estimator.observe(POOL, "fast")  # type: ignore[arg-type]
+    estimator = estimator.observe(POOL, None)  # type: ignore[arg-type]
     assert estimator.observations(POOL) == ()
     assert estimator.estimate(POOL) == 240.0
 
 
 def test_estimator_pools_are_separate() -> None:
-    estimator = ProvisioningTimeEstimator(240.0)
-    estimator.observe("gpu", 600.0)
+    estimator = ProvisioningTimes(240.0).observe("gpu", 600.0)
     assert estimator.estimate("gpu") == 600.0
     assert estimator.estimate(POOL) == 240.0
     assert estimator.observations(POOL) == ()
@@ -544,4 +558,4 @@ def test_estimator_pools_are_separate() -> None:
 )
 def test_estimator_rejects_bad_settings(default: float, window: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        ProvisioningTimeEstimator(default, window=window)
+        ProvisioningTimes(default, window=window)

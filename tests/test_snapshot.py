@@ -1,40 +1,46 @@
-"""The snapshot builder's memory: provisioning times are learnt only from VMs a scale-up added."""
+"""The snapshot builder's memory: provisioning times are learnt only from VMs a scale-up added, and the history is
+handed from one snapshot to the next, never changed in place."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from extender.model.autoscaler_status import parse_autoscaler_status
-from extender.model.capacity import ProvisioningTimeEstimator
+from extender.model.autoscaler_status import AutoscalerStatusRead, parse_autoscaler_status
 from extender.model.config import TideoverConfig
 from extender.model.objects import node_facts
-from extender.model.snapshot import PendingTracker, build_snapshot
+from extender.model.snapshot import PendingHistory, build_snapshot
 from tests.support.factories import NOW, cluster, status_yaml, vm_node
 
 
-def _build(tracker: PendingTracker, nodes: list[dict[str, object]], status: str, seconds: float) -> None:
+def _build(
+    history: PendingHistory | None, nodes: list[dict[str, object]], status: str, seconds: float
+) -> PendingHistory:
     at = NOW + timedelta(seconds=seconds)
-    build_snapshot(config=TideoverConfig(), nodes=[node_facts(n) for n in nodes],
-                   autoscaler_status=parse_autoscaler_status(status), autoscaler_status_updated_at=at, now=at,
-                   tracker=tracker)
+    snapshot = build_snapshot(
+        config=TideoverConfig(), nodes=[node_facts(n) for n in nodes],
+        autoscaler=AutoscalerStatusRead(parse_autoscaler_status(status), at), now=at, history=history,
+    )
+    assert snapshot.pending_history is not None
+    return snapshot.pending_history
 
 
 def test_a_new_vm_turning_ready_teaches_the_estimate() -> None:
-    tracker = PendingTracker(ProvisioningTimeEstimator(240))
     base = cluster(2)
     scaling = status_yaml("InProgress", registered=2, target=3, since=NOW)
-    _build(tracker, base, scaling, 0)
+    first = _build(None, base, scaling, 0)
     booting = vm_node("aks-nodepool1-000002", ready=False, created=NOW + timedelta(seconds=60))
-    _build(tracker, [*base, booting], scaling, 70)
+    second = _build(first, [*base, booting], scaling, 70)
     ready = vm_node("aks-nodepool1-000002", ready=True, created=NOW + timedelta(seconds=60))
-    _build(tracker, [*base, ready], status_yaml("NoActivity", registered=3), 95)
-    assert tracker.estimator.observations("nodepool1") == (95.0,)
+    third = _build(second, [*base, ready], status_yaml("NoActivity", registered=3), 95)
+    assert third.times.observations("nodepool1") == (95.0,)
+    assert second.times.observations("nodepool1") == ()  # the earlier history is unchanged
+    assert third.pools["nodepool1"].scale_up_started is None  # no longer pending: forgotten
+    assert second.pools["nodepool1"].scale_up_started == NOW
 
 
 def test_an_old_node_flapping_back_to_ready_teaches_nothing() -> None:
-    tracker = PendingTracker(ProvisioningTimeEstimator(240))
     flapping = vm_node("aks-nodepool1-000000", ready=False, created=NOW - timedelta(seconds=30))
-    _build(tracker, [flapping], status_yaml("NoActivity", registered=1, ready=0), 0)  # pending: node starting
-    _build(tracker, [vm_node("aks-nodepool1-000000", created=NOW - timedelta(seconds=30))],
-           status_yaml("NoActivity", registered=1), 2)
-    assert tracker.estimator.observations("nodepool1") == ()
+    first = _build(None, [flapping], status_yaml("NoActivity", registered=1, ready=0), 0)  # pending: node starting
+    second = _build(first, [vm_node("aks-nodepool1-000000", created=NOW - timedelta(seconds=30))],
+                    status_yaml("NoActivity", registered=1), 2)
+    assert second.times.observations("nodepool1") == ()

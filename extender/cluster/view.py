@@ -22,14 +22,12 @@ import orjson
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from extender.model.autoscaler_status import AutoscalerStatus
-from extender.model.capacity import ProvisioningTimeEstimator
+from extender.model.autoscaler_status import NO_STATUS_READ, AutoscalerStatusRead
 from extender.model.config import TideoverConfig
 from extender.model.objects import NodeFacts, ObjectError, node_facts
 from extender.model.snapshot import (
     ClusterSnapshot,
     NodeIndex,
-    PendingTracker,
     PodPlacement,
     build_snapshot,
     empty_snapshot,
@@ -51,9 +49,7 @@ class _WatchExpired(Exception):
 class _Store:
     nodes: dict[str, NodeFacts] = field(default_factory=dict)
     pods: dict[str, PodPlacement] = field(default_factory=dict)
-    status: AutoscalerStatus | None = None
-    status_updated_at: datetime | None = None
-    status_problem: str | None = None
+    autoscaler: AutoscalerStatusRead = NO_STATUS_READ
 
 
 class ClusterView:
@@ -85,7 +81,6 @@ class ClusterView:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watches: list[watch.Watch] = []
-        self._tracker = PendingTracker(ProvisioningTimeEstimator(config.vm_pools.provisioning_seconds))
         self._snapshot = empty_snapshot(config, now())
         self._snapshot_listeners: list[SnapshotListener] = []
         self._pod_listeners: list[PodListener] = []
@@ -215,9 +210,7 @@ class ClusterView:
         read = read_autoscaler_config_map(config_map)
         if read.problem and config_map is not None:
             log.warning("cannot use the autoscaler status: %s", read.problem)
-        self._store.status, self._store.status_updated_at, self._store.status_problem = (
-            read.status, read.updated_at, read.problem
-        )
+        self._store.autoscaler = read
 
     # -- threads -----------------------------------------------------------------------------------
     def _run_watch(self, resource: str, list_fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
@@ -312,17 +305,14 @@ class ClusterView:
             version = self._nodes_version
             nodes = None if self._node_index and self._node_index[0] == version else list(self._store.nodes.values())
             pods = list(self._store.pods.values())
-            status, updated_at, problem = (
-                self._store.status, self._store.status_updated_at, self._store.status_problem
-            )
+            autoscaler = self._store.autoscaler
             synced = all(resource in self._synced for resource in self.RESOURCES)
         previous = self._snapshot
         if nodes is not None or self._node_index is None:
             self._node_index = (version, index_nodes(self._config, nodes or []))
         new = build_snapshot(
-            config=self._config, nodes=self._node_index[1], pods=pods, autoscaler_status=status,
-            autoscaler_status_updated_at=updated_at, autoscaler_status_problem=problem,
-            now=self._now(), synced=synced, tracker=self._tracker,
+            config=self._config, nodes=self._node_index[1], pods=pods, autoscaler=autoscaler,
+            now=self._now(), synced=synced, history=previous.pending_history,
         )
         self._snapshot = new
         for listener in self._snapshot_listeners:

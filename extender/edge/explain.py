@@ -9,7 +9,7 @@ affinity, CPU/memory/pod count) to get the candidate list; each rejected node sa
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -144,12 +144,10 @@ def snapshot_from_dump(dump: Dump, config: TideoverConfig, now: datetime) -> Clu
         None,
     )
     read = read_autoscaler_config_map(found)
-    status, updated_at = read.status, read.updated_at
-    problem = read.problem if found is not None else "status ConfigMap not in the dump"
-    return build_snapshot(
-        config=config, nodes=nodes, pods=[pod_placement(p) for p in dump.pods], autoscaler_status=status,
-        autoscaler_status_updated_at=updated_at, autoscaler_status_problem=problem, now=now,
-    )
+    if found is None:
+        read = replace(read, problem="status ConfigMap not in the dump")
+    pods = [pod_placement(p) for p in dump.pods]
+    return build_snapshot(config=config, nodes=nodes, pods=pods, autoscaler=read, now=now)
 
 
 def scheduler_prefilter(

@@ -431,3 +431,16 @@ def _describe_yaml_error(exc: yaml.YAMLError) -> str:
     if mark is not None:
         return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
     return str(problem)
+
+
+@dataclass(frozen=True, slots=True)
+class AutoscalerStatusRead:
+    """What tideover read of the autoscaler's status ConfigMap: the parsed status, when it was written, and why
+    there is no usable status when there is none."""
+
+    status: AutoscalerStatus | None
+    updated_at: datetime | None = None
+    problem: str | None = None
+
+
+NO_STATUS_READ = AutoscalerStatusRead(None)

@@ -3,14 +3,15 @@
 tideover lets a pod spill to the virtual node only while capacity for its VM pool is *pending*: a
 cluster-autoscaler (CA) scale-up of the pool's scale set is under way and its nodes are not Ready yet.
 :func:`capacity_signal` decides that for one pool (CA node group) and says why, in sentences a person can
-check against ``kubectl``. It does no I/O: the caller passes the parsed CA status, when the status was
-last written, the pool's nodes and the clock.
+check against ``kubectl``. It does no I/O: the caller passes the pool (:class:`PoolWait`), what it read of
+the CA status (:class:`~extender.model.autoscaler_status.AutoscalerStatusRead`), the config's autoscaler
+settings and the clock.
 
 Rules, in order:
 
 1. **Which CA evidence counts.** No status at all: ``no-status``. The status's age is taken from
-   ``status_updated_at`` (the ConfigMap's ``last-updated`` annotation) or else the status's own ``time``;
-   if it is older than ``status_max_age_seconds``, or has no time at all, it is ignored (``status-stale``):
+   ``updated_at`` of the read (the ConfigMap's ``last-updated`` annotation) or else the status's own ``time``;
+   if it is older than ``statusMaxAgeSeconds``, or has no time at all, it is ignored (``status-stale``):
    CA rewrites it every loop, so an old "InProgress" is no promise. A status without the pool's node
    group: ``group-not-in-status``. In these three cases only node evidence (rule 4) can make the pool
    pending.
@@ -24,7 +25,7 @@ Rules, in order:
    ``notStarted > 0`` (``nodes-starting``). A scale-up value tideover does not know (CA adds values over
    time) makes the whole CA part not pending (``unknown-scale-up-state``).
 4. **Pending from nodes**: a node of the pool that is registered but not Ready, and was created within
-   ``new_node_window_seconds`` of now, is capacity arriving (``nodes-starting``). An older node going
+   ``newNodeWindowSeconds`` of now, is capacity arriving (``nodes-starting``). An older node going
    NotReady is a failure, not capacity coming, and is ignored (so is a node without a creation time).
 5. **Not pending otherwise.** If the target equals ``maxSize``, no more than the registered nodes, and
    nothing is starting: ``at-max-size``. Else (``NoActivity``, ``NotNeeded``, ``Needed``, or no scale-up
@@ -36,30 +37,30 @@ When several pending reasons hold, the state is the first of ``scale-up-in-progr
 ``pending_since`` is CA's ``scaleUp.lastTransitionTime`` when CA says InProgress, else
 ``first_seen_pending`` (the caller remembers when it first saw the pool pending), else ``now``.
 ``eta_seconds = provisioning_estimate_seconds - (now - pending_since)`` while that is positive; once a
-scale-up is overdue its remaining wait is unknown, and the prediction is ``overdue_floor_seconds`` (never
+scale-up is overdue its remaining wait is unknown, and the prediction is ``overdueFloorSeconds`` (never
 "almost there" for a scale-up that is already late).
-:class:`ProvisioningTimeEstimator` refines the estimate from provisioning times observed per pool.
+:class:`ProvisioningTimes` refines the estimate from provisioning times observed per pool.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-import threading
-from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from extender.model.autoscaler_status import AutoscalerStatus, NodeGroupStatus
+from extender.model.autoscaler_status import AutoscalerStatusRead, NodeGroupStatus
+from extender.model.config import Autoscaler
 
 __all__ = [
     "PENDING_STATES",
     "CapacitySignal",
     "CapacityState",
     "PoolNodeState",
-    "ProvisioningTimeEstimator",
+    "PoolWait",
+    "ProvisioningTimes",
     "capacity_signal",
 ]
 
@@ -124,39 +125,35 @@ class CapacitySignal:
         return f"{head}: not pending ({self.state}: {evidence})"
 
 
+@dataclass(frozen=True, slots=True)
+class PoolWait:
+    """One pool as the capacity signal sees it: its autoscaler node group, its nodes, how long a new node takes
+    (seconds, the estimate) and when the caller first saw the pool pending (None: not pending before)."""
+
+    pool: str
+    node_group: str
+    nodes: Sequence[PoolNodeState]
+    provisioning_estimate_seconds: float
+    first_seen_pending: datetime | None = None
+
+
 def capacity_signal(
-    *,
-    pool: str,
-    node_group: str,
-    status: AutoscalerStatus | None,
-    status_updated_at: datetime | None,
-    nodes: Sequence[PoolNodeState],
-    now: datetime,
-    provisioning_estimate_seconds: float,
-    status_max_age_seconds: float,
-    new_node_window_seconds: float,
-    overdue_floor_seconds: float,
-    first_seen_pending: datetime | None,
+    wait: PoolWait, read: AutoscalerStatusRead, settings: Autoscaler, now: datetime
 ) -> CapacitySignal:
-    """Decide whether capacity is pending for ``pool`` (CA node group ``node_group``); see the module doc.
+    """Decide whether capacity is pending for ``wait.pool`` (CA node group ``wait.node_group``) from the autoscaler's
+    status ``read`` and ``settings`` (the config's ``autoscaler`` section); see the module doc.
 
     Naive datetimes are taken as UTC.
     """
-    for name, value in (
-        ("provisioning_estimate_seconds", provisioning_estimate_seconds),
-        ("status_max_age_seconds", status_max_age_seconds),
-        ("new_node_window_seconds", new_node_window_seconds),
-        ("overdue_floor_seconds", overdue_floor_seconds),
-    ):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    estimate = wait.provisioning_estimate_seconds
+    if not math.isfinite(estimate) or estimate < 0:
+        raise ValueError(f"provisioning_estimate_seconds must be a finite number >= 0, got {estimate!r}")
     now = _utc(now)
-
     evidence: list[str] = []
     pending_states: set[CapacityState] = set()
     # The not-pending state CA's part gives, when it gives no pending reason.
     idle_state = CapacityState.NO_ACTIVITY
-    usable = _usable_group(status, status_updated_at, node_group, now, status_max_age_seconds, evidence)
+    usable = _usable_group(read, wait.node_group, now, settings.status_max_age_seconds, evidence)
     group: NodeGroupStatus | None = None
     if isinstance(usable, CapacityState):
         idle_state = usable
@@ -167,7 +164,7 @@ def capacity_signal(
     if group is not None:
         idle_state = _autoscaler_evidence(group, now, backoff, evidence, pending_states)
 
-    if _node_evidence(nodes, now, new_node_window_seconds, evidence):
+    if _node_evidence(wait.nodes, now, settings.new_node_window_seconds, evidence):
         pending_states.add(CapacityState.NODES_STARTING)
 
     if backoff:
@@ -189,24 +186,10 @@ def capacity_signal(
     pending_since: datetime | None = None
     eta: float | None = None
     if pending:
-        if state is CapacityState.SCALE_UP_IN_PROGRESS and group is not None and group.scale_up_since:
-            pending_since = group.scale_up_since
-        elif first_seen_pending is not None:
-            pending_since = _utc(first_seen_pending)
-        else:
-            pending_since = now
-        waited = max(0.0, (now - pending_since).total_seconds())
-        remaining = provisioning_estimate_seconds - waited
-        eta = remaining if remaining > 0 else overdue_floor_seconds
-        if waited > provisioning_estimate_seconds:
-            evidence.append(
-                f"overdue: pending for {waited:.0f}s, longer than the "
-                f"{provisioning_estimate_seconds:.0f}s estimate"
-            )
-
+        pending_since, eta = _wait_estimate(wait, group, state, now, settings.overdue_floor_seconds, evidence)
     return CapacitySignal(
-        pool=pool,
-        node_group=node_group,
+        pool=wait.pool,
+        node_group=wait.node_group,
         pending=pending,
         state=state,
         evidence=tuple(evidence),
@@ -216,19 +199,38 @@ def capacity_signal(
     )
 
 
+def _wait_estimate(
+    wait: PoolWait, group: NodeGroupStatus | None, state: CapacityState, now: datetime, overdue_floor: float,
+    evidence: list[str],
+) -> tuple[datetime, float]:
+    """Since when a pending pool has waited, and the seconds it has left (the overdue floor once late)."""
+    if state is CapacityState.SCALE_UP_IN_PROGRESS and group is not None and group.scale_up_since:
+        pending_since = group.scale_up_since
+    elif wait.first_seen_pending is not None:
+        pending_since = _utc(wait.first_seen_pending)
+    else:
+        pending_since = now
+    estimate = wait.provisioning_estimate_seconds
+    waited = max(0.0, (now - pending_since).total_seconds())
+    remaining = estimate - waited
+    if waited > estimate:
+        evidence.append(f"overdue: pending for {waited:.0f}s, longer than the {estimate:.0f}s estimate")
+    return pending_since, remaining if remaining > 0 else overdue_floor
+
+
 def _usable_group(
-    status: AutoscalerStatus | None,
-    status_updated_at: datetime | None,
+    read: AutoscalerStatusRead,
     node_group: str,
     now: datetime,
     max_age: float,
     evidence: list[str],
 ) -> NodeGroupStatus | CapacityState:
     """The node group's CA status if it may be used, else the state saying why not (rule 1)."""
+    status = read.status
     if status is None:
         evidence.append("no cluster-autoscaler status")
         return CapacityState.NO_STATUS
-    updated = status_updated_at if status_updated_at is not None else status.time
+    updated = read.updated_at if read.updated_at is not None else status.time
     if updated is None:
         evidence.append("autoscaler status has no time, so its age is unknown: ignored")
         return CapacityState.STATUS_STALE
@@ -378,52 +380,45 @@ def _truncate(message: str | None) -> str | None:
     return message[: _MAX_MESSAGE_CHARS - 3] + "..."
 
 
-class ProvisioningTimeEstimator:
-    """Refines the configured provisioning-time estimate with observed provisioning times per pool.
+@dataclass(frozen=True)
+class ProvisioningTimes:
+    """Provisioning times observed per pool, refining the configured estimate. Immutable: :meth:`observe` returns
+    the next value.
 
     Until a pool has an observation its estimate is the configured default; then it is the median of the
     pool's last ``window`` observations, so a single outlier (a first node pulling every image, an Azure
-    hiccup) does not swing it. Thread-safe.
+    hiccup) does not swing it.
     """
 
-    def __init__(self, default_seconds: float, window: int = 20) -> None:
-        if not math.isfinite(default_seconds) or default_seconds < 0:
-            raise ValueError(f"default_seconds must be a finite number >= 0, got {default_seconds!r}")
-        if window < 1:
-            raise ValueError(f"window must be at least 1, got {window!r}")
-        self._default = float(default_seconds)
-        self._window = window
-        self._observed: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+    default_seconds: float
+    window: int = 20
+    observed: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
-    @property
-    def default_seconds(self) -> float:
-        return self._default
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.default_seconds) or self.default_seconds < 0:
+            raise ValueError(f"default_seconds must be a finite number >= 0, got {self.default_seconds!r}")
+        if self.window < 1:
+            raise ValueError(f"window must be at least 1, got {self.window!r}")
 
-    @property
-    def window(self) -> int:
-        return self._window
-
-    def observe(self, pool: str, seconds: float) -> None:
-        """Record that a new node of ``pool`` took ``seconds`` to be Ready; ignore non-finite or negative."""
+    def observe(self, pool: str, seconds: float) -> ProvisioningTimes:
+        """These times plus: a new node of ``pool`` took ``seconds`` to be Ready (non-finite or negative: ignored)."""
         if isinstance(seconds, bool):
-            return
+            return self
         try:
             value = float(seconds)
         except (TypeError, ValueError):
-            return
+            return self
         if not math.isfinite(value) or value < 0:
-            return
-        with self._lock:
-            self._observed.setdefault(pool, deque(maxlen=self._window)).append(value)
+            return self
+        kept = (*self.observed.get(pool, ()), value)[-self.window:]
+        return replace(self, observed={**self.observed, pool: kept})
 
-    def estimate(self, pool: str) -> float:
-        with self._lock:
-            observed = self._observed.get(pool)
-            if not observed:
-                return self._default
-            return float(statistics.median(observed))
+    def estimate(self, pool: str, default: float | None = None) -> float:
+        """Seconds a new node of ``pool`` takes: the median observed, else ``default`` (else the configured one)."""
+        observed = self.observed.get(pool)
+        if not observed:
+            return self.default_seconds if default is None else default
+        return float(statistics.median(observed))
 
     def observations(self, pool: str) -> tuple[float, ...]:
-        with self._lock:
-            return tuple(self._observed.get(pool, ()))
+        return self.observed.get(pool, ())

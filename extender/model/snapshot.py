@@ -19,12 +19,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from extender.model.autoscaler_status import AutoscalerStatus, AutoscalerStatusError, parse_autoscaler_status
+from extender.model.autoscaler_status import (
+    NO_STATUS_READ,
+    AutoscalerStatus,
+    AutoscalerStatusError,
+    AutoscalerStatusRead,
+    parse_autoscaler_status,
+)
 from extender.model.capacity import (
     CapacitySignal,
     CapacityState,
     PoolNodeState,
-    ProvisioningTimeEstimator,
+    PoolWait,
+    ProvisioningTimes,
     capacity_signal,
 )
 from extender.model.config import TideoverConfig
@@ -194,13 +201,6 @@ def _unschedulable(spec: Any, status: Any) -> bool:
 
 
 
-@dataclass(frozen=True, slots=True)
-class AutoscalerStatusRead:
-    status: AutoscalerStatus | None
-    updated_at: datetime | None
-    problem: str | None  # why there is no usable status
-
-
 def read_autoscaler_config_map(config_map: Mapping[str, Any] | None) -> AutoscalerStatusRead:
     """The autoscaler's status ConfigMap (raw object) -> its parsed status and when it was written."""
     if config_map is None:
@@ -244,6 +244,8 @@ class ClusterSnapshot:
     virtual_spend_by_namespace: Mapping[str, float] = field(repr=False, default_factory=dict)
     # Uids of the pods bound to virtual nodes.
     virtual_pod_uids: frozenset[str] = field(repr=False, default=frozenset())
+    # What the next build starts from (None only in snapshots not made by build_snapshot).
+    pending_history: PendingHistory | None = field(repr=False, default=None, compare=False)
 
     @property
     def pending_pools(self) -> tuple[str, ...]:
@@ -314,35 +316,47 @@ def _template(
     return {config.vm_pools.pool_label: pool}, (), "pool label only"
 
 
-@dataclass
-class PendingTracker:
-    """What the builder remembers between snapshots: when each pool was first seen pending, and the
-    observed provisioning times. Owned by the cluster view; passed in so the builder stays pure."""
+@dataclass(frozen=True, slots=True)
+class PoolHistory:
+    """What the builder remembers of one pool between snapshots."""
 
-    estimator: ProvisioningTimeEstimator
-    first_seen_pending: dict[str, datetime] = field(default_factory=dict)
-    # When the autoscaler's scale-up (not merely a node starting) began, per pool: what times are measured from.
-    scale_up_started: dict[str, datetime] = field(default_factory=dict)
-    ready_nodes: dict[str, set[str]] = field(default_factory=dict)
+    first_seen_pending: datetime | None = None
+    # When the autoscaler's scale-up (not merely a node starting) began: what provisioning times are measured from.
+    scale_up_started: datetime | None = None
+    ready_nodes: frozenset[str] | None = None  # None: the pool was not seen before
 
-    def update(self, pool: str, signal: CapacitySignal, nodes: Sequence[NodeFacts], now: datetime) -> None:
-        ready_now = {n.name for n in nodes if n.ready}
-        previous_ready = self.ready_nodes.get(pool)
-        started = self.scale_up_started.get(pool)
-        if previous_ready is not None and started is not None:
-            # A node created by this scale-up turned Ready: one observed provisioning time. A node that
-            # was there before (flapping NotReady -> Ready) says nothing about how long a VM takes.
-            for node in nodes:
-                if node.name in ready_now - previous_ready and node.created is not None and node.created >= started:
-                    self.estimator.observe(pool, (now - started).total_seconds())
-        self.ready_nodes[pool] = ready_now
-        if signal.pending:
-            self.first_seen_pending.setdefault(pool, signal.pending_since or now)
-            if signal.state in AUTOSCALER_PENDING_STATES:
-                self.scale_up_started.setdefault(pool, signal.pending_since or now)
-        else:
-            self.first_seen_pending.pop(pool, None)
-            self.scale_up_started.pop(pool, None)
+
+@dataclass(frozen=True)
+class PendingHistory:
+    """What the builder remembers between snapshots: when each pool was first seen pending, and the provisioning
+    times observed. Immutable: each snapshot carries the history it leads to, and the next build starts from it."""
+
+    times: ProvisioningTimes
+    pools: Mapping[str, PoolHistory] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, config: TideoverConfig) -> PendingHistory:
+        return cls(ProvisioningTimes(config.vm_pools.provisioning_seconds))
+
+
+def advance_pool(
+    history: PoolHistory, times: ProvisioningTimes, pool: str, signal: CapacitySignal, nodes: Sequence[NodeFacts],
+    now: datetime,
+) -> tuple[PoolHistory, ProvisioningTimes]:
+    """The pool's history after this snapshot, and the provisioning times with any new observation."""
+    ready_now = frozenset(n.name for n in nodes if n.ready)
+    started = history.scale_up_started
+    if history.ready_nodes is not None and started is not None:
+        # A node created by this scale-up turned Ready: one observed provisioning time. A node that
+        # was there before (flapping NotReady -> Ready) says nothing about how long a VM takes.
+        for node in nodes:
+            if node.name in ready_now - history.ready_nodes and node.created is not None and node.created >= started:
+                times = times.observe(pool, (now - started).total_seconds())
+    if not signal.pending:
+        return PoolHistory(ready_nodes=ready_now), times
+    since = signal.pending_since or now
+    scale_up = started or (since if signal.state in AUTOSCALER_PENDING_STATES else None)
+    return PoolHistory(history.first_seen_pending or since, scale_up, ready_now), times
 
 
 @dataclass(frozen=True)
@@ -403,40 +417,64 @@ def build_snapshot(
     config: TideoverConfig,
     nodes: Iterable[NodeFacts] | NodeIndex,
     pods: Iterable[PodPlacement] = (),
-    autoscaler_status: AutoscalerStatus | None,
-    autoscaler_status_updated_at: datetime | None,
-    autoscaler_status_problem: str | None = None,
+    autoscaler: AutoscalerStatusRead = NO_STATUS_READ,
     now: datetime,
     synced: bool = True,
-    tracker: PendingTracker | None = None,
+    history: PendingHistory | None = None,
 ) -> ClusterSnapshot:
-    """A snapshot from the nodes (or a :class:`NodeIndex` of them), pods and the autoscaler's status."""
-    tracker = tracker or PendingTracker(ProvisioningTimeEstimator(config.vm_pools.provisioning_seconds))
+    """A snapshot from the nodes (or a :class:`NodeIndex` of them), pods and what was read of the autoscaler's
+    status. ``history``: the previous snapshot's ``pending_history`` (None: nothing remembered); the new snapshot
+    carries the history that follows it."""
+    history = history or PendingHistory.start(config)
     node_index = nodes if isinstance(nodes, NodeIndex) else index_nodes(config, nodes)
+    pools, pending_history = _pool_views(config, node_index, autoscaler, now, history)
+    counts = _pod_counts(config, node_index, pods)
+    return ClusterSnapshot(
+        built_at=now,
+        synced=synced,
+        nodes=node_index.nodes,
+        pools=pools,
+        virtual_nodes=node_index.virtual_nodes,
+        autoscaler_status=autoscaler.status,
+        autoscaler_status_problem=autoscaler.problem,
+        image_sizes=node_index.image_sizes,
+        index=node_index.index,
+        allocatable_cpu=node_index.allocatable_cpu,
+        allocatable_memory=node_index.allocatable_memory,
+        price_per_hour=node_index.price_per_hour,
+        is_virtual=node_index.is_virtual,
+        image_presence=node_index.image_presence,
+        node_index=node_index,
+        pending_history=pending_history,
+        pods_on_virtual_nodes=counts.pods_on_virtual_nodes,
+        owned_pods=counts.owned_pods,
+        virtual_pods_by_owner=counts.virtual_pods_by_owner,
+        virtual_spend_by_namespace=counts.virtual_spend_by_namespace,
+        virtual_pod_uids=counts.virtual_pod_uids,
+    )
 
-    autoscaler = config.autoscaler
+
+def _pool_views(
+    config: TideoverConfig, node_index: NodeIndex, autoscaler: AutoscalerStatusRead, now: datetime,
+    history: PendingHistory,
+) -> tuple[dict[str, PoolView], PendingHistory]:
     pools: dict[str, PoolView] = {}
+    remembered = dict(history.pools)
+    times = history.times
     for pool_name in sorted(node_index.by_pool):
         pool_nodes = node_index.by_pool[pool_name]
-        node_group = resolve_node_group(pool_name, config, autoscaler_status)
-        configured = config.vm_pools.pool(pool_name)
-        estimator = tracker.estimator
-        default_estimate = configured.provisioning_seconds or config.vm_pools.provisioning_seconds
-        estimate = estimator.estimate(pool_name) if estimator.observations(pool_name) else default_estimate
-        signal = capacity_signal(
+        node_group = resolve_node_group(pool_name, config, autoscaler.status)
+        default_estimate = config.vm_pools.pool(pool_name).provisioning_seconds or config.vm_pools.provisioning_seconds
+        past = remembered.get(pool_name, PoolHistory())
+        wait = PoolWait(
             pool=pool_name,
             node_group=node_group,
-            status=autoscaler_status,
-            status_updated_at=autoscaler_status_updated_at,
             nodes=[PoolNodeState(name=n.name, ready=n.ready, created=n.created) for n in pool_nodes],
-            now=now,
-            provisioning_estimate_seconds=estimate,
-            status_max_age_seconds=autoscaler.status_max_age_seconds,
-            new_node_window_seconds=autoscaler.new_node_window_seconds,
-            overdue_floor_seconds=autoscaler.overdue_floor_seconds,
-            first_seen_pending=tracker.first_seen_pending.get(pool_name),
+            provisioning_estimate_seconds=times.estimate(pool_name, default_estimate),
+            first_seen_pending=past.first_seen_pending,
         )
-        tracker.update(pool_name, signal, pool_nodes, now)
+        signal = capacity_signal(wait, autoscaler, config.autoscaler, now)
+        remembered[pool_name], times = advance_pool(past, times, pool_name, signal, pool_nodes, now)
         labels, taints, source = _template(pool_name, config, list(pool_nodes))
         pools[pool_name] = PoolView(
             name=pool_name,
@@ -450,7 +488,21 @@ def build_snapshot(
             ready_nodes=sum(1 for n in pool_nodes if n.ready),
             node_allocatable=max(((n.allocatable_cpu, n.allocatable_memory) for n in pool_nodes), default=None),
         )
+    return pools, PendingHistory(times, remembered)
 
+
+@dataclass(frozen=True, slots=True)
+class PodCounts:
+    """What the guards and metrics count of the active pods (see :class:`ClusterSnapshot`'s fields of these names)."""
+
+    pods_on_virtual_nodes: Mapping[str, int]
+    owned_pods: Mapping[str, frozenset[str]]
+    virtual_pods_by_owner: Mapping[str, int]
+    virtual_spend_by_namespace: Mapping[str, float]
+    virtual_pod_uids: frozenset[str]
+
+
+def _pod_counts(config: TideoverConfig, node_index: NodeIndex, pods: Iterable[PodPlacement]) -> PodCounts:
     on_virtual = dict.fromkeys(node_index.virtual_nodes, 0)
     owned: dict[str, set[str]] = {}
     virtual_by_owner: dict[str, int] = {}
@@ -469,23 +521,8 @@ def build_snapshot(
                 virtual_by_owner[pod.owner_uid] = virtual_by_owner.get(pod.owner_uid, 0) + 1
             spend[pod.namespace] = spend.get(pod.namespace, 0.0) + pricing.pod_cost_per_hour(pod.cpu, pod.memory)
 
-    return ClusterSnapshot(
-        built_at=now,
-        synced=synced,
-        nodes=node_index.nodes,
-        pools=pools,
-        virtual_nodes=node_index.virtual_nodes,
-        autoscaler_status=autoscaler_status,
-        autoscaler_status_problem=autoscaler_status_problem,
+    return PodCounts(
         pods_on_virtual_nodes=on_virtual,
-        image_sizes=node_index.image_sizes,
-        index=node_index.index,
-        allocatable_cpu=node_index.allocatable_cpu,
-        allocatable_memory=node_index.allocatable_memory,
-        price_per_hour=node_index.price_per_hour,
-        is_virtual=node_index.is_virtual,
-        image_presence=node_index.image_presence,
-        node_index=node_index,
         owned_pods={owner: frozenset(uids) for owner, uids in owned.items()},
         virtual_pods_by_owner=virtual_by_owner,
         virtual_spend_by_namespace=spend,
@@ -494,6 +531,4 @@ def build_snapshot(
 
 
 def empty_snapshot(config: TideoverConfig, now: datetime) -> ClusterSnapshot:
-    return build_snapshot(
-        config=config, nodes=(), autoscaler_status=None, autoscaler_status_updated_at=None, now=now, synced=False
-    )
+    return build_snapshot(config=config, nodes=(), now=now, synced=False)

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from extender.model.autoscaler_status import parse_autoscaler_status
+from extender.model.autoscaler_status import AutoscalerStatusRead, parse_autoscaler_status
 from extender.model.config import TideoverConfig
 from extender.model.objects import node_facts
 from extender.model.snapshot import ClusterSnapshot, PodPlacement, build_snapshot
@@ -233,8 +233,7 @@ def snapshot(
         config=config,
         nodes=[node_facts(node) for node in nodes],
         pods=pods,
-        autoscaler_status=parsed,
-        autoscaler_status_updated_at=status_updated_at if parsed is not None else None,
+        autoscaler=AutoscalerStatusRead(parsed, status_updated_at if parsed is not None else None),
         now=now,
     )
 
