@@ -66,8 +66,9 @@ def serve(settings: ServeSettings) -> int:
 
     from extender.cluster.view import ClusterView
     from extender.controllers.events import EventRecorder, SpillNotifier, WaitingNotifier
-    from extender.controllers.gate import KubeNodeWriter, SpillStateRecorder
+    from extender.controllers.gate import SpillStateRecorder
     from extender.controllers.loop import ControllerLoop, LeaderElector
+    from extender.controllers.port import ApiWrites
     from extender.edge.app import ExtenderService, create_app
     from extender.telemetry.metrics import Metrics
 
@@ -87,15 +88,16 @@ def serve(settings: ServeSettings) -> int:
     core = client.CoreV1Api(api_client)
 
     view = ClusterView(core, config)
-    recorder = EventRecorder(core, host=socket.gethostname())
+    kube = ApiWrites(core)
+    recorder = EventRecorder(kube, host=socket.gethostname())
     notifier = SpillNotifier(recorder.emit, view.snapshot)
     view.add_pod_listener(notifier.on_pod_change)
-    spill_state = SpillStateRecorder(KubeNodeWriter(core), gate=config.virtual_nodes.gate_taint)
+    spill_state = SpillStateRecorder(kube, gate=config.virtual_nodes.gate_taint)
     view.add_snapshot_listener(spill_state.on_snapshot)
     metrics = Metrics()
     metrics.watch_snapshot(view.snapshot, view.sync_ages)
     view.add_snapshot_listener(metrics.account_virtual_time)
-    controllers = ControllerLoop(core, config, view.snapshot, view.pods, recorder.emit, metrics)
+    controllers = ControllerLoop(kube, config, view.snapshot, view.pods, recorder.emit, metrics)
     elector = LeaderElector(api_client, config, controllers.run)
     waiting = WaitingNotifier(recorder.emit, config, leading=elector.leading.is_set)
     view.add_pod_listener(waiting.on_pod_change)

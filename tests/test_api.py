@@ -1171,7 +1171,7 @@ def test_too_many_candidates_are_refused() -> None:
 def test_a_large_valid_pod_costs_linear_time() -> None:
     """Before: images de-duplicated with a list (quadratic): 20,000 containers took 2-3 s. Now 1,000 containers
     with distinct images (the bound) are read in well under the scheduler's 2 s extender timeout, and the time
-    grows linearly: 1,000 containers cost less than 20 x what 100 cost (quadratic would be about 100 x)."""
+    grows linearly: 1,000 containers cost less than 40 x what 100 cost (quadratic would be about 100 x)."""
     import time
 
     from extender.model.objects import pod_facts
@@ -1184,9 +1184,11 @@ def test_a_large_valid_pod_costs_linear_time() -> None:
         assert len(facts.images) == count
         return (time.perf_counter() - start) / 5
 
-    small, large = min(read(100) for _ in range(3)), min(read(1000) for _ in range(3))
+    # Alternated rounds, best of each: a busy machine slows some rounds, not the best one of either size.
+    rounds = [(read(100), read(1000)) for _ in range(5)]
+    small, large = min(r[0] for r in rounds), min(r[1] for r in rounds)
     assert large < 0.5
-    assert large < 20 * small
+    assert large < 40 * small, f"1,000 containers took {large / small:.0f} x what 100 took (quadratic: ~100 x)"
 
 
 def _asgi_call(app: FastAPI, messages: list[dict[str, Any]]) -> tuple[int | None, bytes]:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from kubernetes.client.rest import ApiException
 
 from extender.controllers.events import PodEvent
 from extender.controllers.loop import RETURNING_TO_VM, ControllerLoop, EvictionRateLimiter, desired_deletion_cost
@@ -15,8 +13,8 @@ from extender.model.config import parse_config
 from extender.model.keys import RETURN_TARGET_MARKER, SCALE_DOWN_DISABLED
 from extender.model.snapshot import ClusterSnapshot, PodPlacement
 from extender.telemetry.metrics import Metrics
-from tests.support.factories import NOW, VIRTUAL_NODE, cluster, snapshot, status_yaml
-from tests.test_returns import spilled
+from tests.support.factories import NOW, VIRTUAL_NODE, cluster, snapshot, spilled, status_yaml
+from tests.support.fakes import FakeKube
 
 VIRTUAL = frozenset({VIRTUAL_NODE})
 
@@ -53,31 +51,12 @@ def test_rate_limiter_window() -> None:
     assert limiter.budget() == 2
 
 
-class FakeCore:
-    def __init__(self, pdb_blocks: set[str] | None = None) -> None:
-        self.pod_patches: list[tuple[str, dict[str, Any]]] = []
-        self.node_patches: list[tuple[str, dict[str, Any]]] = []
-        self.evictions: list[str] = []
-        self.pdb_blocks = pdb_blocks or set()
-
-    def patch_namespaced_pod(self, name: str, namespace: str, body: dict[str, Any]) -> None:
-        self.pod_patches.append((name, body))
-
-    def patch_node(self, name: str, body: dict[str, Any]) -> None:
-        self.node_patches.append((name, body))
-
-    def create_namespaced_pod_eviction(self, name: str, namespace: str, body: Any) -> None:
-        if name in self.pdb_blocks:
-            raise ApiException(status=429, reason="Too Many Requests")
-        self.evictions.append(name)
-
-
 CONFIG = parse_config({"controllers": {"returnToVm": {"stableSeconds": 0, "minPodAgeSeconds": 60}}})
 
 
-def _loop(core: FakeCore, snap: ClusterSnapshot, pods: list[PodPlacement]) -> tuple[ControllerLoop, list[PodEvent]]:
+def _loop(core: FakeKube, snap: ClusterSnapshot, pods: list[PodPlacement]) -> tuple[ControllerLoop, list[PodEvent]]:
     events: list[PodEvent] = []
-    loop = ControllerLoop(core, CONFIG, lambda: snap, lambda: pods, events.append, Metrics(),  # type: ignore[arg-type]
+    loop = ControllerLoop(core, CONFIG, lambda: snap, lambda: pods, events.append, Metrics(),
                           now=lambda: NOW)
     return loop, events
 
@@ -86,7 +65,7 @@ QUIET = snapshot(cluster(2), status_yaml("NoActivity", registered=2))
 
 
 def test_deletion_cost_is_patched_once_per_spilled_pod() -> None:
-    core = FakeCore()
+    core = FakeKube()
     pods = [spilled("a", age=5), spilled("b", age=5), spilled("vm", node="aks-nodepool1-000000")]
     loop, _ = _loop(core, QUIET, pods)
     loop.apply_deletion_costs(QUIET, pods)
@@ -100,7 +79,7 @@ def test_deletion_cost_is_patched_once_per_spilled_pod() -> None:
 
 
 def test_return_evicts_records_events_and_protects_targets() -> None:
-    core = FakeCore()
+    core = FakeKube()
     pods = [spilled("a", owner="rs-1"), spilled("b", owner="rs-2")]
     loop, events = _loop(core, QUIET, pods)
     plan = loop.return_pods(QUIET, pods)
@@ -113,7 +92,7 @@ def test_return_evicts_records_events_and_protects_targets() -> None:
 
 
 def test_pdb_refusal_is_not_an_eviction_and_is_retried_later() -> None:
-    core = FakeCore(pdb_blocks={"a"})
+    core = FakeKube(pdb_blocks={"a"})
     pods = [spilled("a", owner="rs-1")]
     loop, events = _loop(core, QUIET, pods)
     loop.return_pods(QUIET, pods)
@@ -124,7 +103,7 @@ def test_pdb_refusal_is_not_an_eviction_and_is_retried_later() -> None:
 
 
 def test_a_new_leader_does_not_evict_a_pod_twice() -> None:
-    core = FakeCore()
+    core = FakeKube()
     pods = [spilled("a", owner="rs-1"), spilled("b", owner="rs-1")]
     first, _ = _loop(core, QUIET, pods)
     first.return_pods(QUIET, pods[:1])
@@ -138,7 +117,7 @@ def test_a_new_leader_does_not_evict_a_pod_twice() -> None:
 
 def test_nothing_moves_while_a_scale_up_is_pending_and_protection_is_released_after() -> None:
     pending = snapshot(cluster(2), status_yaml("InProgress", registered=2, target=3))
-    core = FakeCore()
+    core = FakeKube()
     pods = [spilled("a")]
     loop, _ = _loop(core, pending, pods)
     assert loop.return_pods(pending, pods).waiting == "capacity still pending in nodepool1"
@@ -154,9 +133,9 @@ def test_nothing_moves_while_a_scale_up_is_pending_and_protection_is_released_af
 
 def test_rate_limit_spans_rounds() -> None:
     config = parse_config({"controllers": {"returnToVm": {"stableSeconds": 0, "maxEvictionsPerMinute": 1}}})
-    core = FakeCore()
+    core = FakeKube()
     pods = [spilled("a", owner="rs-1"), spilled("b", owner="rs-2")]
-    loop = ControllerLoop(core, config, lambda: QUIET, lambda: pods, lambda e: None, Metrics(),  # type: ignore[arg-type]
+    loop = ControllerLoop(core, config, lambda: QUIET, lambda: pods, lambda e: None, Metrics(),
                           now=lambda: NOW)
     loop.return_pods(QUIET, pods)
     loop.return_pods(QUIET, pods)

@@ -7,28 +7,18 @@ from typing import Any
 
 import pytest
 
-from extender.decide.returns import plan_returns, return_targets
+from extender.decide.returns import ReturnPlan, Skip, SkipCode, plan_returns, return_targets
 from extender.model.config import ReturnToVm
 from extender.model.snapshot import PodPlacement
-from tests.support.factories import NOW, VIRTUAL_NODE, cluster, snapshot, status_yaml, vm_node
+from tests.support.factories import NOW, cluster, snapshot, spilled, status_yaml, vm_node
 
 POLICY = ReturnToVm(stable_seconds=60, min_pod_age_seconds=60, max_in_flight_per_workload=2)
 QUIET = status_yaml("NoActivity", registered=2)
 STABLE = NOW - timedelta(minutes=5)
 
 
-def spilled(name: str, *, owner: str = "rs-a", kind: str = "ReplicaSet", age: float = 600, cpu: float = 1.0,
-            node: str | None = VIRTUAL_NODE, phase: str = "Running", terminating: bool = False,
-            scheduling: dict[str, Any] | None = None) -> PodPlacement:
-    return PodPlacement(
-        namespace="default", name=name, uid=f"uid-{name}", node_name=node, phase=phase, owner_uid=owner,
-        cpu=cpu, memory=2**30, owner_kind=kind, created=NOW - timedelta(seconds=age), terminating=terminating,
-        scheduling=scheduling or {},
-    )
-
-
 def _plan(pods: list[PodPlacement], *, nodes: list[dict[str, Any]] | None = None, status: str = QUIET,
-          stable_since: datetime | None = STABLE, budget: int = 100, policy: ReturnToVm = POLICY) -> Any:
+          stable_since: datetime | None = STABLE, budget: int = 100, policy: ReturnToVm = POLICY) -> ReturnPlan:
     snap = snapshot(nodes if nodes is not None else cluster(2), status)
     return plan_returns(snap, pods, NOW, policy, stable_since, budget)
 
@@ -54,7 +44,7 @@ def test_nothing_moves_until_capacity_is_ready_and_stable(kwargs: dict[str, Any]
     ("pod", "reason"),
     [
         pytest.param(spilled("job", kind="Job"), "owned by Job: left to finish on the virtual node", id="job"),
-        pytest.param(spilled("bare", kind=None, owner=None), "owned by nothing", id="bare-pod"),  # type: ignore[arg-type]
+        pytest.param(spilled("bare", kind=None, owner=None), "owned by nothing", id="bare-pod"),
         pytest.param(spilled("young", age=10), "running 10s, less than 60s", id="too-young"),
         pytest.param(spilled("huge", cpu=3), "no VM node could take it now", id="no-room"),
         pytest.param(spilled("picky", scheduling={"nodeSelector": {"disk": "ssd"}}), "no VM node could take it now",
@@ -64,8 +54,7 @@ def test_nothing_moves_until_capacity_is_ready_and_stable(kwargs: dict[str, Any]
 def test_pods_that_stay_say_why(pod: PodPlacement, reason: str) -> None:
     plan = _plan([pod])
     assert plan.moves == ()
-    assert plan.skipped is not None
-    assert reason in plan.skipped[f"default/{pod.name}"]
+    assert reason in plan.skipped[f"default/{pod.name}"].reason
 
 
 def test_oldest_first_and_room_is_booked_as_moves_are_planned() -> None:
@@ -74,7 +63,8 @@ def test_oldest_first_and_room_is_booked_as_moves_are_planned() -> None:
     assert [m.pod.name for m in plan.moves] == ["p0", "p1", "p2", "p3"]
     targets = [m.target_node for m in plan.moves]
     assert sorted(targets) == sorted(["aks-nodepool1-000000", "aks-nodepool1-000001"] * 2)
-    assert plan.skipped == {"default/p4": "no VM node could take it now", "default/p5": "no VM node could take it now"}
+    assert {key: skip.code for key, skip in plan.skipped.items()} == {"default/p4": SkipCode.NO_ROOM,
+                                                                      "default/p5": SkipCode.NO_ROOM}
 
 
 def test_pods_already_on_vms_take_room() -> None:
@@ -87,7 +77,7 @@ def test_a_workload_moves_a_few_at_a_time() -> None:
     pods = [spilled(f"w{i}", owner="rs-web", age=900 - i) for i in range(4)]
     plan = _plan(pods, nodes=[*cluster(4)])
     assert [m.pod.name for m in plan.moves] == ["w0", "w1"]
-    assert "2 move(s) of its workload in flight" in plan.skipped["default/w2"]  # type: ignore[index]
+    assert plan.skipped["default/w2"] == Skip(SkipCode.WORKLOAD_BUSY, "2 move(s) of its workload in flight")
 
 
 def test_replacements_not_yet_running_count_as_in_flight() -> None:
@@ -98,7 +88,7 @@ def test_replacements_not_yet_running_count_as_in_flight() -> None:
     ]
     plan = _plan(pods, nodes=[*cluster(4)])
     assert plan.moves == ()
-    assert "2 move(s) of its workload in flight" in plan.skipped["default/next"]  # type: ignore[index]
+    assert plan.skipped["default/next"] == Skip(SkipCode.WORKLOAD_BUSY, "2 move(s) of its workload in flight")
 
 
 def test_terminating_pods_are_never_planned_again() -> None:
@@ -131,3 +121,21 @@ def test_return_targets_are_vms_a_spilled_pod_could_use() -> None:
     picky = [spilled("c", cpu=0.5, scheduling={"nodeSelector": {"disk": "ssd"}})]
     assert return_targets(snap, picky, picky) == frozenset()
     assert return_targets(snap, [], []) == frozenset()
+
+
+def test_the_plan_says_which_vms_to_protect_and_when_to_release() -> None:
+    pods = [spilled("a", age=10)]  # too young to move yet, but it will: its VMs are kept from scale-down
+    plan = _plan(pods)
+    assert plan.moves == () and plan.skipped["default/a"].code is SkipCode.TOO_YOUNG
+    assert plan.protect == frozenset({"aks-nodepool1-000000", "aks-nodepool1-000001"}) and not plan.release
+    moving = _plan([spilled("b")])
+    assert moving.protect >= {m.target_node for m in moving.moves} and not moving.release
+    # Nothing could ever use the VMs (no room, or no spilled ReplicaSet pod at all): release what was protected.
+    assert _plan([spilled("huge", cpu=3)]).release
+    assert _plan([], stable_since=None).release
+    # Waiting for stability with a spilled pod: keep (and extend) the protection, release nothing.
+    waiting = _plan(pods, stable_since=None)
+    assert waiting.waiting == "capacity not yet seen stable" and waiting.protect and not waiting.release
+    # While a scale-up is pending, nothing new is protected, nothing released.
+    pending = _plan(pods, status=status_yaml("InProgress", registered=2, target=3))
+    assert pending.protect == frozenset() and not pending.release

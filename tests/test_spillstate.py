@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import threading
 import time
 from collections.abc import Mapping
 from datetime import timedelta
@@ -11,42 +9,21 @@ from typing import Any
 
 import pytest
 
-from extender.controllers.gate import Conflict, SpillState, SpillStateRecorder, desired_taints
+from extender.controllers.gate import SpillState, SpillStateRecorder, desired_taints
 from extender.model.config import TideoverConfig
 from extender.model.keys import CAPACITY_PENDING, GATE, GATE_TAINT
 from extender.model.snapshot import ClusterSnapshot, empty_snapshot
-from tests.support.factories import NOW, VIRTUAL_TAINT, cluster, snapshot, status_yaml, virtual_node
+from tests.support.factories import NOW, VIRTUAL_NODE, VIRTUAL_TAINT, cluster, snapshot, status_yaml, virtual_node
+from tests.support.fakes import FakeKube
 
 
-class FakeNodes:
-    """An in-memory API for one node: resourceVersion checks and a writer that races us."""
+def fake_nodes(conflicts: int = 0) -> FakeKube:
+    """The API with one virtual node, and a writer that races the first ``conflicts`` patches."""
+    return FakeKube({VIRTUAL_NODE: virtual_node()}, conflicts=conflicts)
 
-    def __init__(self, conflicts: int = 0) -> None:
-        self.node: dict[str, Any] = virtual_node()
-        self.node["metadata"]["resourceVersion"] = "1"
-        self.conflicts = conflicts
-        self.writes: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
 
-    def read(self, name: str) -> Mapping[str, Any]:
-        with self.lock:
-            return copy.deepcopy(self.node)
-
-    def patch(self, name: str, body: Mapping[str, Any]) -> None:
-        with self.lock:
-            if self.conflicts:
-                # Someone else (the virtual kubelet, another replica) wrote first.
-                self.conflicts -= 1
-                self._bump()
-            if body["metadata"]["resourceVersion"] != self.node["metadata"]["resourceVersion"]:
-                raise Conflict
-            self.node["metadata"].setdefault("annotations", {}).update(body["metadata"]["annotations"])
-            self.node["spec"]["taints"] = list(body["spec"]["taints"])
-            self._bump()
-            self.writes.append(copy.deepcopy(dict(body)))
-
-    def _bump(self) -> None:
-        self.node["metadata"]["resourceVersion"] = str(int(self.node["metadata"]["resourceVersion"]) + 1)
+def writes(kube: FakeKube) -> list[dict[str, Any]]:
+    return [body for _, body in kube.node_patches]
 
 
 def _snap(scale_up: str, seconds: int = 0) -> ClusterSnapshot:
@@ -55,7 +32,7 @@ def _snap(scale_up: str, seconds: int = 0) -> ClusterSnapshot:
     return snapshot(cluster(2), status, now=at, status_updated_at=at)
 
 
-def _drive(nodes: FakeNodes, snapshots: list[ClusterSnapshot], gate: bool = True) -> SpillStateRecorder:
+def _drive(nodes: FakeKube, snapshots: list[ClusterSnapshot], gate: bool = True) -> SpillStateRecorder:
     recorder = SpillStateRecorder(nodes, gate=gate)
     recorder.start()
     previous = snapshots[0]
@@ -68,16 +45,16 @@ def _drive(nodes: FakeNodes, snapshots: list[ClusterSnapshot], gate: bool = True
 
 
 def test_gate_closed_then_open_then_closed_one_write_each() -> None:
-    nodes = FakeNodes()
+    nodes = fake_nodes()
     _drive(nodes, [
         _snap("NoActivity"), _snap("NoActivity", 2),  # closed, unchanged
         _snap("InProgress", 4), _snap("InProgress", 6), _snap("InProgress", 8),  # open; ETA ticks are no change
         _snap("NoActivity", 10),  # closed again
     ])
-    assert len(nodes.writes) == 3
-    taints = [w["spec"]["taints"] for w in nodes.writes]
+    assert len(writes(nodes)) == 3
+    taints = [w["spec"]["taints"] for w in writes(nodes)]
     assert taints == [[VIRTUAL_TAINT, GATE_TAINT], [VIRTUAL_TAINT], [VIRTUAL_TAINT, GATE_TAINT]]
-    annotations = [w["metadata"]["annotations"] for w in nodes.writes]
+    annotations = [w["metadata"]["annotations"] for w in writes(nodes)]
     assert [a[CAPACITY_PENDING] for a in annotations] == ["", "nodepool1", ""]
     assert annotations[1][GATE].startswith("open since 2026-11-22T12:00:04Z: capacity pending in nodepool1")
     assert annotations[2][GATE] == (
@@ -87,54 +64,54 @@ def test_gate_closed_then_open_then_closed_one_write_each() -> None:
 
 
 def test_a_change_of_reason_while_closed_is_written_once() -> None:
-    nodes = FakeNodes()
+    nodes = fake_nodes()
     backoff = snapshot(cluster(2), status_yaml("Backoff", registered=2, backoff_code="QuotaExceeded"),
                        now=NOW + timedelta(seconds=4), status_updated_at=NOW + timedelta(seconds=4))
     _drive(nodes, [_snap("NoActivity"), backoff, backoff])
-    assert len(nodes.writes) == 2  # closed (no activity), then closed (backoff): the reason changed
-    reason = nodes.writes[1]["metadata"]["annotations"][GATE]
+    assert len(writes(nodes)) == 2  # closed (no activity), then closed (backoff): the reason changed
+    reason = writes(nodes)[1]["metadata"]["annotations"][GATE]
     assert reason.startswith("closed since 2026-11-22T12:00:00Z: ")  # still closed since the start
     assert "QuotaExceeded" in reason
 
 
 def test_without_the_gate_only_annotations_change() -> None:
-    nodes = FakeNodes()
+    nodes = fake_nodes()
     _drive(nodes, [_snap("NoActivity"), _snap("InProgress", 4)], gate=False)
-    assert [w["spec"]["taints"] for w in nodes.writes] == [[VIRTUAL_TAINT], [VIRTUAL_TAINT]]
+    assert [w["spec"]["taints"] for w in writes(nodes)] == [[VIRTUAL_TAINT], [VIRTUAL_TAINT]]
 
 
 def test_conflicting_writer_is_retried_with_a_fresh_read() -> None:
-    nodes = FakeNodes(conflicts=2)
+    nodes = fake_nodes(conflicts=2)
     recorder = _drive(nodes, [_snap("NoActivity")])
     assert recorder.patches == 1
-    assert nodes.node["spec"]["taints"] == [VIRTUAL_TAINT, GATE_TAINT]
+    assert nodes.nodes[VIRTUAL_NODE]["spec"]["taints"] == [VIRTUAL_TAINT, GATE_TAINT]
 
 
 def test_a_node_already_in_the_wanted_state_is_not_written() -> None:
-    nodes = FakeNodes()
+    nodes = fake_nodes()
     _drive(nodes, [_snap("NoActivity")])
     again = _drive(nodes, [_snap("NoActivity", 5)])  # a second replica, same state
-    assert len(nodes.writes) == 1
+    assert len(writes(nodes)) == 1
     assert again.patches == 0
 
 
 def test_unsynced_snapshots_are_not_recorded() -> None:
-    nodes = FakeNodes()
+    nodes = fake_nodes()
     _drive(nodes, [empty_snapshot(TideoverConfig(), NOW)])
-    assert nodes.writes == []
+    assert writes(nodes) == []
 
 
 def test_failed_write_is_retried_on_the_next_snapshot() -> None:
-    class Flaky(FakeNodes):
+    class Flaky(FakeKube):
         failures = 1
 
-        def read(self, name: str) -> Mapping[str, Any]:
+        def read_node(self, name: str) -> Mapping[str, Any]:
             if self.failures:
                 self.failures -= 1
                 raise RuntimeError("apiserver unavailable")
-            return super().read(name)
+            return super().read_node(name)
 
-    nodes = Flaky()
+    nodes = Flaky({VIRTUAL_NODE: virtual_node()})
     recorder = SpillStateRecorder(nodes)
     recorder.start()
     first = _snap("InProgress")
@@ -147,7 +124,7 @@ def test_failed_write_is_retried_on_the_next_snapshot() -> None:
     recorder.stop()
     recorder._thread.join(5)
     assert recorder.patches == 1
-    assert nodes.node["metadata"]["annotations"][CAPACITY_PENDING] == "nodepool1"
+    assert nodes.nodes[VIRTUAL_NODE]["metadata"]["annotations"][CAPACITY_PENDING] == "nodepool1"
 
 
 @pytest.mark.parametrize(

@@ -25,11 +25,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
 
-from kubernetes import client
-from kubernetes.client.rest import ApiException
-
+from extender.controllers.port import KubeWrites
 from extender.decide.filter import FilterDecision, pending_reason
 from extender.model.config import TideoverConfig
 from extender.model.objects import PodFacts
@@ -55,8 +52,8 @@ class PodEvent:
 class EventRecorder:
     """Posts core/v1 Events from a background thread; the queue is bounded so a slow API never grows memory."""
 
-    def __init__(self, api: client.CoreV1Api, *, max_queue: int = 1000, host: str = "") -> None:
-        self._api = api
+    def __init__(self, kube: KubeWrites, *, max_queue: int = 1000, host: str = "") -> None:
+        self._kube = kube
         self._queue: queue.Queue[PodEvent | None] = queue.Queue(maxsize=max_queue)
         self._host = host
         self._thread = threading.Thread(target=self._run, name="event-recorder", daemon=True)
@@ -100,12 +97,13 @@ class EventRecorder:
                 "count": 1,
             }
             try:
-                self._api.create_namespaced_event(event.namespace, cast(Any, body))  # the client accepts a dict
-            except ApiException as error:
-                log.warning("could not record event %s for %s/%s: %s", event.reason, event.namespace,
-                            event.pod_name, error.reason)
-            except Exception as error:
+                result = self._kube.create_event(event.namespace, body)
+            except Exception as error:  # a transport error: the recorder must outlive it
                 log.warning("could not record event %s: %s", event.reason, error)
+                continue
+            if not result.ok:
+                log.warning("could not record event %s for %s/%s: %s", event.reason, event.namespace,
+                            event.pod_name, result.reason)
 
 
 class SpillNotifier:

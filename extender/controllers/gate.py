@@ -29,10 +29,9 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from kubernetes.client.rest import ApiException
-
+from extender.controllers.port import KubeWrites, Outcome
 from extender.model.capacity import CapacityState
 from extender.model.keys import CAPACITY_PENDING, GATE, GATE_TAINT
 from extender.model.snapshot import ClusterSnapshot
@@ -97,21 +96,11 @@ def desired_state(snapshot: ClusterSnapshot, previous: SpillState | None) -> Spi
     return SpillState(pending, since, _reason(snapshot, pending), states)
 
 
-class NodeWriter(Protocol):
-    def read(self, name: str) -> Mapping[str, Any]: ...  # the Node as a JSON-shaped dict
-
-    def patch(self, name: str, body: Mapping[str, Any]) -> None: ...  # raises Conflict on a stale resourceVersion
-
-
-class Conflict(Exception):
-    """The node changed since it was read (HTTP 409)."""
-
-
 class SpillStateRecorder:
     """Snapshot listener -> background writes of the virtual nodes' spill annotations and gate taint."""
 
-    def __init__(self, nodes: NodeWriter, *, gate: bool = True) -> None:
-        self._nodes = nodes
+    def __init__(self, kube: KubeWrites, *, gate: bool = True) -> None:
+        self._kube = kube
         self._gate = gate
         self._state: SpillState | None = None
         self._recorded: dict[str, SpillState] = {}
@@ -145,7 +134,7 @@ class SpillStateRecorder:
     def _write(self, name: str, state: SpillState) -> bool:
         """Bring one node to ``state``; True when a write was needed."""
         for _ in range(CONFLICT_RETRIES):
-            node = self._nodes.read(name)
+            node = self._kube.read_node(name)
             metadata = node.get("metadata") or {}
             annotations = metadata.get("annotations") or {}
             taints = list((node.get("spec") or {}).get("taints") or [])
@@ -163,11 +152,11 @@ class SpillStateRecorder:
                 "metadata": {"resourceVersion": metadata.get("resourceVersion"), "annotations": wanted_annotations},
                 "spec": {"taints": wanted_taints},
             }
-            try:
-                self._nodes.patch(name, body)
+            result = self._kube.patch_node(name, body)
+            if result.ok:
                 return True
-            except Conflict:
-                continue
+            if result.outcome is not Outcome.CONFLICT:
+                raise RuntimeError(result.reason)
         raise RuntimeError(f"{CONFLICT_RETRIES} conflicting writes in a row")
 
     def _run(self) -> None:
@@ -182,22 +171,3 @@ class SpillStateRecorder:
             except Exception as error:
                 log.warning("could not record the spill state on %s: %s", node, error)
                 self._recorded.pop(node, None)  # retried on the next snapshot
-
-
-class KubeNodeWriter:
-    """NodeWriter over the official client."""
-
-    def __init__(self, api: Any) -> None:
-        self._api = api
-
-    def read(self, name: str) -> Mapping[str, Any]:
-        node: Mapping[str, Any] = self._api.api_client.sanitize_for_serialization(self._api.read_node(name))
-        return node
-
-    def patch(self, name: str, body: Mapping[str, Any]) -> None:
-        try:
-            self._api.patch_node(name, dict(body))
-        except ApiException as error:
-            if error.status == 409:
-                raise Conflict from None
-            raise

@@ -23,15 +23,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
 from extender.controllers.events import PodEvent
-from extender.decide.returns import ReturnPlan, plan_returns, return_targets
+from extender.controllers.port import KubeWrites, Outcome
+from extender.decide.returns import ReturnMove, ReturnPlan, plan_returns
 from extender.model.config import TideoverConfig
 from extender.model.keys import DELETION_COST_MARKER, POD_DELETION_COST, RETURN_TARGET_MARKER, SCALE_DOWN_DISABLED
 from extender.model.snapshot import ClusterSnapshot, PodPlacement
@@ -40,8 +39,6 @@ from extender.telemetry.metrics import Metrics
 log = logging.getLogger("tideover.controllers")
 
 RETURNING_TO_VM = "ReturningToVM"
-# Skip reasons that mean a pod will not move back soon: they do not keep VMs protected.
-_NEVER_RETURNING_SOON = frozenset({"no VM node could take it now"})
 
 
 def desired_deletion_cost(pod: PodPlacement, virtual_nodes: frozenset[str], cost: int) -> str | None:
@@ -81,7 +78,7 @@ class ControllerLoop:
 
     def __init__(
         self,
-        core: client.CoreV1Api,
+        kube: KubeWrites,
         config: TideoverConfig,
         snapshot: Callable[[], ClusterSnapshot],
         pods: Callable[[], Sequence[PodPlacement]],
@@ -89,7 +86,7 @@ class ControllerLoop:
         metrics: Metrics,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._core = core
+        self._kube = kube
         self._config = config
         self._snapshot = snapshot
         self._pods = pods
@@ -132,17 +129,17 @@ class ControllerLoop:
             if wanted is None:
                 continue
             body = {"metadata": {"annotations": {POD_DELETION_COST: wanted, DELETION_COST_MARKER: "managed"}}}
-            try:
-                self._core.patch_namespaced_pod(pod.name, pod.namespace, body)
+            result = self._kube.patch_pod(pod.namespace, pod.name, body)
+            if result.ok:
                 patched += 1
                 self._metrics.deletion_cost_patches.inc()
-            except ApiException as error:
-                if error.status != 404:
-                    log.warning("could not set the deletion cost of %s/%s: %s", pod.namespace, pod.name, error.reason)
+            elif result.outcome is not Outcome.GONE:
+                log.warning("could not set the deletion cost of %s/%s: %s", pod.namespace, pod.name, result.reason)
         return patched
 
     # -- return to VMs -----------------------------------------------------------------------------
     def return_pods(self, snapshot: ClusterSnapshot, pods: Sequence[PodPlacement]) -> ReturnPlan:
+        """Plan (:func:`~extender.decide.returns.plan_returns`), then act on the plan: protect, evict, release."""
         now = self._now()
         if snapshot.pending_pools:
             self._stable_since = None
@@ -151,58 +148,41 @@ class ControllerLoop:
         plan = plan_returns(
             snapshot, pods, now, self._config.controllers.return_to_vm, self._stable_since, self._limiter.budget()
         )
-        waiting = [reason for reason in (plan.skipped or {}).values()
-                   if reason not in _NEVER_RETURNING_SOON and not reason.startswith("owned by")]
-        returnable = bool(plan.moves) or bool(waiting) or (
-            plan.waiting is not None and any(self._spilled_replica_pods(snapshot, pods))
-        )
-        if returnable and not snapshot.pending_pools:
-            # Protect every Ready VM with room from the moment returns are possible, not only each planned
-            # target as it is picked: the autoscaler would otherwise remove new, still-empty VMs in the
-            # stability window, and kube-scheduler may place a replacement on another node than planned.
-            for node in return_targets(snapshot, pods, self._spilled_replica_pods(snapshot, pods)):
-                self._protect(node)
+        for node in sorted(plan.protect):
+            self._protect(node)
         for move in plan.moves:
-            self._protect(move.target_node)
-            pod = move.pod
-            message = (
-                f"moving back to a VM: capacity is Ready (e.g. node {move.target_node}); "
-                f"evicting so the ReplicaSet's replacement is scheduled onto a VM"
-            )
-            try:
-                self._core.create_namespaced_pod_eviction(
-                    pod.name, pod.namespace,
-                    cast(Any, {"apiVersion": "policy/v1", "kind": "Eviction",
-                               "metadata": {"name": pod.name, "namespace": pod.namespace}}),
-                )
-            except ApiException as error:
-                outcome = "blocked-by-pdb" if error.status == 429 else "gone" if error.status == 404 else "error"
-                self._metrics.returns.labels(outcome).inc()
-                if outcome == "error":
-                    log.warning("eviction of %s/%s failed: %s", pod.namespace, pod.name, error.reason)
-                continue
-            self._limiter.spend()
-            self._metrics.returns.labels("evicted").inc()
-            self._emit(PodEvent(pod.namespace, pod.name, pod.uid, RETURNING_TO_VM, message))
-            log.info("returning %s/%s to a VM (target %s)", pod.namespace, pod.name, move.target_node)
-        if not returnable:
+            self._evict(move)
+        if plan.release:
             self._release_protection(snapshot)
         return plan
 
-    @staticmethod
-    def _spilled_replica_pods(snapshot: ClusterSnapshot, pods: Sequence[PodPlacement]) -> list[PodPlacement]:
-        virtual = frozenset(snapshot.virtual_nodes)
-        return [p for p in pods if p.node_name in virtual and p.active and p.owner_kind == "ReplicaSet"]
+    def _evict(self, move: ReturnMove) -> None:
+        pod = move.pod
+        result = self._kube.evict_pod(pod.namespace, pod.name)
+        if not result.ok:
+            outcome = {Outcome.REFUSED: "blocked-by-pdb", Outcome.GONE: "gone"}.get(result.outcome, "error")
+            self._metrics.returns.labels(outcome).inc()
+            if outcome == "error":
+                log.warning("eviction of %s/%s failed: %s", pod.namespace, pod.name, result.reason)
+            return
+        self._limiter.spend()
+        self._metrics.returns.labels("evicted").inc()
+        message = (
+            f"moving back to a VM: capacity is Ready (e.g. node {move.target_node}); "
+            f"evicting so the ReplicaSet's replacement is scheduled onto a VM"
+        )
+        self._emit(PodEvent(pod.namespace, pod.name, pod.uid, RETURNING_TO_VM, message))
+        log.info("returning %s/%s to a VM (target %s)", pod.namespace, pod.name, move.target_node)
 
     def _protect(self, node: str) -> None:
         if node in self._protected:
             return
         body = {"metadata": {"annotations": {SCALE_DOWN_DISABLED: "true", RETURN_TARGET_MARKER: "true"}}}
-        try:
-            self._core.patch_node(node, body)
+        result = self._kube.patch_node(node, body)
+        if result.ok:
             self._protected.add(node)
-        except ApiException as error:
-            log.warning("could not protect %s from scale-down: %s", node, error.reason)
+        else:
+            log.warning("could not protect %s from scale-down: %s", node, result.reason)
 
     def _release_protection(self, snapshot: ClusterSnapshot) -> None:
         # From the API state too: a node a previous leader protected is released by this one.
@@ -210,12 +190,10 @@ class ControllerLoop:
                   if info.facts.annotations.get(RETURN_TARGET_MARKER) == "true"}
         for node in marked | self._protected:
             body = {"metadata": {"annotations": {SCALE_DOWN_DISABLED: None, RETURN_TARGET_MARKER: None}}}
-            try:
-                self._core.patch_node(node, body)
-            except ApiException as error:
-                if error.status != 404:
-                    log.warning("could not release %s: %s", node, error.reason)
-                    continue
+            result = self._kube.patch_node(node, body)
+            if not result.ok and result.outcome is not Outcome.GONE:
+                log.warning("could not release %s: %s", node, result.reason)
+                continue
             self._protected.discard(node)
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from extender.decide.matching import pod_fits_template
 from extender.model.config import ReturnToVm
@@ -33,11 +34,36 @@ class ReturnMove:
     target_node: str  # a VM node that can take it now (the scheduler makes the final choice)
 
 
+class SkipCode(StrEnum):
+    """Why a spilled pod stays on the virtual node this round."""
+
+    NOT_A_REPLICA = "not-a-replica"  # not a ReplicaSet pod: left to finish where it is
+    TOO_YOUNG = "too-young"  # has not run minPodAgeSeconds yet
+    WORKLOAD_BUSY = "workload-busy"  # maxInFlightPerWorkload moves of its workload under way
+    NO_ROOM = "no-room"  # no VM node could take it now
+
+    @property
+    def returns_soon(self) -> bool:
+        """The pod will move back once time passes: the VMs it would move to stay protected meanwhile."""
+        return self in (SkipCode.TOO_YOUNG, SkipCode.WORKLOAD_BUSY)
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    code: SkipCode
+    reason: str  # the sentence, for logs
+
+
 @dataclass(frozen=True, slots=True)
 class ReturnPlan:
+    """What the return controller does this round: evict ``moves``, keep ``protect`` from scale-down, and, when
+    ``release``, lift the protection of every node it protected (no return is possible any more)."""
+
     moves: tuple[ReturnMove, ...]
     waiting: str | None = None  # why nothing may move yet, when that is the case
-    skipped: Mapping[str, str] | None = None  # pod key -> why it stays for now
+    skipped: Mapping[str, Skip] = field(default_factory=dict)  # pod key -> why it stays for now
+    protect: frozenset[str] = frozenset()
+    release: bool = False
 
 
 def free_capacity(snapshot: ClusterSnapshot, pods: Iterable[PodPlacement]) -> dict[str, list[float]]:
@@ -92,49 +118,84 @@ def plan_returns(
     capacity_stable_since: datetime | None,
     budget: int,
 ) -> ReturnPlan:
-    """The moves to make now (at most ``budget``), oldest pods first."""
+    """The moves to make now (at most ``budget``), oldest pods first, and which VMs to protect or release."""
+    spilled = spilled_replica_pods(snapshot, pods)
+    waiting = _not_yet(snapshot, now, policy, capacity_stable_since, budget)
+    if waiting is not None:
+        # Returns will be possible later while spilled ReplicaSet pods remain: their VMs stay protected (from the
+        # moment no capacity is pending: a pending scale-up's VMs are not Ready yet to move to).
+        protect = return_targets(snapshot, pods, spilled) if spilled and not snapshot.pending_pools else frozenset()
+        return ReturnPlan((), waiting, protect=protect, release=not spilled)
+    moves, skipped = _moves(snapshot, pods, now, policy, budget)
+    returnable = bool(moves) or any(skip.code.returns_soon for skip in skipped.values())
+    # Protect every VM a spilled pod could use from the moment returns are possible, not only each planned
+    # target: the autoscaler would otherwise remove new, still-empty VMs in the stability window, and
+    # kube-scheduler may place a replacement on another node than planned.
+    protect = return_targets(snapshot, pods, spilled) if returnable else frozenset()
+    return ReturnPlan(
+        moves, None, skipped, protect | {move.target_node for move in moves}, release=not returnable
+    )
+
+
+def spilled_replica_pods(snapshot: ClusterSnapshot, pods: Sequence[PodPlacement]) -> list[PodPlacement]:
+    virtual = frozenset(snapshot.virtual_nodes)
+    return [p for p in pods if p.node_name in virtual and p.active and p.owner_kind in RETURNABLE_OWNERS]
+
+
+def _not_yet(
+    snapshot: ClusterSnapshot, now: datetime, policy: ReturnToVm, capacity_stable_since: datetime | None, budget: int
+) -> str | None:
+    """Why no pod may move this round, or None when moves may be planned."""
     if snapshot.pending_pools:
-        return ReturnPlan((), f"capacity still pending in {', '.join(snapshot.pending_pools)}")
+        return f"capacity still pending in {', '.join(snapshot.pending_pools)}"
     if capacity_stable_since is None:
-        return ReturnPlan((), "capacity not yet seen stable")
+        return "capacity not yet seen stable"
     stable_for = (now - capacity_stable_since).total_seconds()
     if stable_for < policy.stable_seconds:
-        return ReturnPlan((), f"capacity stable for {stable_for:.0f}s of the {policy.stable_seconds:.0f}s required")
+        return f"capacity stable for {stable_for:.0f}s of the {policy.stable_seconds:.0f}s required"
     if budget <= 0:
-        return ReturnPlan((), "eviction rate limit reached")
+        return "eviction rate limit reached"
+    return None
 
+
+def _skip(pod: PodPlacement, now: datetime, policy: ReturnToVm, moving: Counter[str]) -> Skip | None:
+    if pod.owner_kind not in RETURNABLE_OWNERS or pod.owner_uid is None:
+        owner = pod.owner_kind or "nothing"
+        return Skip(SkipCode.NOT_A_REPLICA, f"owned by {owner}: left to finish on the virtual node")
+    age = (now - pod.created).total_seconds() if pod.created else 0.0
+    if age < policy.min_pod_age_seconds:
+        return Skip(SkipCode.TOO_YOUNG, f"running {age:.0f}s, less than {policy.min_pod_age_seconds:.0f}s")
+    if moving[pod.owner_uid] >= policy.max_in_flight_per_workload:
+        return Skip(SkipCode.WORKLOAD_BUSY, f"{moving[pod.owner_uid]} move(s) of its workload in flight")
+    return None
+
+
+def _moves(
+    snapshot: ClusterSnapshot, pods: Sequence[PodPlacement], now: datetime, policy: ReturnToVm, budget: int
+) -> tuple[tuple[ReturnMove, ...], dict[str, Skip]]:
     virtual = frozenset(snapshot.virtual_nodes)
-    in_flight = _in_flight(pods, virtual)
+    moving = _in_flight(pods, virtual)
     free = free_capacity(snapshot, pods)
     candidates = sorted(
         (p for p in pods if p.node_name in virtual and p.active and not p.terminating),
         key=lambda p: (p.created or now, p.namespace, p.name),
     )
     moves: list[ReturnMove] = []
-    skipped: dict[str, str] = {}
+    skipped: dict[str, Skip] = {}
     for pod in candidates:
         key = f"{pod.namespace}/{pod.name}"
-        if pod.owner_kind not in RETURNABLE_OWNERS or pod.owner_uid is None:
-            skipped[key] = f"owned by {pod.owner_kind or 'nothing'}: left to finish on the virtual node"
-            continue
-        age = (now - pod.created).total_seconds() if pod.created else 0.0
-        if age < policy.min_pod_age_seconds:
-            skipped[key] = f"running {age:.0f}s, less than {policy.min_pod_age_seconds:.0f}s"
-            continue
-        if in_flight[pod.owner_uid] >= policy.max_in_flight_per_workload:
-            skipped[key] = f"{in_flight[pod.owner_uid]} move(s) of its workload in flight"
-            continue
-        target = _fitting_node(pod, snapshot, free)
+        skip = _skip(pod, now, policy, moving)
+        target = None if skip is not None else _fitting_node(pod, snapshot, free)
         if target is None:
-            skipped[key] = "no VM node could take it now"
+            skipped[key] = skip or Skip(SkipCode.NO_ROOM, "no VM node could take it now")
             continue
         moves.append(ReturnMove(pod, target))
         free[target][0] -= pod.cpu
         free[target][1] -= pod.memory
-        in_flight[pod.owner_uid] += 1
+        moving[pod.owner_uid or ""] += 1
         if len(moves) >= budget:
             break
-    return ReturnPlan(tuple(moves), None, skipped)
+    return tuple(moves), skipped
 
 
 def _fitting_node(pod: PodPlacement, snapshot: ClusterSnapshot, free: Mapping[str, list[float]]) -> str | None:

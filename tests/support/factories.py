@@ -253,3 +253,14 @@ def unschedulable(pod_obj: dict[str, Any]) -> dict[str, Any]:
         "lastTransitionTime": iso(NOW),
     }]}
     return {**pod_obj, "status": status}
+
+
+def spilled(name: str, *, owner: str | None = "rs-a", kind: str | None = "ReplicaSet", age: float = 600,
+            cpu: float = 1.0, node: str | None = VIRTUAL_NODE, phase: str = "Running", terminating: bool = False,
+            scheduling: dict[str, Any] | None = None) -> PodPlacement:
+    """A pod on the virtual node as the cluster view keeps it: a ReplicaSet's, running for 10 minutes."""
+    return PodPlacement(
+        namespace="default", name=name, uid=f"uid-{name}", node_name=node, phase=phase, owner_uid=owner,
+        cpu=cpu, memory=2**30, owner_kind=kind, created=NOW - timedelta(seconds=age), terminating=terminating,
+        scheduling=scheduling or {},
+    )
