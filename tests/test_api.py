@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from typing import Any
 
 import orjson
 import pytest
-from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from extender.edge.app import ExtenderService, create_app
@@ -24,6 +23,20 @@ from extender.model.config import TideoverConfig, parse_config
 from extender.model.objects import node_facts
 from extender.model.snapshot import ClusterSnapshot, PodPlacement, build_snapshot, empty_snapshot, pod_placement
 from extender.telemetry.metrics import Metrics
+from tests.support.edge import (
+    REQUIRED,
+    Harness,
+    asgi_messages,
+    asgi_post,
+    blanks,
+    default_nodes,
+    harness,
+    largest_valid_pod,
+    names_args,
+    nodes_args,
+    pieces,
+    poll_healthz_during,
+)
 from tests.support.factories import NOW, VIRTUAL_NODE, pod, snapshot, status_yaml, virtual_node, vm_node
 
 with warnings.catch_warnings():
@@ -42,131 +55,6 @@ PRIORITY = "tideover.io/priority"
 # --------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Harness:
-    client: TestClient
-    app: FastAPI
-    metrics: Metrics
-    snap: ClusterSnapshot
-    config: TideoverConfig
-
-    def post(self, verb: str, body: Any) -> Any:
-        content = body if isinstance(body, bytes) else orjson.dumps(body)
-        return self.client.post(f"/{verb}", content=content, headers={"Content-Type": "application/json"})
-
-    def filter(self, body: Any) -> Json:
-        response = self.post("filter", body)
-        assert response.status_code == 200, response.text
-        reply: Json = response.json()
-        return reply
-
-    def prioritize(self, body: Any) -> list[Json]:
-        response = self.post("prioritize", body)
-        assert response.status_code == 200, response.text
-        reply: list[Json] = response.json()
-        return reply
-
-    def sample(self, name: str, labels: Mapping[str, str]) -> float:
-        value = self.metrics.registry.get_sample_value(name, dict(labels))
-        return 0.0 if value is None else value
-
-    def decisions_total(self) -> float:
-        total = 0.0
-        for family in self.metrics.registry.collect():
-            if family.name == "tideover_decisions":
-                total += sum(s.value for s in family.samples if s.name == "tideover_decisions_total")
-        return total
-
-
-def harness(
-    snap: ClusterSnapshot | None = None,
-    *,
-    config: TideoverConfig | None = None,
-    ready: Callable[[], bool] = lambda: True,
-) -> Harness:
-    config = config or TideoverConfig()
-    snap = snap if snap is not None else snapshot(default_nodes(), config=config)
-    metrics = Metrics()
-    frozen = snap
-    app = create_app(ExtenderService(config, lambda: frozen, metrics), ready=ready)
-    return Harness(TestClient(app), app, metrics, snap, config)
-
-
-def default_nodes() -> list[Json]:
-    return [vm_node("vm-1"), vm_node("vm-2"), virtual_node()]
-
-
-def names_args(pod_obj: Json, names: Sequence[str]) -> Json:
-    return {"Pod": pod_obj, "Nodes": None, "NodeNames": list(names)}
-
-
-def nodes_args(pod_obj: Json, nodes: Sequence[Json]) -> Json:
-    return {"Pod": pod_obj, "Nodes": {"metadata": {}, "items": list(nodes)}, "NodeNames": None}
-
-
-@dataclass
-class AsgiReply:
-    status: int
-    body: bytes
-    chunks_read: int
-
-
-def asgi_post(
-    app: FastAPI, path: str, chunks: Iterator[bytes], headers: Sequence[tuple[bytes, bytes]] = ()
-) -> AsgiReply:
-    """POST to the ASGI app directly, handing the body over chunk by chunk as a server would."""
-    scope: Json = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"), *headers],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    read = 0
-    status = 0
-    body = bytearray()
-    pending = next(chunks, None)
-
-    async def receive() -> Json:
-        nonlocal read, pending
-        if pending is None:
-            return {"type": "http.request", "body": b"", "more_body": False}
-        chunk, pending = pending, next(chunks, None)
-        read += 1
-        return {"type": "http.request", "body": chunk, "more_body": pending is not None}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            body.extend(message.get("body", b""))
-
-    asyncio.run(app(scope, receive, send))
-    return AsgiReply(status, bytes(body), read)
-
-
-def blanks(total: int, size: int) -> Iterator[bytes]:
-    """``total`` bytes of whitespace in ``size``-byte chunks, made as they are read."""
-    block = b" " * size
-    sent = 0
-    while sent < total:
-        piece = block[: min(size, total - sent)]
-        sent += len(piece)
-        yield piece
-
-
-def pieces(body: bytes, size: int) -> Iterator[bytes]:
-    return (body[start : start + size] for start in range(0, len(body), size))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1110,7 +998,6 @@ def test_a_workload_capped_at_25_percent_spills_a_quarter_of_its_pods_through_ht
 # Issue 11: duplicates, the two forms disagreeing, bounds per request
 # --------------------------------------------------------------------------------------------------
 
-REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
 
 
 def test_a_duplicated_node_name_is_refused_naming_it() -> None:
@@ -1191,41 +1078,14 @@ def test_a_large_valid_pod_costs_linear_time() -> None:
     assert large < 40 * small, f"1,000 containers took {large / small:.0f} x what 100 took (quadratic: ~100 x)"
 
 
-def _asgi_call(app: FastAPI, messages: list[dict[str, Any]]) -> tuple[int | None, bytes]:
-    """Drive the ASGI app with ``messages`` as the request's receive() results (then a wait that never ends)."""
-    import asyncio
-    import contextlib
-
-    sent: list[dict[str, Any]] = []
-    queue = list(messages)
-
-    async def receive() -> dict[str, Any]:
-        if queue:
-            return queue.pop(0)
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/filter", "headers": [(b"content-length", b"100000")],
-             "query_string": b"", "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1),
-             "root_path": "", "raw_path": b"/filter", "asgi": {"version": "3.0"}}
-    with contextlib.suppress(TimeoutError):  # an app that waits for the body forever fails below, not hangs
-        asyncio.run(asyncio.wait_for(app(scope, receive, send), 5))
-    start = next((m for m in sent if m["type"] == "http.response.start"), None)
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return (start["status"] if start else None), body
-
-
 def test_a_client_that_disconnects_mid_body_gets_one_log_line_not_a_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     h = harness()
     with caplog.at_level("INFO"):
-        status, _ = _asgi_call(h.app, [{"type": "http.request", "body": b'{"Pod": ', "more_body": True},
-                                       {"type": "http.disconnect"}])
-    assert status == 400
+        reply = asgi_messages(h.app, [{"type": "http.request", "body": b'{"Pod": ', "more_body": True},
+                                      {"type": "http.disconnect"}])
+    assert reply.status == 400
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
     assert any("disconnected before sending its whole body" in r.getMessage() for r in caplog.records)
     assert h.sample("tideover_bad_requests_total", {"verb": "filter", "status": "499"}) == 1.0
@@ -1233,44 +1093,9 @@ def test_a_client_that_disconnects_mid_body_gets_one_log_line_not_a_traceback(
 
 def test_a_body_that_never_arrives_whole_gets_408() -> None:
     h = harness(config=TideoverConfig.model_validate({"server": {"bodyReadTimeoutSeconds": 0.2}}))
-    status, body = _asgi_call(h.app, [{"type": "http.request", "body": b'{"Pod": ', "more_body": True}])
-    assert status == 408
-    assert b"server.bodyReadTimeoutSeconds" in body
-
-
-def _largest_valid_pod() -> Json:
-    """A pod at every bound of extender.model.objects at once: 1,000 containers with distinct images, 1,000 tolerations,
-    1,000 node-affinity expressions."""
-    from extender.model.objects import MAX_AFFINITY_TERMS, MAX_CONTAINERS, MAX_TOLERATIONS
-
-    big = pod("big")
-    big["spec"]["containers"] = [
-        {"name": f"c{i}", "image": f"registry.example/app{i}:1", "resources": {"requests": {"cpu": "1m"}}}
-        for i in range(MAX_CONTAINERS)
-    ]
-    big["spec"]["tolerations"] += [{"key": f"k{i}", "operator": "Exists"} for i in range(MAX_TOLERATIONS - 1)]
-    big["spec"]["affinity"] = {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchExpressions": [
-        {"key": f"k{i}", "operator": "DoesNotExist"} for i in range(MAX_AFFINITY_TERMS - 1)
-    ]}]}}}
-    return big
-
-
-async def _poll_healthz_during(app: FastAPI, request: Any) -> tuple[Any, list[float]]:
-    """Run ``request(client)`` and, meanwhile, GET /healthz one after the other: (its reply, each /healthz time)."""
-    import time
-
-    import httpx
-
-    latencies: list[float] = []
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        task = asyncio.ensure_future(request(client))
-        await asyncio.sleep(0)
-        while not task.done():
-            start = time.perf_counter()
-            assert (await client.get("/healthz")).status_code == 200
-            latencies.append(time.perf_counter() - start)
-            await asyncio.sleep(0.005)
-        return await task, latencies
+    reply = asgi_messages(h.app, [{"type": "http.request", "body": b'{"Pod": ', "more_body": True}])
+    assert reply.status == 408
+    assert b"server.bodyReadTimeoutSeconds" in reply.body
 
 
 def test_a_large_valid_pod_is_answered_within_a_bound_while_healthz_stays_responsive() -> None:
@@ -1283,7 +1108,7 @@ def test_a_large_valid_pod_is_answered_within_a_bound_while_healthz_stays_respon
 
     h = harness()
     names = ["vm-1", "vm-2", VIRTUAL_NODE, *(f"unknown-{i}" for i in range(MAX_NODES - 3))]
-    body = orjson.dumps(names_args(_largest_valid_pod(), names))
+    body = orjson.dumps(names_args(largest_valid_pod(), names))
 
     async def post(client: Any) -> tuple[int, float]:
         start = time.perf_counter()
@@ -1291,7 +1116,7 @@ def test_a_large_valid_pod_is_answered_within_a_bound_while_healthz_stays_respon
         return response.status_code, time.perf_counter() - start
 
     for _ in range(2):  # the second run is timed (the first warms the quantity and image caches)
-        (status, seconds), latencies = asyncio.run(_poll_healthz_during(h.app, post))
+        (status, seconds), latencies = asyncio.run(poll_healthz_during(h.app, post))
     assert status == 200
     assert seconds < 1.0, f"the largest valid request took {seconds:.2f}s"
     assert latencies and max(latencies) < 0.5
@@ -1314,12 +1139,12 @@ def test_cpu_heavy_work_does_not_block_healthz() -> None:
 
     app = create_app(ExtenderService(config, slow_snapshot, Metrics()), ready=lambda: True)
     names = ["vm-1", "vm-2", VIRTUAL_NODE, *(f"unknown-{i}" for i in range(10_000))]
-    body = orjson.dumps(names_args(_largest_valid_pod(), names))
+    body = orjson.dumps(names_args(largest_valid_pod(), names))
 
     async def post(client: Any) -> int:
         status: int = (await client.post("/filter", content=body)).status_code
         return status
 
-    status, latencies = asyncio.run(_poll_healthz_during(app, post))
+    status, latencies = asyncio.run(poll_healthz_during(app, post))
     assert status == 200
     assert len(latencies) >= 3 and max(latencies) < 0.3, latencies

@@ -29,6 +29,7 @@ from extender.model.config import TideoverConfig
 from extender.model.keys import GATE_TAINT
 from extender.model.snapshot import ClusterSnapshot, empty_snapshot
 from extender.telemetry.metrics import Metrics
+from tests.support.edge import asgi_post
 from tests.support.factories import (
     NOW,
     SEED_AFFINITY,
@@ -40,7 +41,6 @@ from tests.support.factories import (
     vm_node,
 )
 from tests.support.factories import snapshot as make_snapshot
-from tests.test_api import asgi_post
 
 Json = dict[str, Any]
 

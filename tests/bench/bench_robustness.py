@@ -32,6 +32,7 @@ from extender.edge.wire import MAX_NODES
 from extender.model.config import ConfigError, TideoverConfig, load_config
 from extender.model.keys import GATE_TAINT
 from extender.model.snapshot import pod_placement
+from tests.support.edge import harness, largest_valid_pod, names_args, poll_healthz_during
 from tests.support.factories import (
     VIRTUAL_NODE,
     VIRTUAL_TAINT,
@@ -42,13 +43,12 @@ from tests.support.factories import (
     unschedulable,
     virtual_node,
 )
-from tests.test_api import _largest_valid_pod, _poll_healthz_during, harness, names_args
 
 
 def largest_request() -> None:
     h = harness()
     names = ["vm-1", "vm-2", VIRTUAL_NODE, *(f"unknown-{i}" for i in range(MAX_NODES - 3))]
-    body = orjson.dumps(names_args(_largest_valid_pod(), names))
+    body = orjson.dumps(names_args(largest_valid_pod(), names))
     print(f"largest valid request: {len(body) / 1024:.0f} KiB (1,000 containers, tolerations, affinity "
           f"expressions; {MAX_NODES} NodeNames)")
     for verb in ("filter", "prioritize"):
@@ -58,7 +58,7 @@ def largest_request() -> None:
             assert response.status_code == 200
             return time.perf_counter() - start
 
-        runs = [asyncio.run(_poll_healthz_during(h.app, post)) for _ in range(6)][1:]
+        runs = [asyncio.run(poll_healthz_during(h.app, post)) for _ in range(6)][1:]
         seconds = [run[0] for run in runs]
         healthz = [latency for run in runs for latency in run[1]]
         meanwhile = "none answered (it waited for the whole request)"
