@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -143,3 +144,11 @@ class Namespace:
             self.apps.delete_collection_namespaced_deployment(self.name)
         with contextlib.suppress(ApiException):
             self.core.delete_namespace(self.name)
+
+
+def add_vm_nodes(cluster: LocalCluster, count: int, pool: str = "nodepool1", **kwargs: object) -> list[str]:
+    """Add ``count`` kwok VM nodes of ``pool`` (AKS-style names); their names."""
+    names = [f"aks-{pool}-{uuid.uuid4().hex[:6]}-vmss{i:06d}" for i in range(count)]
+    for name in names:
+        cluster.add_vm_node(name, pool=pool, **kwargs)  # type: ignore[arg-type]
+    return names

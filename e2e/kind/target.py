@@ -47,6 +47,8 @@ CLUSTER_NAME = "tideover-e2e"
 # Where e2e/kind/up.sh writes the kubeconfig; TIDEOVER_KIND_KUBECONFIG points elsewhere.
 DEFAULT_KUBECONFIG = ROOT / ".e2e-work" / "kind" / "kubeconfig"
 SCHEDULER_CONFIG = ROOT / ".e2e-work" / "kind" / "scheduler" / "scheduler-config.yaml"
+# kube-apiserver's audit log (cluster.yaml mounts this directory; e2e/scenarios/test_rbac_e2e.py reads it).
+AUDIT_LOG = ROOT / ".e2e-work" / "kind" / "audit" / "audit.log"
 NAMESPACE = "kube-system"
 TIDEOVER_DEPLOYMENT = "tideover"
 TIDEOVER_SELECTOR = "app.kubernetes.io/name=tideover"

@@ -17,8 +17,7 @@ import yaml
 
 from e2e.harness.cluster import VIRTUAL_NODE_NAME, VIRTUAL_NODE_TAINT, LocalCluster
 from e2e.harness.tideover import DEFAULT_CONFIG, ROOT
-from e2e.kind.target import KIND_NODE_LABEL, NODE_PORT, SCHEDULER_CONFIG, tideover_config
-from e2e.scenarios.test_rbac_e2e import AUDIT_LOG
+from e2e.kind.target import AUDIT_LOG, KIND_NODE_LABEL, NODE_PORT, SCHEDULER_CONFIG, tideover_config
 
 KIND = ROOT / "e2e" / "kind"
 CONFIG_DIR = "/etc/kubernetes/tideover"  # where the control-plane node and kube-scheduler see the generated config

@@ -7,74 +7,18 @@ No cluster-autoscaler runs here, so no scale-up is ever pending (see test_autosc
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
 from kubernetes import client as k8s
 
-from e2e.harness.cluster import VIRTUAL_NODE_NAME, LocalCluster, free_port
+from e2e.conftest import E2E
+from e2e.harness.cluster import VIRTUAL_NODE_NAME, LocalCluster
 from e2e.harness.pki import Pki
 from e2e.harness.tideover import ROOT, TideoverProcess, scheduler_config
-from e2e.harness.workloads import Namespace, deployment, pod
-from e2e.kind.target import kind_stack
+from e2e.harness.workloads import Namespace, add_vm_nodes, deployment, pod
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kind]  # kind: its stack fixture has a kind target
 
 VIRTUAL = VIRTUAL_NODE_NAME
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[
-    tuple[LocalCluster, TideoverProcess]
-]:
-    """The cluster with the project's scheduler config pointed at tideover, and tideover itself."""
-    from e2e.conftest import E2E_ENABLED, E2E_TARGET
-
-    if not E2E_ENABLED:
-        pytest.skip("end-to-end test: set TIDEOVER_E2E=1 to run")
-    work = tmp_path_factory.mktemp("tideover")
-    if E2E_TARGET == "kind":  # the running kind cluster of e2e/kind/up.sh instead of local processes
-        yield from kind_stack(work, request)
-        return
-    port = free_port()  # the scheduler needs tideover's URL before tideover (which needs the API) starts
-    cluster = LocalCluster(scheduler_config=scheduler_config(f"http://127.0.0.1:{port}", work / "scheduler.yaml"))
-    tideover = TideoverProcess(cluster.kubeconfig, work, port=port)
-    failed = True
-    try:
-        cluster.start()
-        tideover.start()
-        print(f"\n[e2e] cluster + tideover up; tideover log {tideover.log_path}")
-        yield cluster, tideover
-        failed = request.session.testsfailed > 0
-    finally:
-        tideover.stop()
-        cluster.stop(failed=failed)
-        if failed:
-            print(f"[e2e] tideover log kept: {tideover.log_path}")
-
-
-@pytest.fixture
-def ns(stack: tuple[LocalCluster, TideoverProcess]) -> Iterator[Namespace]:
-    cluster, tideover = stack
-    if not tideover.running:
-        tideover.start()
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    cluster.core_v1().create_namespace({"metadata": {"name": name}})
-    namespace = Namespace(cluster, name)
-    yield namespace
-    namespace.delete()
-    cluster.wait_for(lambda: not namespace.pods(), 60, f"pods of {name} to go")
-    for node in cluster.core_v1().list_node().items:
-        if node.metadata.name != VIRTUAL:
-            cluster.delete_node(node.metadata.name)
-
-
-def _vm_nodes(cluster: LocalCluster, count: int, pool: str = "nodepool1", **kwargs: object) -> list[str]:
-    names = [f"aks-{pool}-{uuid.uuid4().hex[:6]}-vmss{i:06d}" for i in range(count)]
-    for name in names:
-        cluster.add_vm_node(name, pool=pool, **kwargs)  # type: ignore[arg-type]
-    return names
 
 
 def test_seed_workload_stays_pending_without_a_scale_up(
@@ -83,7 +27,7 @@ def test_seed_workload_stays_pending_without_a_scale_up(
     """Seed 001's Deployment: 1 replica lands on a VM; beyond VM capacity, with no scale-up pending,
     the extra pods stay Pending, none reaches the virtual node, and FailedScheduling carries tideover's reason."""
     cluster, _ = stack
-    vms = _vm_nodes(cluster, 2)  # 2 x 2 CPU: room for 4 pods of 1 CPU
+    vms = add_vm_nodes(cluster, 2)  # 2 x 2 CPU: room for 4 pods of 1 CPU
     ns.create_deployment(deployment("web", 1, cpu="1"))
     ns.wait(lambda: len(ns.running_on()) == 1, 60, "the first replica to run")
     assert set(ns.running_on().values()) <= set(vms)
@@ -142,7 +86,7 @@ def test_when_full_workload_spills_to_the_virtual_node(
     stack: tuple[LocalCluster, TideoverProcess], ns: Namespace
 ) -> None:
     cluster, _ = stack
-    _vm_nodes(cluster, 2)
+    add_vm_nodes(cluster, 2)
     ns.create_deployment(
         deployment("burst", 6, cpu="1", tolerate_gate=True, annotations={"tideover.io/spill": "when-full"})
     )
@@ -174,7 +118,7 @@ def test_pods_that_must_not_spill_never_reach_the_virtual_node(
     stack: tuple[LocalCluster, TideoverProcess], ns: Namespace
 ) -> None:
     cluster, _ = stack
-    _vm_nodes(cluster, 1)  # room for 2 pods of 1 CPU
+    add_vm_nodes(cluster, 1)  # room for 2 pods of 1 CPU
     ns.create_deployment(deployment("filler", 2, cpu="1"))
     ns.wait(lambda: len(ns.running_on("app=filler")) == 2, 60, "the VM to fill")
     ns.create_pod(pod("no-toleration", cpu="1", tolerate_virtual=False))
@@ -196,8 +140,8 @@ def test_placement_follows_tideover_scores(stack: tuple[LocalCluster, TideoverPr
     (LeastAllocated, BalancedAllocation) prefer the empty nodepool1 node; tideover's cost model prefers
     the spot node for an economy pod, and its prioritize score (weight 5) decides."""
     cluster, tideover = stack
-    (spot,) = _vm_nodes(cluster, 1, pool="spotpool")
-    (dear,) = _vm_nodes(cluster, 1, pool="nodepool1")
+    (spot,) = add_vm_nodes(cluster, 1, pool="spotpool")
+    (dear,) = add_vm_nodes(cluster, 1, pool="nodepool1")
     # Both must be feasible (no lingering not-ready taint): with one feasible node kube-scheduler skips
     # prioritize, and nothing would be proven.
     ns.wait(lambda: not any(cluster.node(n)["spec"].get("taints") for n in (spot, dear)), 30, "untainted VM nodes")
@@ -217,7 +161,7 @@ def test_scheduling_survives_tideover_outage_and_decisions_resume(
     back, its decisions apply again. (The outage pods do not tolerate the virtual node: ones that do may
     land on it while tideover is down, the pre-tideover behaviour the README describes.)"""
     cluster, tideover = stack
-    vms = _vm_nodes(cluster, 1)
+    vms = add_vm_nodes(cluster, 1)
     tideover.stop()
     try:
         ns.create_deployment(deployment("during-outage", 2, cpu="500m", tolerate_virtual=False))
@@ -237,7 +181,7 @@ def test_scheduling_survives_tideover_outage_and_decisions_resume(
 def _overflow_gets_tideovers_reason(cluster: LocalCluster, ns: Namespace) -> None:
     """A VM filled, then a pod that tolerates the gate: its FailedScheduling event carries tideover's reason, which
     only a tideover the scheduler reached (here, over TLS) can have given."""
-    _vm_nodes(cluster, 1)
+    add_vm_nodes(cluster, 1)
     ns.create_deployment(deployment("fill", 2, cpu="1"))
     ns.wait(lambda: len(ns.running_on("app=fill")) == 2, 60, "the VM to fill")
     ns.create_pod(pod("over-tls", cpu="1", tolerate_gate=True))
@@ -269,15 +213,14 @@ def test_scheduler_calls_tideover_over_https(stack: tuple[LocalCluster, Tideover
 
 
 def test_scheduler_calls_tideover_over_https_in_kind(
-    stack: tuple[LocalCluster, TideoverProcess], ns: Namespace
+    stack: tuple[LocalCluster, TideoverProcess], ns: Namespace, e2e: E2E
 ) -> None:
     """The same on the kind cluster, as users deploy it: the Deployment patched with config/deployment-tls-patch.yaml
     (a Secret tideover-tls), and the control plane's kube-scheduler restarted with
     config/scheduler-config-https.yaml (its caFile /etc/kubernetes/tideover/ca.crt in the mounted directory)."""
-    from e2e.conftest import E2E_TARGET
     from e2e.kind.target import NODE_PORT, KindCluster, KindTideover
 
-    if E2E_TARGET != "kind":
+    if e2e.target != "kind":
         pytest.skip("the kind variant (TIDEOVER_E2E_TARGET=kind); test_scheduler_calls_tideover_over_https is local")
     cluster, tideover = stack
     assert isinstance(cluster, KindCluster) and isinstance(tideover, KindTideover)

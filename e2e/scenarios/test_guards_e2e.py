@@ -15,8 +15,7 @@ import pytest
 
 from e2e.harness.cluster import VIRTUAL_NODE_NAME, LocalCluster
 from e2e.harness.tideover import TideoverProcess
-from e2e.harness.workloads import SEED_TOLERATIONS, Namespace, deployment, pod
-from e2e.scenarios.test_extender_e2e import _vm_nodes, ns, stack  # noqa: F401 (fixtures)
+from e2e.harness.workloads import SEED_TOLERATIONS, Namespace, add_vm_nodes, deployment, pod
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kind]
 
@@ -24,10 +23,10 @@ VIRTUAL = VIRTUAL_NODE_NAME
 
 
 @pytest.fixture
-def pending(stack: tuple[LocalCluster, TideoverProcess], ns: Namespace) -> Iterator[str]:  # noqa: F811
+def pending(stack: tuple[LocalCluster, TideoverProcess], ns: Namespace) -> Iterator[str]:
     """One full VM, and one more VM of nodepool1 registered but booting: the gate opens."""
     cluster, _ = stack
-    (vm,) = _vm_nodes(cluster, 1)
+    (vm,) = add_vm_nodes(cluster, 1)
     booting = f"aks-nodepool1-{uuid.uuid4().hex[:6]}-booting"
     cluster.core_v1().create_node({
         "metadata": {"name": booting, "labels": {
@@ -62,7 +61,7 @@ def _reason_reported(namespace: Namespace, name: str, text: str) -> bool:
     ],
 )
 def test_pods_aci_cannot_run_stay_off_with_their_reason(
-    stack: tuple[LocalCluster, TideoverProcess], ns: Namespace, pending: str,  # noqa: F811
+    stack: tuple[LocalCluster, TideoverProcess], ns: Namespace, pending: str,
     extra: dict[str, Any], reason: str,
 ) -> None:
     ns.create_pod(pod("incompatible", cpu="1", **extra))
@@ -73,7 +72,7 @@ def test_pods_aci_cannot_run_stay_off_with_their_reason(
     assert ns.placements()["incompatible"] is None
 
 
-def test_pvc_pod_stays_off(stack: tuple[LocalCluster, TideoverProcess], ns: Namespace, pending: str) -> None:  # noqa: F811
+def test_pvc_pod_stays_off(stack: tuple[LocalCluster, TideoverProcess], ns: Namespace, pending: str) -> None:
     cluster, _ = stack
     core = cluster.core_v1()
     pv = f"pv-{ns.name}"
@@ -98,7 +97,7 @@ def test_pvc_pod_stays_off(stack: tuple[LocalCluster, TideoverProcess], ns: Name
 
 
 def test_daemonset_pod_for_the_virtual_node_stays_pending(
-    stack: tuple[LocalCluster, TideoverProcess], ns: Namespace, pending: str,  # noqa: F811
+    stack: tuple[LocalCluster, TideoverProcess], ns: Namespace, pending: str,
 ) -> None:
     """A real DaemonSet that tolerates the virtual node: its pod pinned to the virtual node stays Pending."""
     labels = {"app": "agent"}
@@ -127,7 +126,7 @@ def test_daemonset_pod_for_the_virtual_node_stays_pending(
 
 
 def test_workload_capped_at_25_percent_spills_at_most_a_quarter(
-    stack: tuple[LocalCluster, TideoverProcess], ns: Namespace, pending: str,  # noqa: F811
+    stack: tuple[LocalCluster, TideoverProcess], ns: Namespace, pending: str,
 ) -> None:
     ns.create_deployment(deployment("capped", 8, cpu="1", annotations={"tideover.io/max-virtual-percent": "25"}))
     # The VM is full: all 8 need the virtual node; 25% of 8 is 2.

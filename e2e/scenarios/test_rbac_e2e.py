@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from e2e.conftest import E2E
 from e2e.harness.tideover import ROOT
+from e2e.kind.target import AUDIT_LOG
 
 RBAC = ROOT / "config" / "rbac.yaml"
-AUDIT_LOG = ROOT / ".e2e-work" / "kind" / "audit" / "audit.log"
 SERVICE_ACCOUNT = "system:serviceaccount:kube-system:tideover"
 
 # (API group, resource[/subresource], verb) -> what uses it, and the scenario that shows it.
@@ -118,10 +119,8 @@ def test_grants_table_matches_rbac_yaml() -> None:
 @pytest.mark.e2e
 @pytest.mark.kind
 @pytest.mark.run_last
-def test_every_grant_is_used_and_nothing_refused() -> None:
-    from e2e.conftest import E2E_TARGET
-
-    if E2E_TARGET != "kind":
+def test_every_grant_is_used_and_nothing_refused(e2e: E2E) -> None:
+    if e2e.target != "kind":
         pytest.skip("tideover runs with its ServiceAccount only in the kind cluster (TIDEOVER_E2E_TARGET=kind)")
     if not AUDIT_LOG.is_file():
         pytest.fail(f"no audit log at {AUDIT_LOG}: the kind cluster was not created by e2e/kind/up.sh")
@@ -154,12 +153,11 @@ def _can_i(kubectl: str, kubeconfig: Path, verb: str, resource: str, namespace: 
 @pytest.mark.e2e
 @pytest.mark.kind
 @pytest.mark.run_last
-def test_service_account_can_do_only_what_it_needs() -> None:
-    from e2e.conftest import E2E_TARGET
+def test_service_account_can_do_only_what_it_needs(e2e: E2E) -> None:
     from e2e.kind import images
     from e2e.kind.target import kubeconfig_path
 
-    if E2E_TARGET != "kind":
+    if e2e.target != "kind":
         pytest.skip("the ServiceAccount's grants are applied only in the kind cluster (TIDEOVER_E2E_TARGET=kind)")
     kubectl = str(images.tool_path("kubectl"))
     kubeconfig = kubeconfig_path()

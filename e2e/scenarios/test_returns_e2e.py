@@ -25,23 +25,13 @@ under a PDB to the PDB's ``status.disruptedPods``, which the PDB watch sees.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import shutil
-import tempfile
-import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes import watch
 
 from e2e.harness.autoscaled import (
     POOL,
@@ -55,10 +45,11 @@ from e2e.harness.autoscaled import (
     tideover_config,
     wait_until,
 )
+from e2e.harness.observe import Observer, lowest, observing, pod_ready
 from e2e.harness.workloads import Namespace, deployment
-from e2e.kind.target import make_autoscaled_stack
 from e2e.vmss.autoscaler import AutoscalerOptions
 from e2e.vmss.simulator import GroupConfig
+from extender.model.keys import POD_DELETION_COST, RETURN_TARGET_MARKER, SCALE_DOWN_DISABLED, TO_BE_DELETED
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kind]  # kind: make_autoscaled_stack has a kind target
 
@@ -82,10 +73,6 @@ RETURNS_OFF = {"controllers": {"deletionCost": {"enabled": True}, "returnToVm": 
 # MockProvider.CreatePod). One worker serialises the provider calls that write the map.
 VK_ARGS = ["--pod-sync-workers=1"]
 
-SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
-RETURN_TARGET = "tideover.io/return-target"
-CA_DELETING_TAINT = "ToBeDeletedByClusterAutoscaler"
-DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 # cluster-autoscaler decides to remove an empty node once it has been unneeded this long (no delay after a
 # scale-up here), taints it ToBeDeletedByClusterAutoscaler, and deletes it 5 s later
 # (--node-deletion-delay-after-taint). Measured: the new VMs turn Ready, the gate closes ~2 s later, the first
@@ -104,45 +91,12 @@ def scale_down_options() -> AutoscalerOptions:
 # ---------------------------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def stack(request: pytest.FixtureRequest) -> Iterator[AutoscaledStack]:
-    from e2e.conftest import E2E_ENABLED
-
-    if not E2E_ENABLED:
-        pytest.skip("end-to-end test: set TIDEOVER_E2E=1 to run")
-    work = Path(tempfile.mkdtemp(prefix="tideover-returns-"))  # kept on failure, like test_autoscaler_e2e
-    started = time.monotonic()
-    s = make_autoscaled_stack(work, provisioning_seconds=BOOT_SECONDS, tideover_overrides=RETURNS_ON,
-                        cluster_extra_args={"virtual-kubelet": VK_ARGS})
-    failed = True
-    try:
-        s.start()
-        print(f"\n[e2e] cluster + tideover up in {time.monotonic() - started:.1f}s; work dir {work}")
-        yield s
-        failed = request.session.testsfailed > 0
-    finally:
-        s.stop(failed=failed)
-        if failed:
-            print(f"[e2e] logs kept under {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-
-
-@pytest.fixture
-def ns(stack: AutoscaledStack) -> Iterator[Namespace]:
-    name = f"r-{uuid.uuid4().hex[:8]}"
-    stack.core.create_namespace(cast(Any, {"metadata": {"name": name}}))
-    namespace = Namespace(stack.cluster, name)
-    try:
-        yield namespace
-    finally:
-        if stack.pool is not None:
-            print(f"[e2e] logs: cluster-autoscaler {stack.pool.autoscaler.log_path}, vmss {stack.pool.vmss_log}, "
-                  f"tideover {[str(p) for n, p in stack.log_paths().items() if n.startswith('tideover')]}")
-        stack.stop_replicas()
-        namespace.delete()
-        stack.cluster.wait_for(lambda: not stack.core.list_namespaced_pod(name).items, 60, f"the pods of {name} to go")
-        stack.stop_pool()
+# The stack (e2e/conftest.py).
+AUTOSCALED_STACK = {
+    "provisioning_seconds": BOOT_SECONDS,
+    "tideover_overrides": RETURNS_ON,
+    "cluster_extra_args": {"virtual-kubelet": VK_ARGS},
+}
 
 
 def use_tideover(stack: AutoscaledStack, overrides: dict[str, Any]) -> None:
@@ -164,7 +118,7 @@ def seed_pool(max_size: int = SEED_MAX_SIZE, cpu: str = "2", memory: str = "8Gi"
 def protection_lifted(stack: AutoscaledStack) -> bool:
     """No node carries tideover's scale-down protection (the CA annotation or tideover's marker)."""
     nodes = stack.cluster.to_dict(stack.core.list_node()).get("items") or []
-    return not any(SCALE_DOWN_DISABLED in ann or RETURN_TARGET in ann
+    return not any(SCALE_DOWN_DISABLED in ann or RETURN_TARGET_MARKER in ann
                    for ann in ((n["metadata"].get("annotations") or {}) for n in nodes))
 
 
@@ -173,263 +127,6 @@ def create_pdb(stack: AutoscaledStack, namespace: str, app: str = "web") -> None
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": app},
         "spec": {"minAvailable": PDB_MIN_AVAILABLE, "selector": {"matchLabels": {"app": app}}},
     }))
-
-
-# ---------------------------------------------------------------------------------------------- watching
-
-
-class Watcher:
-    """One list+watch in a thread: ``on_sync(items, at)`` after each (re)list, ``on_event(type, obj, at)`` for
-    every change the API server sends, in order. Objects are the API's JSON (camelCase dicts)."""
-
-    def __init__(
-        self,
-        kubeconfig: Path,
-        list_call: Callable[[Any], Callable[..., Any]],
-        namespace: str | None,
-        on_sync: Callable[[list[dict[str, Any]], float], None],
-        on_event: Callable[[str, dict[str, Any], float], None],
-    ) -> None:
-        self._kubeconfig = kubeconfig
-        self._list_call = list_call
-        self._namespace = namespace
-        self._on_sync = on_sync
-        self._on_event = on_event
-        self._stop = threading.Event()
-        self._synced = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="e2e-watch", daemon=True)
-        self.errors = 0
-
-    def start(self) -> Watcher:
-        self._thread.start()
-        if not self._synced.wait(15):
-            raise RuntimeError("a watch did not list in 15 s")
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        api_client = k8s_config.new_client_from_config(config_file=str(self._kubeconfig))
-        fn = self._list_call(api_client)
-        args = [self._namespace] if self._namespace else []
-        version: str | None = None
-        try:
-            while not self._stop.is_set():
-                try:
-                    if version is None:
-                        response = fn(*args, _preload_content=False)
-                        listed = json.loads(response.data)
-                        version = listed["metadata"]["resourceVersion"]
-                        self._on_sync(listed.get("items") or [], time.time())
-                        self._synced.set()
-                    stream = watch.Watch()
-                    for event in stream.stream(fn, *args, resource_version=version, timeout_seconds=2,
-                                               deserialize=False):
-                        obj = event.get("object") or {}
-                        if event.get("type") == "ERROR":
-                            version = None
-                            break
-                        version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                        self._on_event(event["type"], obj, time.time())
-                        if self._stop.is_set():
-                            stream.stop()
-                            break
-                except Exception:  # 410 Gone, a dropped connection: list again
-                    self.errors += 1
-                    version = None
-                    self._stop.wait(0.2)
-        finally:
-            api_client.close()
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-@dataclass
-class PodState:
-    node: str | None
-    ready: bool
-    terminating: bool
-
-
-@dataclass
-class Observer:
-    """Every change, as the watches deliver it, of the namespace's pods, its PDB and Deployment, and the nodes.
-
-    - ``ready``: (time, pods Ready and not terminating) at every change: what the disruption controller
-      counts as healthy;
-    - ``pdb``: (time, currentHealthy, desiredHealthy, disruptionsAllowed) at every status the PDB had;
-    - ``pdb_evictions``: (time, pod) for every pod the Eviction API added to the PDB's disruptedPods;
-    - ``available``: (time, the Deployment's availableReplicas) at every status it had;
-    - ``left_virtual``: pod -> when it started to leave the virtual node (terminating, or gone);
-    - ``landed``: pod -> (time, node) when it was first seen bound;
-    - ``protection``: node -> [(time, carries scale-down-disabled=true)] at every change;
-    - ``node_deleted`` / ``ca_deleting``: node -> when it was deleted / when CA tainted it for deletion.
-    """
-
-    stack: AutoscaledStack
-    namespace: str
-    app: str = "web"
-    pods: dict[str, PodState] = field(default_factory=dict)
-    ready: list[tuple[float, int]] = field(default_factory=list)
-    pdb: list[tuple[float, int, int, int]] = field(default_factory=list)
-    pdb_evictions: list[tuple[float, str]] = field(default_factory=list)
-    available: list[tuple[float, int]] = field(default_factory=list)
-    left_virtual: dict[str, float] = field(default_factory=dict)
-    landed: dict[str, tuple[float, str]] = field(default_factory=dict)
-    protection: dict[str, list[tuple[float, bool]]] = field(default_factory=dict)
-    node_deleted: dict[str, float] = field(default_factory=dict)
-    ca_deleting: dict[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._disrupted_seen: set[tuple[str, str]] = set()
-        kubeconfig = self.stack.cluster.kubeconfig
-        ns = self.namespace
-        self._watchers = [
-            Watcher(kubeconfig, lambda c: k8s.CoreV1Api(c).list_namespaced_pod, ns, self._pods_synced, self._pod),
-            Watcher(kubeconfig, lambda c: k8s.PolicyV1Api(c).list_namespaced_pod_disruption_budget, ns,
-                    self._each(self._pdb), self._pdb),
-            Watcher(kubeconfig, lambda c: k8s.AppsV1Api(c).list_namespaced_deployment, ns,
-                    self._each(self._deployment), self._deployment),
-            Watcher(kubeconfig, lambda c: k8s.CoreV1Api(c).list_node, None, self._each(self._node), self._node),
-        ]
-
-    def start(self) -> Observer:
-        for watcher in self._watchers:
-            watcher.start()
-        return self
-
-    def stop(self) -> None:
-        for watcher in self._watchers:
-            watcher.stop()
-
-    # ---- queries (thread-safe copies)
-
-    def on_virtual(self) -> set[str]:
-        """Pods bound to the virtual node, terminating ones included."""
-        with self._lock:
-            return {name for name, p in self.pods.items() if p.node == VIRTUAL}
-
-    def ready_count(self) -> int:
-        with self._lock:
-            return sum(1 for p in self.pods.values() if p.ready and not p.terminating)
-
-    def protected_nodes(self) -> set[str]:
-        with self._lock:
-            return {node for node, changes in self.protection.items() if changes and changes[-1][1]}
-
-    def copy(self, attribute: str) -> Any:
-        with self._lock:
-            value = getattr(self, attribute)
-            return dict(value) if isinstance(value, dict) else list(value)
-
-    # ---- watch handlers
-
-    @staticmethod
-    def _each(handler: Callable[[str, dict[str, Any], float], None]) -> Callable[[list[dict[str, Any]], float], None]:
-        def sync(items: list[dict[str, Any]], at: float) -> None:
-            for item in items:
-                handler("SYNC", item, at)
-
-        return sync
-
-    def _pods_synced(self, items: list[dict[str, Any]], at: float) -> None:
-        with self._lock:
-            names = {item["metadata"]["name"] for item in items}
-            for gone in set(self.pods) - names:
-                self._pod_gone(gone, at)
-            for item in items:
-                self._pod_seen(item, at)
-            self._record_ready(at)
-
-    def _pod(self, kind: str, pod: dict[str, Any], at: float) -> None:
-        with self._lock:
-            if kind == "DELETED":
-                self._pod_gone(pod["metadata"]["name"], at)
-            else:
-                self._pod_seen(pod, at)
-            self._record_ready(at)
-
-    def _pod_seen(self, pod: dict[str, Any], at: float) -> None:
-        metadata, spec = pod["metadata"], pod.get("spec") or {}
-        name = metadata["name"]
-        state = PodState(spec.get("nodeName"), _ready(pod), bool(metadata.get("deletionTimestamp")))
-        self.pods[name] = state
-        if state.node and name not in self.landed:
-            self.landed[name] = (at, state.node)
-        if state.node == VIRTUAL and state.terminating:
-            self.left_virtual.setdefault(name, at)
-
-    def _pod_gone(self, name: str, at: float) -> None:
-        state = self.pods.pop(name, None)
-        if state is not None and state.node == VIRTUAL:
-            self.left_virtual.setdefault(name, at)
-
-    def _record_ready(self, at: float) -> None:
-        count = sum(1 for p in self.pods.values() if p.ready and not p.terminating)
-        if not self.ready or self.ready[-1][1] != count:
-            self.ready.append((at, count))
-
-    def _pdb(self, kind: str, pdb: dict[str, Any], at: float) -> None:
-        if kind == "DELETED" or pdb["metadata"]["name"] != self.app:
-            return
-        status = pdb.get("status") or {}
-        with self._lock:
-            if "desiredHealthy" in status:
-                entry = (at, int(status.get("currentHealthy") or 0), int(status.get("desiredHealthy") or 0),
-                         int(status.get("disruptionsAllowed") or 0))
-                if not self.pdb or self.pdb[-1][1:] != entry[1:]:
-                    self.pdb.append(entry)
-            for pod, when in (status.get("disruptedPods") or {}).items():
-                if (pod, when) not in self._disrupted_seen:
-                    self._disrupted_seen.add((pod, when))
-                    self.pdb_evictions.append((at, pod))
-
-    def _deployment(self, kind: str, dep: dict[str, Any], at: float) -> None:
-        if kind == "DELETED" or dep["metadata"]["name"] != self.app:
-            return
-        available = int((dep.get("status") or {}).get("availableReplicas") or 0)
-        with self._lock:
-            if not self.available or self.available[-1][1] != available:
-                self.available.append((at, available))
-
-    def _node(self, kind: str, node: dict[str, Any], at: float) -> None:
-        metadata = node["metadata"]
-        name = metadata["name"]
-        with self._lock:
-            if kind == "DELETED":
-                self.node_deleted.setdefault(name, at)
-                return
-            protected = (metadata.get("annotations") or {}).get(SCALE_DOWN_DISABLED) == "true"
-            changes = self.protection.setdefault(name, [])
-            if (changes and changes[-1][1] != protected) or (not changes and protected):
-                changes.append((at, protected))
-            taints = (node.get("spec") or {}).get("taints") or []
-            if any(t.get("key") == CA_DELETING_TAINT for t in taints):
-                self.ca_deleting.setdefault(name, at)
-
-
-@contextlib.contextmanager
-def observing(stack: AutoscaledStack, namespace: str) -> Iterator[Observer]:
-    observer = Observer(stack, namespace).start()
-    try:
-        yield observer
-    finally:
-        observer.stop()
-
-
-def lowest(series: Sequence[tuple[Any, ...]], start: float, end: float, index: int = 1) -> tuple[float, Any]:
-    """(time, value) of the lowest value of ``series`` in effect during [start, end]."""
-    in_effect = [entry for entry in series if entry[0] <= start][-1:] + [e for e in series if start < e[0] <= end]
-    if not in_effect:
-        raise AssertionError("no observation in the window")
-    worst = min(in_effect, key=lambda entry: entry[index])
-    return worst[0], worst[index]
 
 
 def returning_events(ns: Namespace) -> Counter[str]:
@@ -467,7 +164,7 @@ def burst_and_spill(stack: AutoscaledStack, ns: Namespace, rec: Recorder, on_vms
     wait_until(stack, lambda: rec.first("InProgress") is not None, 60, "CA to report the scale-up InProgress")
     wanted = {"vm": on_vms, "virtual": REPLICAS - on_vms}
     wait_until(stack, lambda: ns.summary() == wanted, 45, f"{wanted}")
-    wait_until(stack, lambda: len(ns.running_on()) == REPLICAS and all(_ready(p) for p in ns.pods()), 45,
+    wait_until(stack, lambda: len(ns.running_on()) == REPLICAS and all(pod_ready(p) for p in ns.pods()), 45,
                "all pods Running and Ready")
     placements = ns.placements()
     spill = Spill(burst, initial_vms, {n for n, node in placements.items() if node != VIRTUAL},
@@ -628,7 +325,7 @@ def check_vms_kept(stack: AutoscaledStack, rec: Recorder, obs: Observer, spill: 
     picked = {node: round(at - origin, 1) for node, at in obs.copy("ca_deleting").items() if node in spill.new_vms}
     assert not deleted and not removals, (
         f"cluster-autoscaler removed new VM(s) while pods were returning: {sorted(deleted)}, picked for removal "
-        f"(tainted {CA_DELETING_TAINT}) at {picked} s from the first eviction, with "
+        f"(tainted {TO_BE_DELETED}) at {picked} s from the first eviction, with "
         f"{len(spill.spilled) - len(left)} pods still to return; tideover protects a node only once its planner "
         "picks it as a move's target (extender/controllers/loop.py ControllerLoop._protect), so the VMs the later "
         "moves need stay unprotected until then")
@@ -667,7 +364,7 @@ def test_scale_down_removes_virtual_node_pods_first_without_returns(
 
         # The deletion cost is written on Running pods on the virtual node, by the leader, and only there.
         def costs() -> dict[str, str | None]:
-            return {p["metadata"]["name"]: (p["metadata"].get("annotations") or {}).get(DELETION_COST)
+            return {p["metadata"]["name"]: (p["metadata"].get("annotations") or {}).get(POD_DELETION_COST)
                     for p in ns.pods()}
 
         if deletion_cost:
@@ -677,7 +374,7 @@ def test_scale_down_removes_virtual_node_pods_first_without_returns(
             time.sleep(3)  # rounds of the controllers (1 s apart): none may write a cost
         assert {name for name, cost in costs().items() if cost is not None} == (spill.spilled if deletion_cost
                                                                                  else set())
-        assert all(_ready(p) for p in ns.pods()), "every pod Ready (else readiness, not the cost, would rank them)"
+        assert all(pod_ready(p) for p in ns.pods()), "every pod Ready (else readiness, not the cost, would rank them)"
         assert obs.on_virtual() == spill.spilled  # nothing moved: the return controller is off
 
         rec.mark(f"Deployment web scaled {REPLICAS} -> 2")
@@ -701,7 +398,7 @@ def test_scale_down_removes_virtual_node_pods_first_without_returns(
         deleted = wait_until(stack, lambda: new_vm in obs.copy("node_deleted"), 90,
                              f"cluster-autoscaler to remove the empty new VM {new_vm}")
         picked = obs.copy("ca_deleting").get(new_vm)
-        print(f"[e2e] control: cluster-autoscaler picked the empty new VM for removal (taint {CA_DELETING_TAINT}) "
+        print(f"[e2e] control: cluster-autoscaler picked the empty new VM for removal (taint {TO_BE_DELETED}) "
               f"{'?' if picked is None else f'{picked - spill.last_ready:.1f}s'} and deleted it "
               f"{deleted - spill.last_ready:.1f}s after it was Ready (--scale-down-unneeded-time={SCALE_DOWN_UNNEEDED},"
               f" delay-after-add 0s); the gate had closed {spill.gate_closed - spill.last_ready:.1f}s after Ready; "

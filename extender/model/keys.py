@@ -42,10 +42,9 @@ RETURN_TARGET_MARKER: Final = PREFIX + "return-target"
 # --- cluster-autoscaler's marks ---------------------------------------------------------------------------------------
 # On its status ConfigMap (Go time.Time.String() format).
 AUTOSCALER_LAST_UPDATED: Final = "cluster-autoscaler.kubernetes.io/last-updated"
-# Taints on nodes it is removing or considering.
-AUTOSCALER_DELETION_TAINTS: Final = frozenset(
-    {"ToBeDeletedByClusterAutoscaler", "DeletionCandidateOfClusterAutoscaler"}
-)
+# Taints on nodes it is removing, or considering removing.
+TO_BE_DELETED: Final = "ToBeDeletedByClusterAutoscaler"
+AUTOSCALER_DELETION_TAINTS: Final = frozenset({TO_BE_DELETED, "DeletionCandidateOfClusterAutoscaler"})
 
 # --- well-known node labels ------------------------------------------------------------------------------------------
 OS_LABELS: Final = ("kubernetes.io/os", "beta.kubernetes.io/os")
