@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and report every problem")
     check.add_argument("file", type=Path)
 
+    sub.add_parser("config-reference", help="print every setting with its default and meaning (Markdown)")
+
     explain_parser = sub.add_parser("explain", help="what tideover would decide for a pod, from a kubectl dump")
     explain_parser.add_argument("--snapshot", type=Path, required=True,
                                 help="output of: kubectl get nodes,pods,configmaps -A -o yaml ('-' for stdin)")
@@ -230,6 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(settings)
         if args.command == "check-config":
             return check_config(args.file)
+        if args.command == "config-reference":
+            from extender.model.reference import markdown
+
+            print(markdown(), end="")
+            return 0
         return explain_command(args.snapshot, args.pod, args.config, args.at, args.json)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

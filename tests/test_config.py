@@ -267,3 +267,20 @@ def test_a_syntax_error_names_where_the_broken_construct_began(tmp_path: Path) -
         load_config(path)
     (problem,) = caught.value.problems
     assert "not valid YAML" in problem and "began at line 2" in problem
+
+
+def test_every_setting_says_what_it_means() -> None:
+    from extender.model.reference import missing_descriptions
+
+    assert missing_descriptions() == []
+
+
+def test_the_readme_reference_is_the_model_s(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's configuration table is `tideover config-reference`'s output: regenerate it when a setting
+    changes (the command and the markers are in the README)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("<!-- config-reference:")
+    start = readme.index("\n", start) + 1
+    end = readme.index("<!-- config-reference end -->")
+    assert main(["config-reference"]) == 0
+    assert readme[start:end] == capsys.readouterr().out

@@ -57,9 +57,9 @@ class _Model(BaseModel):
 
 
 class TaintSpec(_Model):
-    key: str = Field(min_length=1)
-    value: str = ""
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+    key: str = Field(min_length=1, description="The taint's key.")
+    value: str = Field(default="", description="The taint's value (may be empty).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = Field(description="The taint's effect.")
 
     def as_json(self) -> dict[str, str]:
         taint = {"key": self.key, "effect": self.effect}
@@ -71,20 +71,34 @@ class TaintSpec(_Model):
 class NodeTemplate(_Model):
     """Labels and taints the pool's *new* nodes will carry: what a pending pod is matched against."""
 
-    labels: dict[str, str] = Field(default_factory=dict)
-    taints: list[TaintSpec] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels a new node of the pool carries.")
+    taints: list[TaintSpec] = Field(default_factory=list, description="Taints a new node of the pool carries.")
 
 
 class VirtualNodePricing(_Model):
-    # USD per vCPU-second. ACI Linux pay-as-you-go list price (about $0.000012 in public sources in 2026);
-    # check your region's price page.
-    vcpu_per_second: PositiveFloat = 0.000012
-    # USD per GiB-second of memory (ACI "GB"; about $0.0000013).
-    gib_per_second: PositiveFloat = 0.0000013
-    # ACI allocates at least this much for a container group, whatever the pod requests:
-    # a pod without requests still pays for it (cores / GiB).
-    min_cpu: NonNegativeFloat = 1.0
-    min_memory_gib: NonNegativeFloat = 1.5
+    vcpu_per_second: PositiveFloat = Field(
+        default=0.000012,
+        description=(
+            "USD per vCPU-second. ACI Linux pay-as-you-go list price (about $0.000012 in public sources in 2026); "
+            "check your region's price page."
+        ),
+    )
+    gib_per_second: PositiveFloat = Field(
+        default=0.0000013,
+        description=(
+            'USD per GiB-second of memory (ACI "GB"; about $0.0000013).'
+        ),
+    )
+    min_cpu: NonNegativeFloat = Field(
+        default=1.0,
+        description=(
+            "ACI allocates at least this much for a container group, whatever the pod requests: a pod without "
+            "requests still pays for it (cores / GiB)."
+        ),
+    )
+    min_memory_gib: NonNegativeFloat = Field(
+        default=1.5, description="GiB of memory ACI allocates at the least for a container group (see minCpu)."
+    )
 
     def pod_cost_per_hour(self, cpu: float, memory: float) -> float:
         """USD per hour for a pod requesting ``cpu`` cores and ``memory`` bytes on the virtual node."""
@@ -109,48 +123,105 @@ class ProviderProfile(_Model):
     a profile for another provider starts from them: list only what differs.
     """
 
-    # How reasons name the provider ("ACI cannot run this pod: ..."). Unset: the profile's name.
-    display_name: str | None = None
-    # Operating systems the provider's nodes run, matched against pod.spec.os.name and a nodeSelector on
-    # kubernetes.io/os. AKS virtual nodes run Linux pods only.
-    operating_systems: list[str] = Field(default_factory=lambda: ["linux"])
-    # Volume sources the provider mounts (see ACI_VOLUME_TYPES for why these).
-    volume_types: list[str] = Field(default_factory=lambda: list(ACI_VOLUME_TYPES))
-    # For a csi volume: drivers the provider mounts. ACI mounts Azure Files only (azure-aci: "Disk is not
-    # supported by ACI").
-    csi_drivers: list[str] = Field(default_factory=lambda: ["file.csi.azure.com"])
-    # hostNetwork, hostPort, hostPID, hostIPC: there is no host to share. ACI gives each pod its own IP in
-    # the delegated subnet (seed: "No host networking: cannot use hostPort or hostNetwork").
-    host_network: bool = False
-    host_ports: bool = False
-    host_pid: bool = Field(default=False, alias="hostPID")
-    host_ipc: bool = Field(default=False, alias="hostIPC")
-    # Privileged containers: ACI rejects elevated security contexts (seed: "No privileged containers").
-    privileged: bool = False
-    # Linux capabilities a container may add (securityContext.capabilities.add, without the CAP_ prefix).
-    # ACI grants none beyond the runtime's defaults.
-    allowed_capabilities: list[str] = Field(default_factory=list)
-    # Resources beyond cpu, memory and ephemeral-storage that the provider advertises (e.g. nvidia.com/gpu
-    # where ACI offers GPU container groups in your region). Default none: ACI's GPU SKUs are not in every
-    # region, and a pod asking for one elsewhere fails to start.
-    extended_resources: list[str] = Field(default_factory=list)
-    # Init containers: "allowed"; "restricted", run only when they have no resources, ports or liveness/
-    # readiness probes (azure-aci rejects those: "initContainers do not support resources requests"); or
-    # "forbidden" (the AKS add-on docs list init containers as unsupported: use this where yours lacks them).
-    init_containers: Literal["allowed", "restricted", "forbidden"] = "restricted"
-    # Liveness/readiness probe handlers the provider runs. ACI runs exec and httpGet; azure-aci rejects
-    # tcpSocket and grpc probes ("probe must specify one of exec and httpGet").
-    probe_handlers: list[str] = Field(default_factory=lambda: ["exec", "httpGet"])
-    # startupProbe: ACI does not run it, so a liveness probe tuned to follow it would kill a slow start.
-    startup_probes: bool = False
-    # postStart/preStop hooks: "virtual nodes don't support container hooks" (AKS docs), so a preStop
-    # drain would not happen.
-    lifecycle_hooks: bool = False
-    # spec.hostAliases: not supported on AKS virtual nodes (AKS docs); the names would not resolve.
-    host_aliases: bool = False
-    # args without command: ACI has no separate entrypoint override, and azure-aci rejects it ("ACI does not
-    # support providing args without specifying the command").
-    args_without_command: bool = False
+    display_name: str | None = Field(
+        default=None,
+        description=(
+            'How reasons name the provider ("ACI cannot run this pod: ..."). Unset: the profile\'s name.'
+        ),
+    )
+    operating_systems: list[str] = Field(
+        default_factory=lambda: ["linux"],
+        description=(
+            "Operating systems the provider's nodes run, matched against pod.spec.os.name and a nodeSelector on "
+            "kubernetes.io/os. AKS virtual nodes run Linux pods only."
+        ),
+    )
+    volume_types: list[str] = Field(
+        default_factory=lambda: list(ACI_VOLUME_TYPES),
+        description=(
+            "Volume sources the provider mounts (see ACI_VOLUME_TYPES for why these)."
+        ),
+    )
+    csi_drivers: list[str] = Field(
+        default_factory=lambda: ["file.csi.azure.com"],
+        description=(
+            'For a csi volume: drivers the provider mounts. ACI mounts Azure Files only (azure-aci: "Disk is not '
+            'supported by ACI").'
+        ),
+    )
+    host_network: bool = Field(
+        default=False,
+        description=(
+            "hostNetwork, hostPort, hostPID, hostIPC: there is no host to share. ACI gives each pod its own IP in "
+            'the delegated subnet (seed: "No host networking: cannot use hostPort or hostNetwork").'
+        ),
+    )
+    host_ports: bool = Field(default=False, description="Containers' hostPort: there is no host (see hostNetwork).")
+    host_pid: bool = Field(default=False, alias="hostPID", description="hostPID: there is no host to share.")
+    host_ipc: bool = Field(default=False, alias="hostIPC", description="hostIPC: there is no host to share.")
+    privileged: bool = Field(
+        default=False,
+        description=(
+            'Privileged containers: ACI rejects elevated security contexts (seed: "No privileged containers").'
+        ),
+    )
+    allowed_capabilities: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Linux capabilities a container may add (securityContext.capabilities.add, without the CAP_ prefix). "
+            "ACI grants none beyond the runtime's defaults."
+        ),
+    )
+    extended_resources: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Resources beyond cpu, memory and ephemeral-storage that the provider advertises (e.g. nvidia.com/gpu "
+            "where ACI offers GPU container groups in your region). Default none: ACI's GPU SKUs are not in every "
+            "region, and a pod asking for one elsewhere fails to start."
+        ),
+    )
+    init_containers: Literal["allowed", "restricted", "forbidden"] = Field(
+        default="restricted",
+        description=(
+            'Init containers: "allowed"; "restricted", run only when they have no resources, ports or liveness/'
+            'readiness probes (azure-aci rejects those: "initContainers do not support resources requests"); or '
+            '"forbidden" (the AKS add-on docs list init containers as unsupported: use this where yours lacks '
+            "them)."
+        ),
+    )
+    probe_handlers: list[str] = Field(
+        default_factory=lambda: ["exec", "httpGet"],
+        description=(
+            "Liveness/readiness probe handlers the provider runs. ACI runs exec and httpGet; azure-aci rejects "
+            'tcpSocket and grpc probes ("probe must specify one of exec and httpGet").'
+        ),
+    )
+    startup_probes: bool = Field(
+        default=False,
+        description=(
+            "startupProbe: ACI does not run it, so a liveness probe tuned to follow it would kill a slow start."
+        ),
+    )
+    lifecycle_hooks: bool = Field(
+        default=False,
+        description=(
+            'postStart/preStop hooks: "virtual nodes don\'t support container hooks" (AKS docs), so a preStop '
+            "drain would not happen."
+        ),
+    )
+    host_aliases: bool = Field(
+        default=False,
+        description=(
+            "spec.hostAliases: not supported on AKS virtual nodes (AKS docs); the names would not resolve."
+        ),
+    )
+    args_without_command: bool = Field(
+        default=False,
+        description=(
+            'args without command: ACI has no separate entrypoint override, and azure-aci rejects it ("ACI does '
+            'not support providing args without specifying the command").'
+        ),
+    )
 
     def name_for(self, key: str) -> str:
         return self.display_name or key
@@ -164,18 +235,30 @@ AZURE_RESERVED_IPS_PER_SUBNET: Final = 5
 
 
 class VirtualSubnet(_Model):
-    # The subnet delegated to ACI (Microsoft.ContainerInstance/containerGroups), e.g. 10.241.0.0/16: every
-    # pod on the virtual node takes one of its IPs. Usable IPs: 2^(32-prefix) - 5 (a /24 gives 251).
-    # Unset, with maxPods unset too: tideover does not limit the count (the virtual node's own pod
-    # capacity still does).
-    cidr: IPv4Network | None = None
-    # Pods on virtual nodes at most, when you would rather give a number than the subnet (or a smaller one).
-    # With both, the smaller limit holds.
-    max_pods: Int | None = Field(default=None, ge=1)
-    # IPs kept free (pods). A deleted pod's container group holds its IP until ACI has deleted it, and spills
-    # tideover has allowed are counted only once their pods are bound: 5 covers both for bursts of the usual
-    # size.
-    reserve: Int = Field(default=5, ge=0)
+    cidr: IPv4Network | None = Field(
+        default=None,
+        description=(
+            "The subnet delegated to ACI (Microsoft.ContainerInstance/containerGroups), e.g. 10.241.0.0/16: every "
+            "pod on the virtual node takes one of its IPs. Usable IPs: 2^(32-prefix) - 5 (a /24 gives 251). "
+            "Unset, with maxPods unset too: tideover does not limit the count (the virtual node's own pod "
+            "capacity still does)."
+        ),
+    )
+    max_pods: Int | None = Field(
+        default=None, ge=1,
+        description=(
+            "Pods on virtual nodes at most, when you would rather give a number than the subnet (or a smaller "
+            "one). With both, the smaller limit holds."
+        ),
+    )
+    reserve: Int = Field(
+        default=5, ge=0,
+        description=(
+            "IPs kept free (pods). A deleted pod's container group holds its IP until ACI has deleted it, and "
+            "spills tideover has allowed are counted only once their pods are bound: 5 covers both for bursts of "
+            "the usual size."
+        ),
+    )
 
     @field_validator("cidr")
     @classmethod
@@ -203,35 +286,71 @@ def cidr_usable_ips(cidr: IPv4Network) -> int:
 
 
 class VirtualNodes(_Model):
-    # A node is virtual when it carries all these labels. AKS's virtual node and every Virtual Kubelet
-    # provider set type=virtual-kubelet.
-    selector: dict[str, str] = Field(default_factory=lambda: {"type": "virtual-kubelet"})
+    selector: dict[str, str] = Field(
+        default_factory=lambda: {"type": "virtual-kubelet"},
+        description=(
+            "A node is virtual when it carries all these labels. AKS's virtual node and every Virtual Kubelet "
+            "provider set type=virtual-kubelet."
+        ),
+    )
     pricing: VirtualNodePricing = Field(default_factory=VirtualNodePricing)
-    # Seconds from scheduling to running on ACI without the image pull: container-group creation.
-    # Public reports put ACI starts at 20-60 s including pulls; 15 s is the non-pull part.
-    cold_start_seconds: NonNegativeFloat = 15.0
-    # Bytes per second ACI pulls images at (no image cache is assumed on ACI). 30 MB/s makes a 900 MB
-    # image take 30 s, in line with reported ACI starts of up to 110 s for such images.
-    pull_bytes_per_second: PositiveFloat = 30e6
-    # Which provider profile describes what the virtual nodes can run: a key of `profiles`, or a built-in
-    # (aci).
-    profile: str = Field(default="aci", min_length=1)
-    # Provider profiles by name, beside (or replacing) the built-in aci.
-    profiles: dict[str, ProviderProfile] = Field(default_factory=dict)
-    # The ACI subnet's capacity: tideover stops spilling before it runs out of IPs.
-    subnet: VirtualSubnet = Field(default_factory=VirtualSubnet)
-    # USD per hour: the most a namespace's pods on virtual nodes may cost together (estimated from their
-    # requests at `pricing`); a spill that would go past it is withheld. Namespace -> cap.
-    namespace_spend_caps_per_hour: dict[str, NonNegativeFloat] = Field(default_factory=dict)
-    # USD per hour for every namespace not listed above. Unset: no cap.
-    default_namespace_spend_cap_per_hour: NonNegativeFloat | None = None
-    # While no VM pool has capacity pending, taint the virtual nodes tideover.io/spill-window=closed:NoSchedule.
-    # cluster-autoscaler simulates scheduling without extenders: to it, a pending pod that tolerates the
-    # virtual node fits there, so it never adds a VM for it. The taint shows it the pod does not fit, so it
-    # scales up; once the scale-up is pending the taint comes off and the pod may spill. Workloads that
-    # must run now (tideover.io/spill: when-full) also tolerate tideover.io/spill-window. Set false only
-    # where no cluster-autoscaler runs.
-    gate_taint: bool = True
+    cold_start_seconds: NonNegativeFloat = Field(
+        default=15.0,
+        description=(
+            "Seconds from scheduling to running on ACI without the image pull: container-group creation. Public "
+            "reports put ACI starts at 20-60 s including pulls; 15 s is the non-pull part."
+        ),
+    )
+    pull_bytes_per_second: PositiveFloat = Field(
+        default=30e6,
+        description=(
+            "Bytes per second ACI pulls images at (no image cache is assumed on ACI). 30 MB/s makes a 900 MB "
+            "image take 30 s, in line with reported ACI starts of up to 110 s for such images."
+        ),
+    )
+    profile: str = Field(
+        default="aci", min_length=1,
+        description=(
+            "Which provider profile describes what the virtual nodes can run: a key of `profiles`, or a built-in "
+            "(aci)."
+        ),
+    )
+    profiles: dict[str, ProviderProfile] = Field(
+        default_factory=dict,
+        description=(
+            "Provider profiles by name, beside (or replacing) the built-in aci."
+        ),
+    )
+    subnet: VirtualSubnet = Field(
+        default_factory=VirtualSubnet,
+        description=(
+            "The ACI subnet's capacity: tideover stops spilling before it runs out of IPs."
+        ),
+    )
+    namespace_spend_caps_per_hour: dict[str, NonNegativeFloat] = Field(
+        default_factory=dict,
+        description=(
+            "USD per hour: the most a namespace's pods on virtual nodes may cost together (estimated from their "
+            "requests at `pricing`); a spill that would go past it is withheld. Namespace -> cap."
+        ),
+    )
+    default_namespace_spend_cap_per_hour: NonNegativeFloat | None = Field(
+        default=None,
+        description=(
+            "USD per hour for every namespace not listed above. Unset: no cap."
+        ),
+    )
+    gate_taint: bool = Field(
+        default=True,
+        description=(
+            "While no VM pool has capacity pending, taint the virtual nodes "
+            "tideover.io/spill-window=closed:NoSchedule. cluster-autoscaler simulates scheduling without "
+            "extenders: to it, a pending pod that tolerates the virtual node fits there, so it never adds a VM "
+            "for it. The taint shows it the pod does not fit, so it scales up; once the scale-up is pending the "
+            "taint comes off and the pod may spill. Workloads that must run now (tideover.io/spill: when-full) "
+            "also tolerate tideover.io/spill-window. Set false only where no cluster-autoscaler runs."
+        ),
+    )
 
     @field_validator("selector")
     @classmethod
@@ -258,19 +377,39 @@ class VirtualNodes(_Model):
 
 
 class VmPool(_Model):
-    # The pool's value of vmPools.poolLabel (the AKS agent pool name).
-    name: str = Field(min_length=1)
-    # The cluster-autoscaler node group of this pool (on AKS the VMSS name, e.g.
-    # aks-nodepool1-12345678-vmss). Defaults to the pool name.
-    node_group: str | None = None
-    # USD per hour for one node of this pool (D2s_v5 pay-as-you-go: about $0.096).
-    price_per_hour: PositiveFloat | None = None
-    # Labels/taints of the nodes a scale-up adds. Unset: taken from a current node of the pool
-    # (minus per-node labels), or just the pool label when the pool has no node.
-    template: NodeTemplate | None = None
-    # Seconds from a scale-up's start until its node is Ready, before any is observed. Unset: the
-    # global vmPools.provisioningSeconds.
-    provisioning_seconds: PositiveFloat | None = None
+    name: str = Field(
+        min_length=1,
+        description=(
+            "The pool's value of vmPools.poolLabel (the AKS agent pool name)."
+        ),
+    )
+    node_group: str | None = Field(
+        default=None,
+        description=(
+            "The cluster-autoscaler node group of this pool (on AKS the VMSS name, e.g. "
+            "aks-nodepool1-12345678-vmss). Defaults to the pool name."
+        ),
+    )
+    price_per_hour: PositiveFloat | None = Field(
+        default=None,
+        description=(
+            "USD per hour for one node of this pool (D2s_v5 pay-as-you-go: about $0.096)."
+        ),
+    )
+    template: NodeTemplate | None = Field(
+        default=None,
+        description=(
+            "Labels/taints of the nodes a scale-up adds. Unset: taken from a current node of the pool (minus "
+            "per-node labels), or just the pool label when the pool has no node."
+        ),
+    )
+    provisioning_seconds: PositiveFloat | None = Field(
+        default=None,
+        description=(
+            "Seconds from a scale-up's start until its node is Ready, before any is observed. Unset: the global "
+            "vmPools.provisioningSeconds."
+        ),
+    )
 
     @property
     def autoscaler_node_group(self) -> str:
@@ -278,19 +417,43 @@ class VmPool(_Model):
 
 
 class VmPools(_Model):
-    # Label whose value names a node's pool. AKS sets kubernetes.azure.com/agentpool on every VM node.
-    pool_label: str = Field(default="kubernetes.azure.com/agentpool", min_length=1)
-    pools: list[VmPool] = Field(default_factory=list)
-    # USD per hour for a node of a pool not listed above (D2s_v5 price: the AKS default VM size).
-    default_price_per_hour: PositiveFloat = 0.096
-    # Seconds from a VMSS scale-up's start until the new node is Ready, until observed times refine it.
-    # Public reports: 2-4 minutes usually, up to 15 for a first node; 240 s is the common case.
-    provisioning_seconds: PositiveFloat = 240.0
-    # Seconds for a pod to start on a VM that already has its image (Kubernetes' pod-startup SLO is 5 s
-    # at p99 without pulls; 2 s is typical).
-    pod_start_seconds: NonNegativeFloat = 2.0
-    # Bytes per second a VM pulls images at (Azure VMs from ACR in region: 100 MB/s is conservative).
-    pull_bytes_per_second: PositiveFloat = 100e6
+    pool_label: str = Field(
+        default="kubernetes.azure.com/agentpool", min_length=1,
+        description=(
+            "Label whose value names a node's pool. AKS sets kubernetes.azure.com/agentpool on every VM node."
+        ),
+    )
+    pools: list[VmPool] = Field(
+        default_factory=list,
+        description="The pools tideover should know more of than their nodes' label says (price, node group, "
+        "template, provisioning time); a pool not listed is discovered from its nodes' label, with the defaults.",
+    )
+    default_price_per_hour: PositiveFloat = Field(
+        default=0.096,
+        description=(
+            "USD per hour for a node of a pool not listed above (D2s_v5 price: the AKS default VM size)."
+        ),
+    )
+    provisioning_seconds: PositiveFloat = Field(
+        default=240.0,
+        description=(
+            "Seconds from a VMSS scale-up's start until the new node is Ready, until observed times refine it. "
+            "Public reports: 2-4 minutes usually, up to 15 for a first node; 240 s is the common case."
+        ),
+    )
+    pod_start_seconds: NonNegativeFloat = Field(
+        default=2.0,
+        description=(
+            "Seconds for a pod to start on a VM that already has its image (Kubernetes' pod-startup SLO is 5 s at "
+            "p99 without pulls; 2 s is typical)."
+        ),
+    )
+    pull_bytes_per_second: PositiveFloat = Field(
+        default=100e6,
+        description=(
+            "Bytes per second a VM pulls images at (Azure VMs from ACR in region: 100 MB/s is conservative)."
+        ),
+    )
 
     @field_validator("pools")
     @classmethod
@@ -318,26 +481,51 @@ class VmPools(_Model):
 
 
 class Autoscaler(_Model):
-    # Where cluster-autoscaler writes its status (its --status-config-map-name, default namespace).
-    status_namespace: str = Field(default="kube-system", min_length=1)
-    status_config_map: str = Field(default="cluster-autoscaler-status", min_length=1)
-    # Seconds after which the status is ignored: CA rewrites it every loop (10 s by default), so a
-    # status 3 minutes old means CA is not running and its last "InProgress" is no promise.
-    status_max_age_seconds: PositiveFloat = 180.0
-    # Seconds a node may be not-Ready after creation and still count as capacity arriving (VM boot plus
-    # kubelet start). CA's own max-node-provision-time is 15 minutes.
-    new_node_window_seconds: PositiveFloat = 900.0
-    # Seconds the ETA of an overdue scale-up is taken to be: once the estimate has passed, the wait is
-    # unknown, and we never predict it is almost over.
-    overdue_floor_seconds: NonNegativeFloat = 60.0
+    status_namespace: str = Field(
+        default="kube-system", min_length=1,
+        description=(
+            "Where cluster-autoscaler writes its status (its --status-config-map-name, default namespace)."
+        ),
+    )
+    status_config_map: str = Field(
+        default="cluster-autoscaler-status", min_length=1,
+        description="The status ConfigMap's name (cluster-autoscaler's --status-config-map-name).",
+    )
+    status_max_age_seconds: PositiveFloat = Field(
+        default=180.0,
+        description=(
+            "Seconds after which the status is ignored: CA rewrites it every loop (10 s by default), so a status "
+            '3 minutes old means CA is not running and its last "InProgress" is no promise.'
+        ),
+    )
+    new_node_window_seconds: PositiveFloat = Field(
+        default=900.0,
+        description=(
+            "Seconds a node may be not-Ready after creation and still count as capacity arriving (VM boot plus "
+            "kubelet start). CA's own max-node-provision-time is 15 minutes."
+        ),
+    )
+    overdue_floor_seconds: NonNegativeFloat = Field(
+        default=60.0,
+        description=(
+            "Seconds the ETA of an overdue scale-up is taken to be: once the estimate has passed, the wait is "
+            "unknown, and we never predict it is almost over."
+        ),
+    )
 
 
 class PriorityClassPolicy(_Model):
-    # Relative weights of cost and start latency in prioritize (normalised to sum 1).
-    cost_weight: NonNegativeFloat
-    latency_weight: NonNegativeFloat
-    # Seconds a pod of this class will wait for pending VM capacity before it spills (while-pending only).
-    wait_budget_seconds: NonNegativeFloat
+    cost_weight: NonNegativeFloat = Field(
+        description=(
+            "Relative weights of cost and start latency in prioritize (normalised to sum 1)."
+        ),
+    )
+    latency_weight: NonNegativeFloat = Field(description="Relative weight of start latency (see costWeight).")
+    wait_budget_seconds: NonNegativeFloat = Field(
+        description=(
+            "Seconds a pod of this class will wait for pending VM capacity before it spills (while-pending only)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _some_weight(self) -> PriorityClassPolicy:
@@ -347,13 +535,25 @@ class PriorityClassPolicy(_Model):
 
 
 class Priorities(_Model):
-    # critical: start now, cost matters little; spills as soon as capacity is pending.
-    critical: PriorityClassPolicy = PriorityClassPolicy(cost_weight=0.2, latency_weight=0.8, wait_budget_seconds=0)
-    # standard: balanced; spills while capacity is pending.
-    standard: PriorityClassPolicy = PriorityClassPolicy(cost_weight=0.5, latency_weight=0.5, wait_budget_seconds=0)
-    # economy: cheapest; waits up to 5 minutes (a typical VMSS scale-up) for the VM before spilling.
-    economy: PriorityClassPolicy = PriorityClassPolicy(
+    critical: PriorityClassPolicy = Field(
+        default=PriorityClassPolicy(cost_weight=0.2, latency_weight=0.8, wait_budget_seconds=0),
+        description=(
+            "critical: start now, cost matters little; spills as soon as capacity is pending."
+        ),
+    )
+    standard: PriorityClassPolicy = Field(
+        default=PriorityClassPolicy(cost_weight=0.5, latency_weight=0.5, wait_budget_seconds=0),
+        description=(
+            "standard: balanced; spills while capacity is pending."
+        ),
+    )
+    economy: PriorityClassPolicy = Field(
+        default=PriorityClassPolicy(
         cost_weight=0.8, latency_weight=0.2, wait_budget_seconds=300
+        ),
+        description=(
+            "economy: cheapest; waits up to 5 minutes (a typical VMSS scale-up) for the VM before spilling."
+        ),
     )
 
     def for_priority(self, priority: Priority) -> PriorityClassPolicy:
@@ -362,23 +562,41 @@ class Priorities(_Model):
 
 
 class Images(_Model):
-    # Bytes assumed for an image no node reports in status.images (a typical app image: 200 MB).
-    default_size_bytes: PositiveFloat = 200e6
+    default_size_bytes: PositiveFloat = Field(
+        default=200e6,
+        description=(
+            "Bytes assumed for an image no node reports in status.images (a typical app image: 200 MB)."
+        ),
+    )
 
 
 class Server(_Model):
-    host: str = "0.0.0.0"
-    port: Int = Field(default=8888, ge=1, le=65535)
-    # Serve HTTPS with these PEM files (kube-scheduler's enableHTTPS + tlsConfig).
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
-    # Bytes; larger request bodies get 413. A Pod plus 5,000 node names is about 200 KB; full Nodes
-    # (nodeCacheCapable: false) run to about 5 KB a node, so 64 MiB covers 10,000 nodes.
-    max_body_bytes: Int = Field(default=64 * 2**20, ge=1024)
-    # Seconds to receive a request's whole body; a client slower than that gets 408. kube-scheduler sends its
-    # body at once and gives up itself after its httpTimeout (2 s in config/), so 10 s only cuts off stalled
-    # or hostile clients that would hold a connection open.
-    body_read_timeout_seconds: PositiveFloat = 10.0
+    host: str = Field(default="0.0.0.0", description="Address the HTTP server listens on (all interfaces in a pod).")
+    port: Int = Field(default=8888, ge=1, le=65535, description="Port the verbs, health and metrics are served on.")
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description=(
+            "Serve HTTPS with these PEM files (kube-scheduler's enableHTTPS + tlsConfig)."
+        ),
+    )
+    tls_key_file: Path | None = Field(
+        default=None, description="The private key of tlsCertFile (PEM); set both or neither."
+    )
+    max_body_bytes: Int = Field(
+        default=64 * 2**20, ge=1024,
+        description=(
+            "Bytes; larger request bodies get 413. A Pod plus 5,000 node names is about 200 KB; full Nodes "
+            "(nodeCacheCapable: false) run to about 5 KB a node, so 64 MiB covers 10,000 nodes."
+        ),
+    )
+    body_read_timeout_seconds: PositiveFloat = Field(
+        default=10.0,
+        description=(
+            "Seconds to receive a request's whole body; a client slower than that gets 408. kube-scheduler sends "
+            "its body at once and gives up itself after its httpTimeout (2 s in config/), so 10 s only cuts off "
+            "stalled or hostile clients that would hold a connection open."
+        ),
+    )
 
     @field_validator("tls_cert_file", "tls_key_file")
     @classmethod
@@ -404,42 +622,84 @@ class Server(_Model):
 
 
 class DeletionCost(_Model):
-    # Keep controller.kubernetes.io/pod-deletion-cost on ReplicaSet pods that run on virtual nodes, so a
-    # scale-down removes them before pods on VMs.
-    enabled: bool = True
-    # The cost written (int32). Pods without the annotation count as 0, so anything below 0 goes first;
-    # -1000 leaves room for users' own small negative costs.
-    virtual_pod_cost: Int = Field(default=-1000, ge=-(2**31), le=2**31 - 1)
+    enabled: bool = Field(
+        default=True,
+        description=(
+            "Keep controller.kubernetes.io/pod-deletion-cost on ReplicaSet pods that run on virtual nodes, so a "
+            "scale-down removes them before pods on VMs."
+        ),
+    )
+    virtual_pod_cost: Int = Field(
+        default=-1000, ge=-(2**31), le=2**31 - 1,
+        description=(
+            "The cost written (int32). Pods without the annotation count as 0, so anything below 0 goes first; "
+            "-1000 leaves room for users' own small negative costs."
+        ),
+    )
 
 
 class ReturnToVm(_Model):
-    # Move spilled ReplicaSet pods back to VMs once the capacity they waited for is Ready.
-    enabled: bool = True
-    # Seconds every pool must have had no capacity pending (its new nodes Ready) before pods move back:
-    # a node that flaps NotReady or a second scale-up wave should not cause a round trip.
-    stable_seconds: NonNegativeFloat = 60.0
-    # Seconds a pod must have run on the virtual node before it is moved: a pod that just started is not
-    # worth a restart, and this stops spill/return from flapping.
-    min_pod_age_seconds: NonNegativeFloat = 60.0
-    # Pods of one workload moved at a time: the next moves once the replacement runs, so a Deployment
-    # never loses more than this many replicas to returns at once (PodDisruptionBudgets also hold).
-    max_in_flight_per_workload: Int = Field(default=2, ge=1)
-    # Evictions per minute across the cluster: bounds API load and the churn a return causes.
-    max_evictions_per_minute: Int = Field(default=30, ge=1)
-    # Seconds between planning rounds.
-    interval_seconds: PositiveFloat = 5.0
+    enabled: bool = Field(
+        default=True,
+        description=(
+            "Move spilled ReplicaSet pods back to VMs once the capacity they waited for is Ready."
+        ),
+    )
+    stable_seconds: NonNegativeFloat = Field(
+        default=60.0,
+        description=(
+            "Seconds every pool must have had no capacity pending (its new nodes Ready) before pods move back: a "
+            "node that flaps NotReady or a second scale-up wave should not cause a round trip."
+        ),
+    )
+    min_pod_age_seconds: NonNegativeFloat = Field(
+        default=60.0,
+        description=(
+            "Seconds a pod must have run on the virtual node before it is moved: a pod that just started is not "
+            "worth a restart, and this stops spill/return from flapping."
+        ),
+    )
+    max_in_flight_per_workload: Int = Field(
+        default=2, ge=1,
+        description=(
+            "Pods of one workload moved at a time: the next moves once the replacement runs, so a Deployment "
+            "never loses more than this many replicas to returns at once (PodDisruptionBudgets also hold)."
+        ),
+    )
+    max_evictions_per_minute: Int = Field(
+        default=30, ge=1,
+        description=(
+            "Evictions per minute across the cluster: bounds API load and the churn a return causes."
+        ),
+    )
+    interval_seconds: PositiveFloat = Field(
+        default=5.0,
+        description=(
+            "Seconds between planning rounds."
+        ),
+    )
 
 
 class Controllers(_Model):
-    # The coordination.k8s.io Lease the controllers run under: one leader among the replicas, while the
-    # HTTP extender serves from all of them.
-    lease_namespace: str = Field(default="kube-system", min_length=1)
-    lease_name: str = Field(default="tideover-controllers", min_length=1)
-    # Whole seconds, as a Lease stores them (kube-controller-manager's defaults): a failed leader is
-    # replaced within about 15 s.
-    lease_duration_seconds: Int = Field(default=15, ge=1)
-    renew_deadline_seconds: Int = Field(default=10, ge=1)
-    retry_period_seconds: Int = Field(default=2, ge=1)
+    lease_namespace: str = Field(
+        default="kube-system", min_length=1,
+        description=(
+            "The coordination.k8s.io Lease the controllers run under: one leader among the replicas, while the "
+            "HTTP extender serves from all of them."
+        ),
+    )
+    lease_name: str = Field(default="tideover-controllers", min_length=1, description="The Lease's name.")
+    lease_duration_seconds: Int = Field(
+        default=15, ge=1,
+        description=(
+            "Whole seconds, as a Lease stores them (kube-controller-manager's defaults): a failed leader is "
+            "replaced within about 15 s."
+        ),
+    )
+    renew_deadline_seconds: Int = Field(
+        default=10, ge=1, description="Seconds the leader has to renew before it gives up leading."
+    )
+    retry_period_seconds: Int = Field(default=2, ge=1, description="Seconds between attempts to take or renew.")
     deletion_cost: DeletionCost = Field(default_factory=DeletionCost)
     return_to_vm: ReturnToVm = Field(default_factory=ReturnToVm)
 
