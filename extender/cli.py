@@ -61,6 +61,8 @@ def _kube_api_client(kubeconfig: Path | None) -> Any:
 
 
 def serve(settings: ServeSettings) -> int:
+    """The composition root: builds every component and wires them together, in the order they depend on each
+    other, then serves until stopped. One function on purpose: the wiring is read in one place."""
     import uvicorn
     from kubernetes import client
 

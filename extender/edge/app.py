@@ -144,7 +144,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
-    """The FastAPI app. ``ready`` says whether the cluster view has synced (for /readyz)."""
+    """The FastAPI app. ``ready`` says whether the cluster view has synced (for /readyz).
+
+    Longer than most functions here on purpose: the routes are closures over the service, its worker and its
+    metrics, and each is a few lines; apart they would need the same state passed around (issue 12 may replace
+    this with a leaner route for the two verbs)."""
     # One worker: large requests queue behind each other instead of taking every core from the small ones.
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tideover-large-request")
 

@@ -309,6 +309,9 @@ class _TextGroup:
 
 
 def _parse_text(text: str) -> AutoscalerStatus:
+    """The text format, a line-oriented state machine (header, then Cluster-wide and NodeGroups sections). Kept in
+    one function: its states share the position, the current group and the line's error message, and the
+    format's grammar reads top to bottom here as CA writes it."""
     lines = text.splitlines()
     header = _HEADER_RE.fullmatch(lines[0].strip())
     if header is None:
