@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from e2e.harness import components
-from e2e.harness.autoscaled import POOL, VIRTUAL, AutoscaledStack, Recorder, pod_events, recording, wait_until
+from e2e.harness.autoscaled import POOL, VIRTUAL, AutoscaledStack, pod_events, wait_until
+from e2e.harness.observe import Observer, observing
 from e2e.harness.workloads import Namespace, deployment
 from e2e.kind.target import make_autoscaled_stack
 from e2e.vmss.simulator import GroupConfig
@@ -83,12 +84,6 @@ def print_table(stack: AutoscaledStack, ns: Namespace, title: str) -> None:
               f"{sample}); the table lists their replacements.")
 
 
-def print_timeline(recorder: Recorder, origin: float) -> None:
-    print("\nTimeline (seconds from the burst):")
-    for at, message in recorder.sorted_timeline():
-        print(f"  {at - origin:+7.1f}s  {message}")
-
-
 def run(stack: AutoscaledStack, returns: bool) -> None:
     stack.start_pool(GroupConfig(name=POOL, min_size=1, max_size=MAX_SIZE, initial=1, provisioning_delay=BOOT_SECONDS))
     say(f"VMSS {POOL}: 1 VM (2 CPU) Ready, max {MAX_SIZE}, boot {BOOT_SECONDS:.0f}s; cluster-autoscaler running; "
@@ -100,26 +95,26 @@ def run(stack: AutoscaledStack, returns: bool) -> None:
     say(f"Deployment web (seed 001: tolerates the virtual node, prefers VMs; 1 CPU): 1 replica on "
         f"{next(iter(ns.running_on().values()))}")
 
-    with recording(stack, ns.name) as rec:
+    with observing(stack, ns.name) as obs:
         burst = time.time()
         try:
-            burst_and_watch(stack, ns, rec, burst, returns)
+            burst_and_watch(stack, ns, obs, burst, returns)
         finally:
             time.sleep(1)
-            print_timeline(rec, burst)
+            obs.print_timeline(burst, title="\nTimeline (seconds from the burst):", prefix="  ")
             print_table(stack, ns, "Where each pod is at the end, and why:")
 
 
-def burst_and_watch(stack: AutoscaledStack, ns: Namespace, rec: Recorder, burst: float, returns: bool) -> None:
-    rec.mark(f"Deployment web scaled 1 -> {REPLICAS}")
+def burst_and_watch(stack: AutoscaledStack, ns: Namespace, obs: Observer, burst: float, returns: bool) -> None:
+    obs.mark(f"Deployment web scaled 1 -> {REPLICAS}")
     ns.scale("web", REPLICAS)
     say(f"scaled to {REPLICAS}: the VM has room for 2")
     wait_until(stack, lambda: ns.summary().get("pending", 0) >= REPLICAS - 2 or stack.gate_open(), 30,
                "Pending pods")
     say(f"pending: {dict(ns.summary())}; the gate keeps them off the virtual node, so cluster-autoscaler "
         "sees they need a VM")
-    wait_until(stack, lambda: rec.first("InProgress") is not None, 60, "the scale-up")
-    status = next(s for _, s in rec.statuses if s.scale_up == "InProgress")
+    wait_until(stack, lambda: obs.first("InProgress") is not None, 60, "the scale-up")
+    status = next(s for _, s in obs.statuses if s.scale_up == "InProgress")
     start = status.since or burst
     say(f"cluster-autoscaler: scale-up InProgress ({status.describe()})")
     wait_until(stack, stack.gate_open, 30, "the gate to open")
@@ -128,8 +123,8 @@ def burst_and_watch(stack: AutoscaledStack, ns: Namespace, rec: Recorder, burst:
     wait_until(stack, lambda: len([n for n in ns.running_on().values() if n == VIRTUAL]) == spill_count, 60,
                "the spilled pods Running")
     spilled = sorted(name for name, node in ns.running_on().items() if node == VIRTUAL)
-    wait_until(stack, lambda: all(rec.pod_records()[name].running for name in spilled), 10, "the recorder")
-    last = max(rec.pod_records()[name].running or 0.0 for name in spilled)
+    wait_until(stack, lambda: all(obs.pod_records()[name].running for name in spilled), 10, "the recorder")
+    last = max(obs.pod_records()[name].running or 0.0 for name in spilled)
     say(f"{len(spilled)} pods Running on the virtual node, {last - start:.1f}s after the scale-up started "
         "(CA's scaleUp.lastTransitionTime)")
     with contextlib.suppress(AssertionError):
@@ -144,7 +139,7 @@ def burst_and_watch(stack: AutoscaledStack, ns: Namespace, rec: Recorder, burst:
            "open (a tideover bug: GUARD_BYPASS in e2e/scenarios/test_autoscaler_e2e.py)"))
 
     new_vms = MAX_SIZE - 1
-    wait_until(stack, lambda: len(rec.vm_ready) >= MAX_SIZE, BOOT_SECONDS + 60, f"{new_vms} new VMs Ready")
+    wait_until(stack, lambda: len(obs.vm_ready) >= MAX_SIZE, BOOT_SECONDS + 60, f"{new_vms} new VMs Ready")
     say(f"{new_vms} new VM nodes Ready")
     wait_until(stack, stack.gate_closed, 30, "the gate to close")
     group = stack.group_status()

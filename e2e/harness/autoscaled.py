@@ -1,7 +1,7 @@
 """The autoscaled end-to-end stack: the real kube-scheduler (config/scheduler-config.yaml pointed at tideover),
 the real ``tideover serve``, the simulated VMSS (:mod:`e2e.vmss`, served in-process over gRPC) and the real
-cluster-autoscaler (a subprocess with the externalgrpc provider), plus a :class:`Recorder` that notes when
-each thing happened. Used by ``e2e/scenarios/test_autoscaler_e2e.py`` and ``python -m e2e.demo``.
+cluster-autoscaler (a subprocess with the externalgrpc provider). :mod:`e2e.harness.observe` watches what each
+of them does. Used by the autoscaled scenarios and ``python -m e2e.demo``.
 
 The cluster and tideover live as long as the stack; a *pool* (a fresh simulator with one node group, and a
 fresh cluster-autoscaler against it) lives for one scenario: :meth:`AutoscaledStack.start_pool` and
@@ -20,17 +20,15 @@ import logging
 import os
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from e2e.harness import components
@@ -38,10 +36,10 @@ from e2e.harness.cluster import VIRTUAL_NODE_NAME, LocalCluster, _die_with_paren
 from e2e.harness.tideover import TideoverProcess, scheduler_config
 from e2e.vmss.autoscaler import STATUS_CONFIGMAP, STATUS_NAMESPACE, AutoscalerOptions, ca_command, write_cloud_config
 from e2e.vmss.simulator import GroupConfig, KubeNodeRegistrar, VmssServer, VmssSimulator
+from extender.model.keys import GATE
 
 POOL = "nodepool1"
 POOL_LABEL = "kubernetes.azure.com/agentpool"
-GATE_KEY = "tideover.io/spill-window"  # the gate taint's key, and the annotation with the window's reason
 CAPACITY_PENDING = "tideover.io/capacity-pending"
 VIRTUAL = VIRTUAL_NODE_NAME
 
@@ -138,8 +136,13 @@ def read_group_status(core: k8s.CoreV1Api, group: str = POOL) -> GroupStatus | N
         if exc.status == 404:
             return None
         raise
+    return group_status(cm.data, group)
+
+
+def group_status(data: Mapping[str, str] | None, group: str = POOL) -> GroupStatus | None:
+    """The node group's entry in the status ConfigMap's ``data`` (None when absent or unreadable)."""
     try:
-        doc = yaml.safe_load((cm.data or {}).get("status") or "")
+        doc = yaml.safe_load((data or {}).get("status") or "")
     except yaml.YAMLError:
         return None
     if not isinstance(doc, dict):
@@ -442,19 +445,19 @@ class AutoscaledStack:
     def gate_closed(self) -> bool:
         """The virtual node carries tideover's gate taint, and its annotation says the window is closed."""
         node = self.virtual_node()
-        tainted = any(t.get("key") == GATE_KEY for t in (node.get("spec") or {}).get("taints") or [])
-        window = ((node.get("metadata") or {}).get("annotations") or {}).get(GATE_KEY, "")
+        tainted = any(t.get("key") == GATE for t in (node.get("spec") or {}).get("taints") or [])
+        window = ((node.get("metadata") or {}).get("annotations") or {}).get(GATE, "")
         return tainted and window.startswith("closed")
 
     def gate_open(self) -> bool:
         node = self.virtual_node()
-        tainted = any(t.get("key") == GATE_KEY for t in (node.get("spec") or {}).get("taints") or [])
-        window = ((node.get("metadata") or {}).get("annotations") or {}).get(GATE_KEY, "")
+        tainted = any(t.get("key") == GATE for t in (node.get("spec") or {}).get("taints") or [])
+        window = ((node.get("metadata") or {}).get("annotations") or {}).get(GATE, "")
         return not tainted and window.startswith("open")
 
     def spill_window(self) -> str:
         """The virtual node's ``tideover.io/spill-window`` annotation (``open|closed since ...: reason``)."""
-        return str(((self.virtual_node().get("metadata") or {}).get("annotations") or {}).get(GATE_KEY, ""))
+        return str(((self.virtual_node().get("metadata") or {}).get("annotations") or {}).get(GATE, ""))
 
     def check_alive(self) -> None:
         if not self.tideover.running:
@@ -475,155 +478,7 @@ class PodRecord:
     running: float | None = None  # first seen Running
 
 
-@dataclass
-class Recorder:
-    """Polls the cluster in a thread every ``interval`` s and records when things were first seen.
-
-    ``timeline`` has one line per change: CA's scale-up state for the pool, tideover's gate, VM nodes
-    registering and turning Ready, and the pods' summary (pending / on VMs / on the virtual node).
-    """
-
-    stack: AutoscaledStack
-    namespace: str
-    interval: float = 0.2
-    timeline: list[tuple[float, str]] = field(default_factory=list)
-    pods: dict[str, PodRecord] = field(default_factory=dict)
-    scale_up: dict[str, float] = field(default_factory=dict)  # CA scaleUp status -> first seen
-    statuses: list[tuple[float, GroupStatus]] = field(default_factory=list)  # every change
-    gate: list[tuple[float, bool]] = field(default_factory=list)  # (time, closed) on every change
-    vm_ready: dict[str, float] = field(default_factory=dict)
-    vm_registered: dict[str, float] = field(default_factory=dict)
-    errors: int = 0
-
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="e2e-recorder", daemon=True)
-        self._api = k8s_config.new_client_from_config(config_file=str(self.stack.cluster.kubeconfig))
-        self._core = k8s.CoreV1Api(self._api)
-        self._summary: tuple[int, int, int] | None = None
-
-    def start(self) -> Recorder:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        with contextlib.suppress(Exception):
-            self._api.close()
-
-    def __enter__(self) -> Recorder:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def mark(self, message: str, at: float | None = None) -> None:
-        with self._lock:
-            self.timeline.append((time.time() if at is None else at, message))
-
-    def sorted_timeline(self) -> list[tuple[float, str]]:
-        with self._lock:
-            return sorted(self.timeline, key=lambda item: item[0])
-
-    def first(self, scale_up: str) -> float | None:
-        with self._lock:
-            return self.scale_up.get(scale_up)
-
-    def latest_status(self) -> GroupStatus | None:
-        with self._lock:
-            return self.statuses[-1][1] if self.statuses else None
-
-    def gate_changes(self) -> list[tuple[float, bool]]:
-        with self._lock:
-            return list(self.gate)
-
-    def pod_records(self) -> dict[str, PodRecord]:
-        with self._lock:
-            return {name: PodRecord(**vars(rec)) for name, rec in self.pods.items()}
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll()
-            except Exception:
-                self.errors += 1
-            self._stop.wait(self.interval)
-
-    def poll(self) -> None:
-        now = time.time()
-        status = read_group_status(self._core, self.stack.pool.config.name if self.stack.pool else POOL)
-        nodes: list[dict[str, Any]] = self._api.sanitize_for_serialization(self._core.list_node()).get("items") or []
-        pods: list[dict[str, Any]] = (
-            self._api.sanitize_for_serialization(self._core.list_namespaced_pod(self.namespace)).get("items") or []
-        )
-        with self._lock:
-            self._record_status(now, status)
-            for node in nodes:
-                self._record_node(now, node)
-            pending = vm = virtual = 0
-            for item in pods:
-                metadata, spec, pod_status = item["metadata"], item.get("spec") or {}, item.get("status") or {}
-                if metadata.get("deletionTimestamp"):
-                    continue
-                rec = self.pods.setdefault(metadata["name"], PodRecord(metadata["name"], created=now))
-                node_name = spec.get("nodeName")
-                if node_name and rec.node is None:
-                    rec.node, rec.scheduled = node_name, now
-                if pod_status.get("phase") == "Running" and rec.running is None:
-                    rec.running = now
-                if not node_name:
-                    pending += 1
-                elif node_name == VIRTUAL:
-                    virtual += 1
-                else:
-                    vm += 1
-            summary = (pending, vm, virtual)
-            if summary != self._summary:
-                self._summary = summary
-                self.timeline.append((now, f"pods: {pending} pending, {vm} on VMs, {virtual} on the virtual node"))
-
-    def _record_status(self, now: float, status: GroupStatus | None) -> None:
-        if status is None or (self.statuses and self.statuses[-1][1] == status):
-            return
-        previous = self.statuses[-1][1] if self.statuses else None
-        self.statuses.append((now, status))
-        if status.scale_up and status.scale_up not in self.scale_up:
-            self.scale_up[status.scale_up] = now
-        if previous is not None and (previous.scale_up, previous.since, previous.error_code) == (
-            status.scale_up, status.since, status.error_code
-        ):
-            return
-        since = ""
-        if status.since:
-            since = f" (lastTransitionTime {_clock(status.since)})"
-        detail = f": {status.error_code}" if status.error_code else ""
-        self.timeline.append(
-            (now, f"CA status: scaleUp {status.scale_up}{detail}{since}; target {status.target}, max {status.max_size}")
-        )
-
-    def _record_node(self, now: float, node: dict[str, Any]) -> None:
-        metadata = node.get("metadata") or {}
-        name = metadata.get("name", "")
-        if name == VIRTUAL:
-            closed = any(t.get("key") == GATE_KEY for t in (node.get("spec") or {}).get("taints") or [])
-            if not self.gate or self.gate[-1][1] != closed:
-                self.gate.append((now, closed))
-                window = (metadata.get("annotations") or {}).get(GATE_KEY, "")
-                self.timeline.append((now, f"virtual node gate {'CLOSED' if closed else 'OPEN'}: {window}"))
-            return
-        if name not in self.vm_registered:
-            self.vm_registered[name] = now
-            self.timeline.append((now, f"VM node {name} registered"))
-        conditions = (node.get("status") or {}).get("conditions") or []
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-        if ready and name not in self.vm_ready:
-            self.vm_ready[name] = now
-            self.timeline.append((now, f"VM node {name} Ready"))
-
-
-def _clock(at: float) -> str:
+def clock(at: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}"
 
 
@@ -660,12 +515,3 @@ def pod_events(stack: AutoscaledStack, namespace: str) -> dict[str, list[tuple[f
     for items in out.values():
         items.sort(key=lambda item: item[0])
     return out
-
-
-@contextlib.contextmanager
-def recording(stack: AutoscaledStack, namespace: str) -> Iterator[Recorder]:
-    recorder = Recorder(stack, namespace).start()
-    try:
-        yield recorder
-    finally:
-        recorder.stop()

@@ -17,8 +17,9 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch
 
-from e2e.harness.autoscaled import VIRTUAL, AutoscaledStack
-from extender.model.keys import SCALE_DOWN_DISABLED, TO_BE_DELETED
+from e2e.harness.autoscaled import POOL, VIRTUAL, AutoscaledStack, GroupStatus, PodRecord, clock, group_status
+from e2e.vmss.autoscaler import STATUS_CONFIGMAP, STATUS_NAMESPACE
+from extender.model.keys import GATE, SCALE_DOWN_DISABLED, TO_BE_DELETED
 
 
 class Watcher:
@@ -32,8 +33,10 @@ class Watcher:
         namespace: str | None,
         on_sync: Callable[[list[dict[str, Any]], float], None],
         on_event: Callable[[str, dict[str, Any], float], None],
+        **list_kwargs: Any,
     ) -> None:
         self._kubeconfig = kubeconfig
+        self._list_kwargs = list_kwargs
         self._list_call = list_call
         self._namespace = namespace
         self._on_sync = on_sync
@@ -62,14 +65,14 @@ class Watcher:
             while not self._stop.is_set():
                 try:
                     if version is None:
-                        response = fn(*args, _preload_content=False)
+                        response = fn(*args, _preload_content=False, **self._list_kwargs)
                         listed = json.loads(response.data)
                         version = listed["metadata"]["resourceVersion"]
                         self._on_sync(listed.get("items") or [], time.time())
                         self._synced.set()
                     stream = watch.Watch()
                     for event in stream.stream(fn, *args, resource_version=version, timeout_seconds=2,
-                                               deserialize=False):
+                                               deserialize=False, **self._list_kwargs):
                         obj = event.get("object") or {}
                         if event.get("type") == "ERROR":
                             version = None
@@ -97,11 +100,20 @@ class PodState:
     node: str | None
     ready: bool
     terminating: bool
+    running: bool = False
 
 
 @dataclass
 class Observer:
-    """Every change, as the watches deliver it, of the namespace's pods, its PDB and Deployment, and the nodes.
+    """Every change, as the watches deliver it, of the namespace's pods, its PDB and Deployment, the nodes and
+    cluster-autoscaler's status ConfigMap, with the time it arrived:
+
+    - ``timeline``: one line per change a person follows (CA's scale-up state, tideover's gate, VM nodes registering
+      and turning Ready, the pods' summary: pending / on VMs / on the virtual node), plus the test's ``mark``s;
+    - ``statuses`` / ``scale_up``: every status CA's node group had / when each scaleUp value was first seen;
+    - ``gate``: (time, closed) at every change of the virtual node's gate taint;
+    - ``vm_registered`` / ``vm_ready``: node -> when it was first seen / first seen Ready;
+    - ``records``: pod -> when it was first seen, bound (and where) and Running;
 
     - ``ready``: (time, pods Ready and not terminating) at every change: what the disruption controller
       counts as healthy;
@@ -127,13 +139,23 @@ class Observer:
     protection: dict[str, list[tuple[float, bool]]] = field(default_factory=dict)
     node_deleted: dict[str, float] = field(default_factory=dict)
     ca_deleting: dict[str, float] = field(default_factory=dict)
+    timeline: list[tuple[float, str]] = field(default_factory=list)
+    statuses: list[tuple[float, GroupStatus]] = field(default_factory=list)
+    scale_up: dict[str, float] = field(default_factory=dict)
+    gate: list[tuple[float, bool]] = field(default_factory=list)
+    vm_registered: dict[str, float] = field(default_factory=dict)
+    vm_ready: dict[str, float] = field(default_factory=dict)
+    records: dict[str, PodRecord] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._disrupted_seen: set[tuple[str, str]] = set()
+        self._summary: tuple[int, int, int] | None = None
         kubeconfig = self.stack.cluster.kubeconfig
         ns = self.namespace
         self._watchers = [
+            Watcher(kubeconfig, lambda c: k8s.CoreV1Api(c).list_namespaced_config_map, STATUS_NAMESPACE,
+                    self._each(self._status), self._status, field_selector=f"metadata.name={STATUS_CONFIGMAP}"),
             Watcher(kubeconfig, lambda c: k8s.CoreV1Api(c).list_namespaced_pod, ns, self._pods_synced, self._pod),
             Watcher(kubeconfig, lambda c: k8s.PolicyV1Api(c).list_namespaced_pod_disruption_budget, ns,
                     self._each(self._pdb), self._pdb),
@@ -171,6 +193,39 @@ class Observer:
             value = getattr(self, attribute)
             return dict(value) if isinstance(value, dict) else list(value)
 
+    def mark(self, message: str, at: float | None = None) -> None:
+        """A line of the test's own in the timeline (what it did, and when)."""
+        with self._lock:
+            self.timeline.append((time.time() if at is None else at, message))
+
+    def sorted_timeline(self) -> list[tuple[float, str]]:
+        with self._lock:
+            return sorted(self.timeline, key=lambda item: item[0])
+
+    def first(self, scale_up: str) -> float | None:
+        """When CA's node group was first seen with this scaleUp status."""
+        with self._lock:
+            return self.scale_up.get(scale_up)
+
+    def latest_status(self) -> GroupStatus | None:
+        with self._lock:
+            return self.statuses[-1][1] if self.statuses else None
+
+    def gate_changes(self) -> list[tuple[float, bool]]:
+        with self._lock:
+            return list(self.gate)
+
+    def pod_records(self) -> dict[str, PodRecord]:
+        with self._lock:
+            return {name: PodRecord(**vars(record)) for name, record in self.records.items()}
+
+    def print_timeline(self, origin: float, *, title: str = "", prefix: str = "[e2e]   ") -> None:
+        """The timeline, each line's time in seconds from ``origin``."""
+        if title:
+            print(title)
+        for at, message in self.sorted_timeline():
+            print(f"{prefix}{at - origin:+7.1f}s  {message}")
+
     # ---- watch handlers
 
     @staticmethod
@@ -189,6 +244,7 @@ class Observer:
             for item in items:
                 self._pod_seen(item, at)
             self._record_ready(at)
+            self._record_summary(at)
 
     def _pod(self, kind: str, pod: dict[str, Any], at: float) -> None:
         with self._lock:
@@ -197,12 +253,20 @@ class Observer:
             else:
                 self._pod_seen(pod, at)
             self._record_ready(at)
+            self._record_summary(at)
 
     def _pod_seen(self, pod: dict[str, Any], at: float) -> None:
         metadata, spec = pod["metadata"], pod.get("spec") or {}
         name = metadata["name"]
-        state = PodState(spec.get("nodeName"), pod_ready(pod), bool(metadata.get("deletionTimestamp")))
+        running = (pod.get("status") or {}).get("phase") == "Running"
+        state = PodState(spec.get("nodeName"), pod_ready(pod), bool(metadata.get("deletionTimestamp")), running)
         self.pods[name] = state
+        if not state.terminating:
+            record = self.records.setdefault(name, PodRecord(name, created=at))
+            if state.node and record.node is None:
+                record.node, record.scheduled = state.node, at
+            if running and record.running is None:
+                record.running = at
         if state.node and name not in self.landed:
             self.landed[name] = (at, state.node)
         if state.node == VIRTUAL and state.terminating:
@@ -217,6 +281,36 @@ class Observer:
         count = sum(1 for p in self.pods.values() if p.ready and not p.terminating)
         if not self.ready or self.ready[-1][1] != count:
             self.ready.append((at, count))
+
+    def _record_summary(self, at: float) -> None:
+        live = [p for p in self.pods.values() if not p.terminating]
+        pending = sum(1 for p in live if not p.node)
+        virtual = sum(1 for p in live if p.node == VIRTUAL)
+        summary = (pending, len(live) - pending - virtual, virtual)
+        if summary != self._summary:
+            self._summary = summary
+            self.timeline.append((at, f"pods: {pending} pending, {summary[1]} on VMs, {virtual} on the virtual node"))
+
+    def _status(self, kind: str, config_map: dict[str, Any], at: float) -> None:
+        if kind == "DELETED":
+            return
+        group = self.stack.pool.config.name if self.stack.pool else POOL
+        status = group_status(config_map.get("data"), group)
+        with self._lock:
+            if status is None or (self.statuses and self.statuses[-1][1] == status):
+                return
+            previous = self.statuses[-1][1] if self.statuses else None
+            self.statuses.append((at, status))
+            if status.scale_up and status.scale_up not in self.scale_up:
+                self.scale_up[status.scale_up] = at
+            if previous is not None and (previous.scale_up, previous.since, previous.error_code) == (
+                status.scale_up, status.since, status.error_code
+            ):
+                return
+            since = f" (lastTransitionTime {clock(status.since)})" if status.since else ""
+            detail = f": {status.error_code}" if status.error_code else ""
+            self.timeline.append((at, f"CA status: scaleUp {status.scale_up}{detail}{since}; target {status.target}, "
+                                      f"max {status.max_size}"))
 
     def _pdb(self, kind: str, pdb: dict[str, Any], at: float) -> None:
         if kind == "DELETED" or pdb["metadata"]["name"] != self.app:
@@ -255,6 +349,26 @@ class Observer:
             taints = (node.get("spec") or {}).get("taints") or []
             if any(t.get("key") == TO_BE_DELETED for t in taints):
                 self.ca_deleting.setdefault(name, at)
+            self._node_timeline(node, taints, at)
+
+    def _node_timeline(self, node: dict[str, Any], taints: list[dict[str, Any]], at: float) -> None:
+        metadata = node["metadata"]
+        name = metadata["name"]
+        if name == VIRTUAL:
+            closed = any(t.get("key") == GATE for t in taints)
+            if not self.gate or self.gate[-1][1] != closed:
+                self.gate.append((at, closed))
+                window = (metadata.get("annotations") or {}).get(GATE, "")
+                self.timeline.append((at, f"virtual node gate {'CLOSED' if closed else 'OPEN'}: {window}"))
+            return
+        if name not in self.vm_registered:
+            self.vm_registered[name] = at
+            self.timeline.append((at, f"VM node {name} registered"))
+        conditions = (node.get("status") or {}).get("conditions") or []
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        if ready and name not in self.vm_ready:
+            self.vm_ready[name] = at
+            self.timeline.append((at, f"VM node {name} Ready"))
 
 
 @contextlib.contextmanager

@@ -85,8 +85,9 @@ def extender_namespace(stack: ExtenderStack) -> Iterator[Namespace]:
     namespace.delete()
     cluster.wait_for(lambda: not namespace.pods(), 60, f"pods of {namespace.name} to go")
     for node in cluster.core_v1().list_node().items:
-        if node.metadata.name != VIRTUAL_NODE_NAME:
-            cluster.delete_node(node.metadata.name)
+        name = node.metadata.name if node.metadata else None
+        if name and name != VIRTUAL_NODE_NAME:
+            cluster.delete_node(name)
 
 
 def autoscaled_namespace(stack: AutoscaledStack) -> Iterator[Namespace]:

@@ -38,10 +38,9 @@ from e2e.harness.autoscaled import (
     POOL,
     VIRTUAL,
     AutoscaledStack,
-    Recorder,
-    recording,
     wait_until,
 )
+from e2e.harness.observe import observing
 from e2e.harness.workloads import Namespace, deployment, pod
 from e2e.vmss.simulator import GroupConfig
 
@@ -80,11 +79,6 @@ class Gaps:
         assert ok, f"{self.scenario}: {message}"
 
 
-def _print_timeline(recorder: Recorder, origin: float) -> None:
-    for at, message in recorder.sorted_timeline():
-        print(f"[e2e]   {at - origin:+7.1f}s  {message}")
-
-
 def test_burst_spills_while_the_scale_up_is_pending_then_vms_take_new_pods(
     stack: AutoscaledStack, ns: Namespace
 ) -> None:
@@ -95,14 +89,14 @@ def test_burst_spills_while_the_scale_up_is_pending_then_vms_take_new_pods(
     assert next(iter(ns.running_on().values())) != VIRTUAL
     initial_vms = stack.node_names() - {VIRTUAL}
 
-    with recording(stack, ns.name) as rec:
+    with observing(stack, ns.name) as obs:
         burst = time.time()
-        rec.mark("Deployment web scaled 1 -> 20 (1 CPU each; the VM has room for 2)")
+        obs.mark("Deployment web scaled 1 -> 20 (1 CPU each; the VM has room for 2)")
         ns.scale("web", 20)
         # CA sees the Pending pods (the gate keeps them off the virtual node in its simulation too) and
         # scales up; tideover opens the gate; the pods that do not fit run on the virtual node.
-        wait_until(stack, lambda: rec.first("InProgress") is not None, 60, "CA to report the scale-up InProgress")
-        status = next(s for _, s in rec.statuses if s.scale_up == "InProgress")
+        wait_until(stack, lambda: obs.first("InProgress") is not None, 60, "CA to report the scale-up InProgress")
+        status = next(s for _, s in obs.statuses if s.scale_up == "InProgress")
         assert status.since is not None, "CA's status has no scaleUp.lastTransitionTime"
         start = status.since
         wait_until(stack, lambda: ns.summary() == {"vm": 2, "virtual": 18}, SPILL_BOUND_SECONDS,
@@ -110,13 +104,13 @@ def test_burst_spills_while_the_scale_up_is_pending_then_vms_take_new_pods(
         wait_until(stack, lambda: len(ns.running_on()) == 20, SPILL_BOUND_SECONDS, "all 20 pods Running")
         spilled = {name for name, node in ns.placements().items() if node == VIRTUAL}
         # The recorder polls on its own: wait until it has seen every spilled pod Running too.
-        wait_until(stack, lambda: all(rec.pod_records()[name].running for name in spilled), 10,
+        wait_until(stack, lambda: all(obs.pod_records()[name].running for name in spilled), 10,
                    "the recorder to see the spilled pods Running")
-        records = rec.pod_records()
+        records = obs.pod_records()
         all_running = max(records[name].running or 0.0 for name in spilled)
-        seen_in_progress = rec.first("InProgress")
+        seen_in_progress = obs.first("InProgress")
         assert seen_in_progress is not None
-        opened = next((t for t, closed in rec.gate_changes() if not closed and t >= burst), None)
+        opened = next((t for t, closed in obs.gate_changes() if not closed and t >= burst), None)
         figure = all_running - start
         print(f"\n[e2e] scale-up start -> all {len(spilled)} spilled pods Running: {figure:.1f}s "
               f"(target <= {SPILL_TARGET_SECONDS:.0f}s; asserted <= {SPILL_BOUND_SECONDS:.0f}s)")
@@ -125,7 +119,7 @@ def test_burst_spills_while_the_scale_up_is_pending_then_vms_take_new_pods(
               f"{'?' if opened is None else f'{opened - start:.1f}s'}; burst -> scale-up start: {start - burst:.1f}s")
         assert figure <= SPILL_BOUND_SECONDS
         # The spill happened while VM capacity was pending, not after: no new VM was Ready yet.
-        new_ready = [t for name, t in rec.vm_ready.items() if name not in initial_vms]
+        new_ready = [t for name, t in obs.vm_ready.items() if name not in initial_vms]
         assert all(t > all_running for t in new_ready), "a new VM was Ready before the pods spilled"
 
         # Each spilled pod carries tideover's SpilledToVirtualNode event: every one went through the filter.
@@ -141,10 +135,10 @@ def test_burst_spills_while_the_scale_up_is_pending_then_vms_take_new_pods(
                    "(they passed tideover's filter without a decision)")
 
         # Scenario 4: the 5 new VMs register and turn Ready; the scale-up ends and the gate closes.
-        wait_until(stack, lambda: len(set(rec.vm_ready) - initial_vms) == 5, BOOT_SECONDS + 40,
+        wait_until(stack, lambda: len(set(obs.vm_ready) - initial_vms) == 5, BOOT_SECONDS + 40,
                    "the 5 new VM nodes Ready")
         closed_at = wait_until(stack, stack.gate_closed, 30, "the gate to close once the scale-up is over")
-        last_ready = max(rec.vm_ready.values())
+        last_ready = max(obs.vm_ready.values())
         status_after = stack.group_status()
         print(f"[e2e] new VMs Ready -> gate closed: {closed_at - last_ready:.1f}s "
               f"(CA: {status_after.describe() if status_after else '?'}); window: {stack.spill_window()}")
@@ -153,7 +147,7 @@ def test_burst_spills_while_the_scale_up_is_pending_then_vms_take_new_pods(
         # 10 CPU free on the new VMs; 12 new pods: 10 go to VMs, 2 stay Pending (the pool is at max size),
         # and none goes to the virtual node.
         before = ns.placements()
-        rec.mark("Deployment web scaled 20 -> 32 (the new VMs have room for 10)")
+        obs.mark("Deployment web scaled 20 -> 32 (the new VMs have room for 10)")
         ns.scale("web", 32)
         wait_until(stack, lambda: ns.summary() == {"vm": 12, "virtual": 18, "pending": 2}, 60,
                    "10 new pods on the new VMs, 2 Pending")
@@ -162,7 +156,7 @@ def test_burst_spills_while_the_scale_up_is_pending_then_vms_take_new_pods(
         new = {name: node for name, node in ns.placements().items() if name not in before}
         assert len(new) == 12 and VIRTUAL not in new.values()
         print("[e2e] timeline (relative to the scale-up's start):")
-        _print_timeline(rec, start)
+        obs.print_timeline(start)
 
 
 def test_pool_at_max_size_keeps_the_burst_pending_but_when_full_spills(
@@ -247,9 +241,9 @@ def test_backoff_stops_the_spill_and_says_why(stack: AutoscaledStack, ns: Namesp
     stack.start_pool(_pool(initial=1, max_size=6, quota=quota))
     ns.create_deployment(deployment("web", 1, cpu="1"))
     wait_until(stack, lambda: len(ns.running_on()) == 1, 60, "the first replica to run")
-    with recording(stack, ns.name) as rec:
+    with observing(stack, ns.name) as obs:
         origin = time.time()
-        rec.mark("Deployment web scaled 1 -> 6 (the VM has room for 2)")
+        obs.mark("Deployment web scaled 1 -> 6 (the VM has room for 2)")
         ns.scale("web", 6)
         wait_until(stack, lambda: (s := stack.group_status()) is not None and s.scale_up == "Backoff", 60,
                    "CA to report Backoff")
@@ -259,7 +253,7 @@ def test_backoff_stops_the_spill_and_says_why(stack: AutoscaledStack, ns: Namesp
         wait_until(stack, stack.gate_closed, 30, "tideover to close the gate")
         spilled_before = {name for name, node in ns.placements().items() if node == VIRTUAL}
         if quota == "increase":
-            assert "InProgress" not in rec.scale_up
+            assert "InProgress" not in obs.scale_up
             assert not spilled_before, f"pods spilled although no scale-up was ever InProgress: {spilled_before}"
 
         ns.create_deployment(deployment("after", 3, cpu="1"))
@@ -269,7 +263,7 @@ def test_backoff_stops_the_spill_and_says_why(stack: AutoscaledStack, ns: Namesp
         assert ns.summary("app=after") == {"pending": 3}
         assert ns.placements()["past-the-gate"] is None
         if quota == "increase":
-            assert not [t for t, closed in rec.gate_changes() if not closed], "the gate opened"
+            assert not [t for t, closed in obs.gate_changes() if not closed], "the gate opened"
 
         # The gate-tolerating pod gets past the taint to tideover's filter, whose reason names the Backoff.
         def reason() -> str:
@@ -282,7 +276,7 @@ def test_backoff_stops_the_spill_and_says_why(stack: AutoscaledStack, ns: Namesp
         print(f"[e2e] pods that spilled before the Backoff was reported: {len(spilled_before)}")
         print(f"[e2e] virtual node: tideover.io/spill-window={window}")
         print(f"[e2e] FailedScheduling (past-the-gate): {reason()}")
-        _print_timeline(rec, origin)
+        obs.print_timeline(origin)
 
     gaps = Gaps(f"scenario 3 (backoff, quota={quota})")
     gaps.check("backoff" in window.lower(),

@@ -38,10 +38,8 @@ from e2e.harness.autoscaled import (
     VIRTUAL,
     AutoscaledStack,
     Pool,
-    Recorder,
     autoscaler_options,
     merged,
-    recording,
     tideover_config,
     wait_until,
 )
@@ -135,11 +133,6 @@ def returning_events(ns: Namespace) -> Counter[str]:
     return Counter(e.involved_object.name or "" for e in listed.items)
 
 
-def _print_timeline(recorder: Recorder, origin: float) -> None:
-    for at, message in recorder.sorted_timeline():
-        print(f"[e2e]   {at - origin:+7.1f}s  {message}")
-
-
 # ---------------------------------------------------------------------------------------------- shared steps
 
 
@@ -154,14 +147,14 @@ class Spill:
     gate_closed: float = 0.0
 
 
-def burst_and_spill(stack: AutoscaledStack, ns: Namespace, rec: Recorder, on_vms: int, new_vms: int) -> Spill:
+def burst_and_spill(stack: AutoscaledStack, ns: Namespace, obs: Observer, on_vms: int, new_vms: int) -> Spill:
     """1 -> 20 replicas with a scale-up pending: ``on_vms`` pods on VMs, the rest on the virtual node, all Running
     and Ready; then the ``new_vms`` new VMs turn Ready and the gate closes."""
     initial_vms = stack.node_names() - {VIRTUAL}
     burst = time.time()
-    rec.mark(f"Deployment web scaled 1 -> {REPLICAS}")
+    obs.mark(f"Deployment web scaled 1 -> {REPLICAS}")
     ns.scale("web", REPLICAS)
-    wait_until(stack, lambda: rec.first("InProgress") is not None, 60, "CA to report the scale-up InProgress")
+    wait_until(stack, lambda: obs.first("InProgress") is not None, 60, "CA to report the scale-up InProgress")
     wanted = {"vm": on_vms, "virtual": REPLICAS - on_vms}
     wait_until(stack, lambda: ns.summary() == wanted, 45, f"{wanted}")
     wait_until(stack, lambda: len(ns.running_on()) == REPLICAS and all(pod_ready(p) for p in ns.pods()), 45,
@@ -169,10 +162,10 @@ def burst_and_spill(stack: AutoscaledStack, ns: Namespace, rec: Recorder, on_vms
     placements = ns.placements()
     spill = Spill(burst, initial_vms, {n for n, node in placements.items() if node != VIRTUAL},
                   {n for n, node in placements.items() if node == VIRTUAL})
-    wait_until(stack, lambda: len(set(rec.vm_ready) - initial_vms) == new_vms, BOOT_SECONDS + 60,
+    wait_until(stack, lambda: len(set(obs.vm_ready) - initial_vms) == new_vms, BOOT_SECONDS + 60,
                f"the {new_vms} new VM(s) Ready")
-    spill.new_vms = set(rec.vm_ready) - initial_vms
-    spill.last_ready = max(rec.vm_ready[name] for name in spill.new_vms)
+    spill.new_vms = set(obs.vm_ready) - initial_vms
+    spill.last_ready = max(obs.vm_ready[name] for name in spill.new_vms)
     spill.gate_closed = wait_until(stack, stack.gate_closed, 30, "the gate to close once the scale-up is over")
     return spill
 
@@ -242,8 +235,8 @@ def test_spilled_pods_return_to_vms_within_the_pdb(stack: AutoscaledStack, ns: N
     wait_until(stack, lambda: len(ns.running_on()) == 1, 60, "the first replica to run")
     assert next(iter(ns.running_on().values())) != VIRTUAL
 
-    with recording(stack, ns.name) as rec, observing(stack, ns.name) as obs:
-        spill = burst_and_spill(stack, ns, rec, on_vms=2, new_vms=SEED_MAX_SIZE - 1)
+    with observing(stack, ns.name) as obs:
+        spill = burst_and_spill(stack, ns, obs, on_vms=2, new_vms=SEED_MAX_SIZE - 1)
         assert len(spill.spilled) == REPLICAS - 2
         done, deleted = wait_for_return(stack, obs, spill, RETURN_BOUND_SECONDS + BOOT_SECONDS)
         assert not deleted
@@ -267,11 +260,11 @@ def test_spilled_pods_return_to_vms_within_the_pdb(stack: AutoscaledStack, ns: N
               f"the return; lifted {lifted - done:.1f}s after it completed")
         assert marked and marked <= spill.new_vms
 
-        rec.mark(f"Deployment web scaled {REPLICAS} -> 2")
+        obs.mark(f"Deployment web scaled {REPLICAS} -> 2")
         ns.scale("web", 2)
         wait_until(stack, lambda: ns.summary() == {"vm": 2}, 60, "2 pods, on VMs")
         print("[e2e] timeline (relative to the burst):")
-        _print_timeline(rec, spill.burst)
+        obs.print_timeline(spill.burst)
 
 
 def test_the_autoscaler_keeps_the_vms_pods_return_to(stack: AutoscaledStack, ns: Namespace) -> None:
@@ -286,18 +279,18 @@ def test_the_autoscaler_keeps_the_vms_pods_return_to(stack: AutoscaledStack, ns:
     create_pdb(stack, ns.name)
     wait_until(stack, lambda: len(ns.running_on()) == 1, 60, "the first replica to run")
 
-    with recording(stack, ns.name) as rec, observing(stack, ns.name) as obs:
-        spill = burst_and_spill(stack, ns, rec, on_vms=2, new_vms=SEED_MAX_SIZE - 1)
+    with observing(stack, ns.name) as obs:
+        spill = burst_and_spill(stack, ns, obs, on_vms=2, new_vms=SEED_MAX_SIZE - 1)
         pool = stack.pool
         assert pool is not None
         try:
-            check_vms_kept(stack, rec, obs, spill, pool)
+            check_vms_kept(stack, obs, spill, pool)
         finally:
             print("[e2e] timeline (relative to the last new VM Ready):")
-            _print_timeline(rec, spill.last_ready)
+            obs.print_timeline(spill.last_ready)
 
 
-def check_vms_kept(stack: AutoscaledStack, rec: Recorder, obs: Observer, spill: Spill, pool: Pool) -> None:
+def check_vms_kept(stack: AutoscaledStack, obs: Observer, spill: Spill, pool: Pool) -> None:
     done, deleted = wait_for_return(stack, obs, spill, RETURN_BOUND_SECONDS + BOOT_SECONDS)
     left = obs.copy("left_virtual")
     origin = min(left.values()) if left else done
@@ -314,7 +307,7 @@ def check_vms_kept(stack: AutoscaledStack, rec: Recorder, obs: Observer, spill: 
         arrivals = sorted(t for t, n in replacements.values() if n == node)
         unprotected += [(node, t) for t in arrivals if on is None or t < on or (off is not None and t > off)]
         gone = obs.copy("node_deleted").get(node)
-        print(f"[e2e]   {node}: Ready {rec.vm_ready[node] - origin:+.1f}s, protected "
+        print(f"[e2e]   {node}: Ready {obs.vm_ready[node] - origin:+.1f}s, protected "
               f"{'never' if on is None else f'{on - origin:+.1f}s'} -> "
               f"{'-' if off is None else f'{off - origin:+.1f}s'}"
               f", arrivals {[round(t - origin, 1) for t in arrivals]}"
@@ -357,8 +350,8 @@ def test_scale_down_removes_virtual_node_pods_first_without_returns(
     create_pdb(stack, ns.name)
     wait_until(stack, lambda: len(ns.running_on()) == 1, 60, "the first replica to run")
 
-    with recording(stack, ns.name) as rec, observing(stack, ns.name) as obs:
-        spill = burst_and_spill(stack, ns, rec, on_vms=16, new_vms=1)
+    with observing(stack, ns.name) as obs:
+        spill = burst_and_spill(stack, ns, obs, on_vms=16, new_vms=1)
         pool = stack.pool
         assert pool is not None
 
@@ -377,7 +370,7 @@ def test_scale_down_removes_virtual_node_pods_first_without_returns(
         assert all(pod_ready(p) for p in ns.pods()), "every pod Ready (else readiness, not the cost, would rank them)"
         assert obs.on_virtual() == spill.spilled  # nothing moved: the return controller is off
 
-        rec.mark(f"Deployment web scaled {REPLICAS} -> 2")
+        obs.mark(f"Deployment web scaled {REPLICAS} -> 2")
         scaled = time.time()
         ns.scale("web", 2)
         wait_until(stack, lambda: len(ns.pods()) == 2, 60, "2 pods left")
@@ -405,7 +398,7 @@ def test_scale_down_removes_virtual_node_pods_first_without_returns(
               f"scaled down {scaled - spill.last_ready:.1f}s after Ready")
         assert any(e.kind == "delete" and new_vm in e.detail for e in pool.sim.events)
         time.sleep(1)
-        reopened = [(at, message) for at, message in rec.sorted_timeline()
+        reopened = [(at, message) for at, message in obs.sorted_timeline()
                     if at > spill.gate_closed and "gate OPEN" in message]
         for at, message in reopened:
             print(f"[e2e] NOTE: the gate opened again {at - spill.last_ready:.1f}s after Ready, while "
@@ -426,8 +419,8 @@ def test_leader_killed_mid_return_the_other_replica_finishes(stack: AutoscaledSt
     create_pdb(stack, ns.name)
     wait_until(stack, lambda: len(ns.running_on()) == 1, 60, "the first replica to run")
 
-    with recording(stack, ns.name) as rec, observing(stack, ns.name) as obs:
-        spill = burst_and_spill(stack, ns, rec, on_vms=2, new_vms=SEED_MAX_SIZE - 1)
+    with observing(stack, ns.name) as obs:
+        spill = burst_and_spill(stack, ns, obs, on_vms=2, new_vms=SEED_MAX_SIZE - 1)
 
         def under_way() -> bool:
             return len(returning_events(ns)) >= 2 and len(obs.on_virtual()) >= 8
@@ -437,7 +430,7 @@ def test_leader_killed_mid_return_the_other_replica_finishes(stack: AutoscaledSt
         killed = time.time()
         leader.kill()
         at_kill = (len(obs.copy("left_virtual")), sum(returning_events(ns).values()))
-        rec.mark(f"leader {leader_id} SIGKILLed")
+        obs.mark(f"leader {leader_id} SIGKILLed")
         # Another replica holds the Lease: the survivor (in the kind cluster, perhaps the Deployment's replacement
         # for the killed pod, which is as good).
         taken = wait_until(stack, lambda: stack.lease_holder() not in (None, leader_id), TAKEOVER_BOUND_SECONDS,
@@ -475,4 +468,4 @@ def test_leader_killed_mid_return_the_other_replica_finishes(stack: AutoscaledSt
         _, min_ready = lowest(obs.copy("ready"), start, end)
         assert min_ready >= MIN_AVAILABLE
         print("[e2e] timeline (relative to the burst):")
-        _print_timeline(rec, spill.burst)
+        obs.print_timeline(spill.burst)
