@@ -7,3 +7,6 @@ controllers, the VMSS and cluster-autoscaler are simulated; tideover is not: its
 engine builds with :func:`extender.model.snapshot.build_snapshot` (:mod:`.bridge`). Results and the report are in
 :mod:`.results` and :mod:`.report`. Nothing outside this package and the CLI imports it (import-linter).
 """
+
+__all__ = ["autoscaler", "bridge", "cluster", "command", "engine", "policies", "report", "results", "scenarios",
+           "state", "trace"]
