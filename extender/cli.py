@@ -1,4 +1,4 @@
-"""The ``tideover`` command: serve, check-config, explain."""
+"""The ``tideover`` command: serve, check-config, explain, simulate."""
 
 from __future__ import annotations
 
@@ -211,6 +211,22 @@ def build_parser() -> argparse.ArgumentParser:
     explain_parser.add_argument("--config", type=Path, help="tideover config file")
     explain_parser.add_argument("--at", help="evaluate as of this ISO 8601 time (default: now)")
     explain_parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    simulate_parser = sub.add_parser(
+        "simulate", help="what tideover would save: a burst simulated under each policy, on tideover's own decisions"
+    )
+    source = simulate_parser.add_mutually_exclusive_group()
+    source.add_argument("--scenario", default=None,
+                        help="a built-in scenario: seed-001 (default), seed-002, diurnal")
+    source.add_argument("--trace", type=Path, help="a demand trace: YAML or CSV (docs/simulate.md)")
+    simulate_parser.add_argument("--cluster", type=Path, help="a cluster description (YAML) replacing the trace's")
+    simulate_parser.add_argument("--config", type=Path, help="tideover config file (prices, policy settings)")
+    simulate_parser.add_argument("--seed", type=int, default=1, help="random seed (default 1): same seed, same run")
+    simulate_parser.add_argument("--duration", type=float, help="seconds to simulate (default: the trace's)")
+    simulate_parser.add_argument("--policies",
+                                 help="comma-separated policy keys (default: all; docs/simulate.md lists them)")
+    simulate_parser.add_argument("--report", type=Path, help="write table, plots and report.html to this directory")
+    simulate_parser.add_argument("--json", action="store_true", help="machine-readable results on stdout")
     return parser
 
 
@@ -239,6 +255,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(markdown(), end="")
             return 0
+        if args.command == "simulate":
+            from extender.simulate.command import run
+
+            return run(
+                scenario_name=args.scenario, trace_path=args.trace, cluster_path=args.cluster,
+                config_path=args.config, seed=args.seed, policies=args.policies, report=args.report,
+                as_json=args.json, duration=args.duration,
+            )
         return explain_command(args.snapshot, args.pod, args.config, args.at, args.json)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
