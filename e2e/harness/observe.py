@@ -95,6 +95,9 @@ def pod_ready(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+SUMMARY_COALESCE_SECONDS = 0.25
+
+
 @dataclass
 class PodState:
     node: str | None
@@ -151,6 +154,7 @@ class Observer:
         self._lock = threading.Lock()
         self._disrupted_seen: set[tuple[str, str]] = set()
         self._summary: tuple[int, int, int] | None = None
+        self._summary_line: int | None = None  # index in the timeline of the last summary line
         kubeconfig = self.stack.cluster.kubeconfig
         ns = self.namespace
         self._watchers = [
@@ -287,9 +291,18 @@ class Observer:
         pending = sum(1 for p in live if not p.node)
         virtual = sum(1 for p in live if p.node == VIRTUAL)
         summary = (pending, len(live) - pending - virtual, virtual)
-        if summary != self._summary:
-            self._summary = summary
-            self.timeline.append((at, f"pods: {pending} pending, {summary[1]} on VMs, {virtual} on the virtual node"))
+        if summary == self._summary:
+            return
+        self._summary = summary
+        line = (at, f"pods: {pending} pending, {summary[1]} on VMs, {virtual} on the virtual node")
+        # A burst changes the summary at every pod: within SUMMARY_COALESCE_SECONDS the last line is replaced, so
+        # the timeline reads as a person follows it (the counts settle), not as a line per pod.
+        last = self._summary_line
+        if last is not None and last < len(self.timeline) and at - self.timeline[last][0] < SUMMARY_COALESCE_SECONDS:
+            self.timeline[last] = (self.timeline[last][0], line[1])
+        else:
+            self._summary_line = len(self.timeline)
+            self.timeline.append(line)
 
     def _status(self, kind: str, config_map: dict[str, Any], at: float) -> None:
         if kind == "DELETED":
