@@ -155,6 +155,7 @@ class Observer:
         self._disrupted_seen: set[tuple[str, str]] = set()
         self._summary: tuple[int, int, int] | None = None
         self._summary_line: int | None = None  # index in the timeline of the last summary line
+        self._summary_since = 0.0  # when that line was first written
         kubeconfig = self.stack.cluster.kubeconfig
         ns = self.namespace
         self._watchers = [
@@ -297,11 +298,12 @@ class Observer:
         line = (at, f"pods: {pending} pending, {summary[1]} on VMs, {virtual} on the virtual node")
         # A burst changes the summary at every pod: within SUMMARY_COALESCE_SECONDS the last line is replaced, so
         # the timeline reads as a person follows it (the counts settle), not as a line per pod.
-        last = self._summary_line
-        if last is not None and last < len(self.timeline) and at - self.timeline[last][0] < SUMMARY_COALESCE_SECONDS:
-            self.timeline[last] = (self.timeline[last][0], line[1])
+        # Only while nothing else happened in between: a line never moves past another event.
+        last = len(self.timeline) - 1
+        if self._summary_line == last >= 0 and at - self._summary_since < SUMMARY_COALESCE_SECONDS:
+            self.timeline[last] = line
         else:
-            self._summary_line = len(self.timeline)
+            self._summary_line, self._summary_since = len(self.timeline), at
             self.timeline.append(line)
 
     def _status(self, kind: str, config_map: dict[str, Any], at: float) -> None:
