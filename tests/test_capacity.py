@@ -448,7 +448,7 @@ def test_long_backoff_message_is_truncated() -> None:
 def test_states_are_short_kebab_case_labels() -> None:
     assert {state.value for state in CapacityState} == {
         "scale-up-in-progress", "target-above-registered", "nodes-starting", "backoff", "at-max-size",
-        "no-activity", "unknown-scale-up-state", "status-stale", "no-status", "group-not-in-status",
+        "no-activity", "unknown-scale-up-state", "status-stale", "no-status", "group-not-in-status", "scale-up-stuck",
     }
     assert all(re.fullmatch(r"[a-z]+(-[a-z]+)*", state.value) for state in CapacityState)
     assert {S.SCALE_UP_IN_PROGRESS, S.TARGET_ABOVE_REGISTERED, S.NODES_STARTING} == PENDING_STATES

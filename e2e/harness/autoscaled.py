@@ -39,23 +39,24 @@ from e2e.vmss.simulator import GroupConfig, KubeNodeRegistrar, VmssServer, VmssS
 from extender.model.keys import GATE
 
 POOL = "nodepool1"
+NODE_GROUP = GroupConfig(name=POOL).group_id  # as CA names it: aks-nodepool1-<8 digits>-vmss
 POOL_LABEL = "kubernetes.azure.com/agentpool"
 CAPACITY_PENDING = "tideover.io/capacity-pending"
 VIRTUAL = VIRTUAL_NODE_NAME
 
 
 def tideover_config(provisioning_seconds: float) -> dict[str, Any]:
-    """tideover's configuration for the stack: the one pool, mapped to the simulator's node group.
+    """tideover's configuration for the stack: the one pool, with its price.
 
-    The simulator reports its node groups by pool name (``NodeGroup.id`` is ``nodepool1``; the scale set's
-    AKS-style name, ``aks-nodepool1-<8 digits>-vmss``, is only in the instances' provider IDs and node names),
-    so ``nodeGroup`` is set explicitly rather than relying on tideover's ``aks-<pool>-<digits>-vmss`` lookup.
+    The simulator reports its node group as AKS does (``NodeGroup.id`` is ``aks-nodepool1-<8 digits>-vmss``, the
+    name in CA's status ConfigMap), and ``nodeGroup`` is left unset: tideover maps the pool to it by AKS's naming
+    (extender/model/snapshot.py ``resolve_node_group``), as it does on a real AKS cluster.
     """
     return {
         "apiVersion": "tideover.io/v1alpha1",
         "kind": "TideoverConfiguration",
         "vmPools": {
-            "pools": [{"name": POOL, "nodeGroup": POOL, "pricePerHour": 0.096}],
+            "pools": [{"name": POOL, "pricePerHour": 0.096}],
             "provisioningSeconds": provisioning_seconds,
         },
         # The simulated VMs boot in tens of seconds: an ETA floor of a minute (the default, meant for real
@@ -129,7 +130,7 @@ class GroupStatus:
         return text
 
 
-def read_group_status(core: k8s.CoreV1Api, group: str = POOL) -> GroupStatus | None:
+def read_group_status(core: k8s.CoreV1Api, group: str = NODE_GROUP) -> GroupStatus | None:
     try:
         cm = core.read_namespaced_config_map(STATUS_CONFIGMAP, STATUS_NAMESPACE)
     except ApiException as exc:
@@ -139,7 +140,7 @@ def read_group_status(core: k8s.CoreV1Api, group: str = POOL) -> GroupStatus | N
     return group_status(cm.data, group)
 
 
-def group_status(data: Mapping[str, str] | None, group: str = POOL) -> GroupStatus | None:
+def group_status(data: Mapping[str, str] | None, group: str = NODE_GROUP) -> GroupStatus | None:
     """The node group's entry in the status ConfigMap's ``data`` (None when absent or unreadable)."""
     try:
         doc = yaml.safe_load((data or {}).get("status") or "")
@@ -399,9 +400,9 @@ class AutoscaledStack:
 
         def status_lists_group() -> bool:
             autoscaler.check()
-            return read_group_status(self.core, config.name) is not None
+            return read_group_status(self.core, config.group_id) is not None
 
-        self.cluster.wait_for(status_lists_group, timeout, f"cluster-autoscaler's status to list {config.name}")
+        self.cluster.wait_for(status_lists_group, timeout, f"cluster-autoscaler's status to list {config.group_id}")
         self.cluster.wait_for(lambda: self.gate_closed(), timeout, "tideover to close the spill window")
         return self.pool
 
@@ -437,7 +438,7 @@ class AutoscaledStack:
         return {n["metadata"]["name"] for n in listed.get("items") or []}
 
     def group_status(self) -> GroupStatus | None:
-        return read_group_status(self.core, self.pool.config.name if self.pool else POOL)
+        return read_group_status(self.core, self.pool.config.group_id if self.pool else NODE_GROUP)
 
     def virtual_node(self) -> dict[str, Any]:
         return self.cluster.node(VIRTUAL)

@@ -17,7 +17,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch
 
-from e2e.harness.autoscaled import POOL, VIRTUAL, AutoscaledStack, GroupStatus, PodRecord, clock, group_status
+from e2e.harness.autoscaled import NODE_GROUP, VIRTUAL, AutoscaledStack, GroupStatus, PodRecord, clock, group_status
 from e2e.vmss.autoscaler import STATUS_CONFIGMAP, STATUS_NAMESPACE
 from extender.model.keys import GATE, SCALE_DOWN_DISABLED, TO_BE_DELETED
 
@@ -309,7 +309,7 @@ class Observer:
     def _status(self, kind: str, config_map: dict[str, Any], at: float) -> None:
         if kind == "DELETED":
             return
-        group = self.stack.pool.config.name if self.stack.pool else POOL
+        group = self.stack.pool.config.group_id if self.stack.pool else NODE_GROUP
         status = group_status(config_map.get("data"), group)
         with self._lock:
             if status is None or (self.statuses and self.statuses[-1][1] == status):

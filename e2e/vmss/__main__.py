@@ -3,7 +3,8 @@
 ``--group`` takes comma-separated ``key=value`` pairs: ``name``, ``min``, ``max``, ``provisioning-delay``
 (seconds), ``initial`` (instances registered at start when the group is new), ``instance-type``, ``cpu``,
 ``memory``, ``pods``, ``mode``, and the faults ``quota`` (``increase`` | ``instances``),
-``boot-delay`` (seconds) and ``never-ready`` (true/false). Repeat it for several pools.
+``boot-delay`` (seconds), ``never-ready`` and ``never-register`` (true/false), and ``aks-group-id`` (true/false:
+the node group id as AKS names it, the default). Repeat it for several pools.
 
 Faults change at run time through ``--faults-file``: a JSON object keyed by group, e.g.
 ``{"nodepool1": {"quota": "instances", "boot_delay": 60, "never_ready": false}}``, re-read whenever it
@@ -77,6 +78,10 @@ def parse_group(spec: str) -> GroupConfig:
             faults["boot_delay"] = float(value)
         elif key == "never-ready":
             faults["never_ready"] = _bool(value)
+        elif key == "never-register":
+            faults["never_register"] = _bool(value)
+        elif key == "aks-group-id":
+            fields["aks_group_id"] = _bool(value)
         else:
             raise ValueError(f"--group {spec!r}: unknown key {key!r}")
     if "name" not in fields:

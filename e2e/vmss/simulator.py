@@ -6,8 +6,10 @@ The cloud side of CA's externalgrpc cloud provider (service ``CloudProvider`` of
 
 Model
 -----
-* Node groups are named like AKS pools (``nodepool1``) and have a min size, a max size and a target size
-  (the number of instances not being deleted).
+* Node groups are AKS pools (``nodepool1``) with a min size, a max size and a target size (the number of
+  instances not being deleted). Their ``NodeGroup.id``, as CA sees it in its status ConfigMap, is the
+  scale set's AKS name ``aks-<pool>-<8 digits>-vmss`` (``GroupConfig.aks_group_id``; off: the pool name).
+  Requests accept either.
 * ``NodeGroupIncreaseSize`` adds instances in state *creating*. Each boots for the group's
   provisioning delay, then registers as a Node through a :class:`NodeRegistrar` (in the e2e cluster: a
   kwok fake Node with ``spec.providerID`` = the instance id, which kwok makes Ready) and turns *running*.
@@ -19,7 +21,10 @@ Model
   (``quota="instances"``: CA first reports the scale-up InProgress, then Backoff, and deletes the
   failed instances); a slower boot (``boot_delay``); VMs that register but never become Ready
   (``never_ready``: the Node lacks the kwok annotation, so kwok leaves it alone, and carries
-  ``Ready=False`` plus the ``node.kubernetes.io/not-ready:NoSchedule`` taint a kubelet registers with).
+  ``Ready=False`` plus the ``node.kubernetes.io/not-ready:NoSchedule`` taint a kubelet registers with);
+  VMs that never register (``never_register``: the instance stays *creating* with no error info, as a
+  VMSS allocation that never lands, so CA reports the scale-up InProgress until its
+  ``max-node-provision-time``: kubernetes/autoscaler#8323).
 * State is kept in the process and, with ``state_file``, persisted as JSON after every change, so
   both CA and the simulator can restart. Times are wall-clock (``time.time``) for that reason.
 * Faults change at run time through :meth:`VmssSimulator.set_faults` (in-process) or a JSON
@@ -84,6 +89,7 @@ class Faults:
     quota_error_message: str = QUOTA_MESSAGE
     boot_delay: float | None = None  # seconds; overrides the group's provisioning delay for new instances
     never_ready: bool = False  # new instances register as Nodes that never become Ready
+    never_register: bool = False  # new instances stay creating, without an error, and never register
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -117,6 +123,7 @@ class GroupConfig:
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[dict[str, str]] = field(default_factory=list)
     faults: Faults = field(default_factory=Faults)
+    aks_group_id: bool = True  # report the node group as aks-<pool>-<digits>-vmss (AKS's name), else as the pool
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_size <= self.max_size:
@@ -128,6 +135,11 @@ class GroupConfig:
     def scale_set_name(self) -> str:
         # AKS names scale sets aks-<pool>-<8 digits>-vmss; the digits are stable per pool here.
         return f"aks-{self.name}-{zlib.crc32(self.name.encode()) % 100_000_000:08d}-vmss"
+
+    @property
+    def group_id(self) -> str:
+        """The node group's id as CA sees it (``NodeGroup.id``, the name in CA's status ConfigMap)."""
+        return self.scale_set_name if self.aks_group_id else self.name
 
     def node_labels(self) -> dict[str, str]:
         """Labels of this pool's nodes (the same as e2e.harness.cluster.LocalCluster.add_vm_node sets)."""
@@ -406,6 +418,8 @@ class VmssSimulator:
             new = []
             for _ in range(delta):
                 inst = self._new_instance(g, now, boot_delay=delay, never_ready=faults.never_ready)
+                if faults.never_register:
+                    inst.boot_at = None  # no error either: CA sees an instance still creating
                 if faults.quota == "instances":
                     inst.boot_at = None
                     inst.error_code = faults.quota_error_code
@@ -418,7 +432,8 @@ class VmssSimulator:
                 group,
                 f"+{delta} -> target {g.target_size} ({', '.join(i.name for i in new)}; "
                 f"{'fail ' + faults.quota_error_code if faults.quota else f'boot {delay:g}s'}"
-                f"{'; never ready' if faults.never_ready else ''})",
+                f"{'; never ready' if faults.never_ready else ''}"
+                f"{'; never registers' if faults.never_register else ''})",
             )
             self._save()
 
@@ -552,10 +567,13 @@ class VmssSimulator:
     # ------------------------------------------------------------------ internals
 
     def _group(self, name: str) -> _Group:
-        try:
-            return self._groups[name]
-        except KeyError:
-            raise SimulatorError(grpc.StatusCode.NOT_FOUND, f"node group {name!r} not found") from None
+        """A group by pool name or by its node group id (``aks-<pool>-<digits>-vmss``)."""
+        group = self._groups.get(name) or next(
+            (g for g in self._groups.values() if g.config.group_id == name), None
+        )
+        if group is None:
+            raise SimulatorError(grpc.StatusCode.NOT_FOUND, f"node group {name!r} not found")
+        return group
 
     def _all_instances(self) -> list[Instance]:
         return [i for g in self._groups.values() for i in g.instances]
@@ -740,7 +758,7 @@ class CloudProviderServicer:
             f"{cfg.name} ({cfg.scale_set_name}): min={cfg.min_size} max={cfg.max_size} "
             f"target={self.sim.target_size(name)} vm={cfg.instance_type}"
         )
-        return self.pb.NodeGroup(id=cfg.name, minSize=cfg.min_size, maxSize=cfg.max_size, debug=debug)
+        return self.pb.NodeGroup(id=cfg.group_id, minSize=cfg.min_size, maxSize=cfg.max_size, debug=debug)
 
     # --- cloud provider
 

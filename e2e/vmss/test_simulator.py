@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from e2e.vmss.simulator import (
     VmssServer,
     VmssSimulator,
 )
+
+AKS_ID = GroupConfig("nodepool1").group_id  # aks-nodepool1-<8 digits>-vmss
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +153,8 @@ def test_stubs_are_generated_once_per_proto_hash(stubs: protos.Stubs) -> None:
 
 def test_node_groups_and_initial_instance(h: Harness) -> None:
     groups = h.client.NodeGroups(h.pb.NodeGroupsRequest()).nodeGroups
-    assert [(g.id, g.minSize, g.maxSize) for g in groups] == [("nodepool1", 1, 3)]
+    # The id CA sees (and writes into its status ConfigMap) is the scale set's AKS name, as on AKS.
+    assert [(g.id, g.minSize, g.maxSize) for g in groups] == [(AKS_ID, 1, 3)]
     assert h.target() == 1
     (inst,) = h.instances()
     assert inst.status.instanceState == h.pb.InstanceStatus.instanceRunning
@@ -164,7 +168,7 @@ def test_node_groups_and_initial_instance(h: Harness) -> None:
 def test_node_group_for_node_matches_provider_id(h: Harness) -> None:
     (name,) = h.nodes.nodes
     resp = h.client.NodeGroupForNode(h.pb.NodeGroupForNodeRequest(node=h.grpc_node(name)))
-    assert resp.nodeGroup.id == "nodepool1"
+    assert resp.nodeGroup.id == AKS_ID
     assert (resp.nodeGroup.minSize, resp.nodeGroup.maxSize) == (1, 3)
     # Same name, other providerID (e.g. the virtual node, or a stale node): not ours.
     for other in ("virtual-kubelet://virtual-node-aci-linux", ""):
@@ -365,6 +369,38 @@ def test_slow_boot_fault(h: Harness) -> None:
     assert len(h.nodes.nodes) == 1
     h.advance(30)
     assert len(h.nodes.nodes) == 2
+
+
+def test_the_aks_group_id_is_what_tideover_maps_the_pool_to(h: Harness) -> None:
+    from extender.model.autoscaler_status import parse_autoscaler_status
+    from extender.model.config import TideoverConfig
+    from extender.model.snapshot import resolve_node_group
+
+    assert re.fullmatch(r"aks-nodepool1-\d{8}-vmss", AKS_ID)
+    # Requests name the group by its id (as CA does) or by the pool's name; both reach the same scale set.
+    assert h.client.NodeGroupTargetSize(h.pb.NodeGroupTargetSizeRequest(id=AKS_ID)).targetSize == 1
+    h.client.NodeGroupIncreaseSize(h.pb.NodeGroupIncreaseSizeRequest(id=AKS_ID, delta=1))
+    assert h.target("nodepool1") == 2
+    status = parse_autoscaler_status(f"time: 2026-11-29 04:00:00.0 +0000 UTC\nnodeGroups:\n  - name: {AKS_ID}\n")
+    assert resolve_node_group("nodepool1", TideoverConfig(), status) == AKS_ID
+
+
+def test_pool_named_ids_when_asked() -> None:
+    assert GroupConfig("nodepool1", aks_group_id=False).group_id == "nodepool1"
+
+
+def test_never_register_fault(h: Harness) -> None:
+    """A VMSS allocation that never lands (kubernetes/autoscaler#8323): the instance stays creating with no error,
+    so CA keeps counting it as upcoming, and no Node ever appears."""
+    h.sim.set_faults("nodepool1", never_register=True)
+    h.increase(1)
+    h.advance(3600)
+    assert len(h.nodes.nodes) == 1
+    new = [i for i in h.instances() if i.status.instanceState != h.pb.InstanceStatus.instanceRunning]
+    assert len(new) == 1
+    assert new[0].status.instanceState == h.pb.InstanceStatus.instanceCreating
+    assert new[0].status.errorInfo.errorCode == ""
+    assert h.target() == 2
 
 
 def test_never_ready_fault(h: Harness) -> None:

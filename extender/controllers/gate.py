@@ -6,7 +6,8 @@ schedule_one.go, findNodesThatFitPod; framework/runtime defaultEnqueueExtension)
 podMaxInUnschedulablePodsDuration (5 minutes). The autoscaler's status ConfigMap is no such event, and
 on AKS the new VM registers only once it has booted. So when the set of pools with capacity pending
 changes, tideover writes it onto the virtual node's annotations: a Node annotation update
-(UpdateNodeAnnotation) wakes the parked pods at once, and ``kubectl describe node`` shows the state.
+(UpdateNodeAnnotation) wakes the parked pods at once, and ``kubectl describe node`` shows the state. A
+scale-up far past its estimate (``autoscaler.stuckAfterSeconds``) is named in ``tideover.io/scale-up-stuck``.
 
 It also gates the virtual nodes (``virtualNodes.gateTaint``, on by default): while no pool has capacity
 pending, each carries the taint ``tideover.io/spill-window=closed:NoSchedule``. cluster-autoscaler
@@ -33,7 +34,7 @@ from typing import Any
 
 from extender.controllers.port import KubeWrites, Outcome
 from extender.model.capacity import CapacityState
-from extender.model.keys import CAPACITY_PENDING, GATE, GATE_TAINT
+from extender.model.keys import CAPACITY_PENDING, GATE, GATE_TAINT, SCALE_UP_STUCK
 from extender.model.snapshot import ClusterSnapshot
 
 log = logging.getLogger("tideover.spillstate")
@@ -49,12 +50,13 @@ class SpillState:
     # Each pool's state (and a failed scale-up's error): a change here rewrites the reason, which is rare,
     # unlike an ETA that moves every second.
     pool_states: tuple[tuple[str, str, str], ...] = ()
+    stuck_pools: tuple[str, ...] = ()  # scale-ups far past their estimate (kubernetes/autoscaler#8323)
 
     def annotations(self) -> dict[str, str]:
         stamp = self.since.strftime("%Y-%m-%dT%H:%M:%SZ")
         window = "open" if self.pending_pools else "closed"
         text = f"{window} since {stamp}" + (f": {self.reason}" if self.reason else "")
-        return {CAPACITY_PENDING: ",".join(self.pending_pools), GATE: text}
+        return {CAPACITY_PENDING: ",".join(self.pending_pools), GATE: text, SCALE_UP_STUCK: ",".join(self.stuck_pools)}
 
 
 def _reason(snapshot: ClusterSnapshot, pending: tuple[str, ...]) -> str:
@@ -90,10 +92,12 @@ def desired_state(snapshot: ClusterSnapshot, previous: SpillState | None) -> Spi
     """The state to record, or None when nothing changed (the 'since' of an unchanged state is kept)."""
     pending = tuple(sorted(snapshot.pending_pools))
     states = _pool_states(snapshot)
-    if previous is not None and previous.pending_pools == pending and previous.pool_states == states:
+    stuck = snapshot.stuck_pools
+    if (previous is not None and previous.pending_pools == pending and previous.pool_states == states
+            and previous.stuck_pools == stuck):
         return None
     since = previous.since if previous is not None and previous.pending_pools == pending else snapshot.built_at
-    return SpillState(pending, since, _reason(snapshot, pending), states)
+    return SpillState(pending, since, _reason(snapshot, pending), states, stuck)
 
 
 class SpillStateRecorder:

@@ -120,10 +120,11 @@ def _tolerates_some_virtual_node(pod: PodFacts, snapshot: ClusterSnapshot) -> bo
 
 
 def _scale_up_summary(pools: Sequence[PoolView]) -> str:
-    states = sorted({p.capacity.autoscaler_scale_up or p.capacity.state.value for p in pools})
+    states = sorted({p.capacity.state.value if p.capacity.stuck else p.capacity.autoscaler_scale_up
+                     or p.capacity.state.value for p in pools})
     # A failed scale-up says why (CA's error code and message), so a person can act on it (quota, SKU).
     failures = [f"{p.name}: {p.capacity.evidence[0]}" for p in pools
-                if p.capacity.state is CapacityState.BACKOFF and p.capacity.evidence]
+                if (p.capacity.state is CapacityState.BACKOFF or p.capacity.stuck) and p.capacity.evidence]
     return "; ".join([", ".join(states), *failures])
 
 

@@ -39,6 +39,12 @@ When several pending reasons hold, the state is the first of ``scale-up-in-progr
 ``eta_seconds = provisioning_estimate_seconds - (now - pending_since)`` while that is positive; once a
 scale-up is overdue its remaining wait is unknown, and the prediction is ``overdueFloorSeconds`` (never
 "almost there" for a scale-up that is already late).
+
+6. **Stuck.** A pending scale-up more than ``stuckAfterSeconds`` past its estimate is ``stuck`` (a VMSS
+   allocation that never lands keeps CA at InProgress until its max-node-provision-time,
+   kubernetes/autoscaler#8323). With ``stuckAction: stop-spilling`` it is no longer pending (state
+   ``scale-up-stuck``, no ETA); with ``keep-spilling`` it stays pending, flagged ``stuck``. The stuck
+   evidence comes first, so every reason built from the first evidence says it.
 :class:`ProvisioningTimes` refines the estimate from provisioning times observed per pool.
 """
 
@@ -87,6 +93,8 @@ class CapacityState(StrEnum):
     STATUS_STALE = "status-stale"
     NO_STATUS = "no-status"
     GROUP_NOT_IN_STATUS = "group-not-in-status"
+    # pending by the evidence, but so far past its estimate that it is taken as stuck (stuckAction stop-spilling)
+    SCALE_UP_STUCK = "scale-up-stuck"
 
 
 # In priority order: the state reported when several hold.
@@ -114,6 +122,8 @@ class CapacitySignal:
     autoscaler_scale_up: str | None
     pending_since: datetime | None
     eta_seconds: float | None  # when pending: predicted seconds until the new capacity is Ready
+    # Far past its estimate (autoscaler.stuckAfterSeconds): pending only if stuckAction is keep-spilling.
+    stuck: bool = False
 
     def describe(self) -> str:
         """One line, e.g. ``nodepool1: pending (scale-up-in-progress; ETA ~95s): autoscaler: ...``."""
@@ -121,7 +131,8 @@ class CapacitySignal:
         evidence = "; ".join(self.evidence) or "no evidence"
         if self.pending:
             eta = "" if self.eta_seconds is None else f"; ETA ~{self.eta_seconds:.0f}s"
-            return f"{head}: pending ({self.state}{eta}): {evidence}"
+            stuck = "; stuck, spilling anyway" if self.stuck else ""
+            return f"{head}: pending ({self.state}{eta}{stuck}): {evidence}"
         return f"{head}: not pending ({self.state}: {evidence})"
 
 
@@ -185,8 +196,12 @@ def capacity_signal(
 
     pending_since: datetime | None = None
     eta: float | None = None
+    stuck = False
     if pending:
         pending_since, eta = _wait_estimate(wait, group, state, now, settings.overdue_floor_seconds, evidence)
+        stuck = _is_stuck(wait.provisioning_estimate_seconds, pending_since, now, settings, evidence)
+        if stuck and settings.stuck_action == "stop-spilling":
+            state, pending, eta = CapacityState.SCALE_UP_STUCK, False, None
     return CapacitySignal(
         pool=wait.pool,
         node_group=wait.node_group,
@@ -196,7 +211,27 @@ def capacity_signal(
         autoscaler_scale_up=group.scale_up if group is not None else None,
         pending_since=pending_since,
         eta_seconds=eta,
+        stuck=stuck,
     )
+
+
+def _is_stuck(
+    estimate: float, pending_since: datetime, now: datetime, settings: Autoscaler, evidence: list[str]
+) -> bool:
+    """Rule 6: a pending scale-up more than ``stuckAfterSeconds`` past its estimate is stuck (autoscaler#8323)."""
+    limit = settings.stuck_after_seconds
+    if limit is None:
+        return False
+    late = (now - pending_since).total_seconds() - estimate
+    if late <= limit:
+        return False
+    action = "no longer counted as pending" if settings.stuck_action == "stop-spilling" else "spilling goes on"
+    evidence.insert(
+        0,
+        f"scale-up stuck: {late:.0f}s past its {estimate:.0f}s estimate (limit {limit:.0f}s; a VMSS allocation "
+        f"that never lands keeps the autoscaler at InProgress until max-node-provision-time): {action}",
+    )
+    return True
 
 
 def _wait_estimate(

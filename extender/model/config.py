@@ -512,6 +512,26 @@ class Autoscaler(_Model):
             "unknown, and we never predict it is almost over."
         ),
     )
+    stuck_after_seconds: NonNegativeFloat | None = Field(
+        default=600.0,
+        description=(
+            "Seconds a pending scale-up may run past its provisioning estimate before tideover calls it stuck. "
+            "A VMSS allocation failure can leave cluster-autoscaler's status at InProgress until "
+            "max-node-provision-time (15 min by default; kubernetes/autoscaler#8323), so an InProgress that "
+            "late is no promise. Default 600 s: with the default 240 s estimate that is 14 min, just before "
+            "CA gives up on its own. null: never call a scale-up stuck."
+        ),
+    )
+    stuck_action: Literal["stop-spilling", "keep-spilling"] = Field(
+        default="stop-spilling",
+        description=(
+            "What a stuck scale-up does to spilling. stop-spilling (default): the pool no longer counts as "
+            "pending, so new pods wait Pending (as they will once CA backs off) instead of piling onto the "
+            "virtual node with no VM to return to; pods already spilled stay. keep-spilling: the pool stays "
+            "pending (spills go on, still bounded by the spend and replica caps). Either way the pool is "
+            "reported stuck (metric, node annotation, pod Events)."
+        ),
+    )
 
 
 class PriorityClassPolicy(_Model):

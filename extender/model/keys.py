@@ -27,6 +27,8 @@ GATE: Final = PREFIX + "spill-window"
 GATE_TAINT: Final[Mapping[str, str]] = MappingProxyType({"key": GATE, "value": "closed", "effect": "NoSchedule"})
 # Node annotation on virtual nodes: the pools with capacity pending, comma-separated ("" when none).
 CAPACITY_PENDING: Final = PREFIX + "capacity-pending"
+# Node annotation on virtual nodes: the pools whose scale-up is stuck (autoscaler.stuckAfterSeconds), comma-separated.
+SCALE_UP_STUCK: Final = PREFIX + "scale-up-stuck"
 
 # --- scale-down preference (extender.controllers.loop) ---------------------------------------------------------------
 # Kubernetes' ReplicaSet scale-down ranking (best-effort, int32 as text).

@@ -252,6 +252,11 @@ class ClusterSnapshot:
         return tuple(name for name, pool in self.pools.items() if pool.capacity.pending)
 
     @property
+    def stuck_pools(self) -> tuple[str, ...]:
+        """Pools whose scale-up is far past its estimate (autoscaler.stuckAfterSeconds), pending or not."""
+        return tuple(sorted(name for name, pool in self.pools.items() if pool.capacity.stuck))
+
+    @property
     def virtual_pod_count(self) -> int:
         """Active pods bound to any virtual node: each holds an IP of the ACI subnet."""
         return sum(self.pods_on_virtual_nodes.values())
@@ -352,10 +357,10 @@ def advance_pool(
         for node in nodes:
             if node.name in ready_now - history.ready_nodes and node.created is not None and node.created >= started:
                 times = times.observe(pool, (now - started).total_seconds())
-    if not signal.pending:
+    if not signal.pending and not signal.stuck:  # a stuck scale-up keeps its start, so it stays stuck
         return PoolHistory(ready_nodes=ready_now), times
     since = signal.pending_since or now
-    scale_up = started or (since if signal.state in AUTOSCALER_PENDING_STATES else None)
+    scale_up = started or (since if signal.state in AUTOSCALER_PENDING_STATES or signal.stuck else None)
     return PoolHistory(history.first_seen_pending or since, scale_up, ready_now), times
 
 

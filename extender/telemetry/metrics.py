@@ -99,8 +99,16 @@ class _SnapshotCollector(Collector):
             pending.add_metric([name, pool.capacity.state.value], 1.0 if pool.capacity.pending else 0.0)
             if pool.capacity.eta_seconds is not None:
                 eta.add_metric([name], pool.capacity.eta_seconds)
+        stuck = GaugeMetricFamily(
+            "tideover_scale_up_stuck",
+            "1 while the VM pool's scale-up is past its estimate by more than autoscaler.stuckAfterSeconds.",
+            labels=["pool"],
+        )
+        for name, pool in snap.pools.items():
+            stuck.add_metric([name], 1.0 if pool.capacity.stuck else 0.0)
         yield pending
         yield eta
+        yield stuck
         yield GaugeMetricFamily("tideover_cluster_view_synced", "1 once the cluster view has synced.",
                                 value=1.0 if snap.synced else 0.0)
         ages = GaugeMetricFamily(
