@@ -139,7 +139,8 @@ def test_the_filter_and_the_waiting_event_say_stuck() -> None:
     waiting = pod_facts(pod("web-1", cpu="1", tolerate_virtual=True))
     decision = decide_filter(waiting, stuck.virtual_nodes, stuck, stuck_config())
     assert decision.outcome is FilterOutcome.WITHHELD_NO_SCALE_UP
-    assert "scale-up-stuck" in decision.reason and "scale-up stuck: 601s past" in decision.reason
+    assert decision.reason.startswith("virtual node withheld: the VMSS scale-up of pools [nodepool1] is stuck")
+    assert "scale-up stuck: 601s past" in decision.reason
 
 
 def stuck_config() -> TideoverConfig:

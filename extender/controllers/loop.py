@@ -6,7 +6,10 @@ where the last one stopped: a pod already evicted is terminating or gone, and is
 
 - Deletion cost: ReplicaSet pods on virtual nodes carry ``controller.kubernetes.io/pod-deletion-cost``
   (``controllers.deletionCost.virtualPodCost``), so a scale-down removes them before pods on VMs. A pod
-  whose cost a user set is left alone: the user's ranking wins. One patch per spilled pod, never more.
+  whose cost a user set is left alone: the user's ranking wins. One patch per spilled pod, never more (also
+  when the watch has not yet reported the patch by the next round), and never on a pod on a VM. The API calls
+  the annotation best-effort and asks for no frequent updates; Karpenter folds it into a node's disruption
+  cost (README, "pod-deletion-cost and Karpenter").
 - Return to VMs: :func:`extender.decide.returns.plan_returns` decides; this evicts through the Eviction API (so
   PodDisruptionBudgets hold), records ``ReturningToVM`` events, rate-limits evictions cluster-wide, and
   marks the target nodes ``cluster-autoscaler.kubernetes.io/scale-down-disabled`` while pods return to them
@@ -96,6 +99,9 @@ class ControllerLoop:
         self._limiter = EvictionRateLimiter(config.controllers.return_to_vm.max_evictions_per_minute)
         self._stable_since: datetime | None = None
         self._protected: set[str] = set()
+        # uid -> the deletion cost this replica wrote, so a round that runs before the watch reports the patch
+        # does not write it again (the API asks for no frequent updates of the annotation).
+        self._costs_written: dict[str, str] = {}
 
     def run(self, stop: threading.Event) -> None:
         interval = self._config.controllers.return_to_vm.interval_seconds
@@ -124,14 +130,18 @@ class ControllerLoop:
         virtual = frozenset(snapshot.virtual_nodes)
         cost = self._config.controllers.deletion_cost.virtual_pod_cost
         patched = 0
+        live = {pod.uid for pod in pods}
+        for uid in [uid for uid in self._costs_written if uid not in live]:
+            del self._costs_written[uid]
         for pod in pods:
             wanted = desired_deletion_cost(pod, virtual, cost)
-            if wanted is None:
+            if wanted is None or self._costs_written.get(pod.uid) == wanted:
                 continue
             body = {"metadata": {"annotations": {POD_DELETION_COST: wanted, DELETION_COST_MARKER: "managed"}}}
             result = self._kube.patch_pod(pod.namespace, pod.name, body)
             if result.ok:
                 patched += 1
+                self._costs_written[pod.uid] = wanted
                 self._metrics.deletion_cost_patches.inc()
             elif result.outcome is not Outcome.GONE:
                 log.warning("could not set the deletion cost of %s/%s: %s", pod.namespace, pod.name, result.reason)

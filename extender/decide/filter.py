@@ -285,9 +285,12 @@ def _no_pool_fits(r: _Request) -> FilterDecision | None:
 def _no_scale_up(r: _Request) -> FilterDecision | None:
     if r.pending:
         return None
+    stuck = [pool.name for pool in r.pool_fits[0] if pool.capacity.stuck]
+    head = (f"the VMSS scale-up of pools [{', '.join(stuck)}] is stuck, far past its ETA" if stuck
+            else f"no VMSS scale-up in progress for pools [{', '.join(r.fitting_names)}]")
     return r.withhold(
         FilterOutcome.WITHHELD_NO_SCALE_UP,
-        f"no VMSS scale-up in progress for pools [{', '.join(r.fitting_names)}] "
+        f"{head} "
         f"(autoscaler: {_scale_up_summary(r.pool_fits[0])})",
         fitting_pools=r.fitting_names,
     )
