@@ -180,10 +180,23 @@ class _Request:
         etas = [pool.capacity.eta_seconds for pool in self.pending if pool.capacity.eta_seconds is not None]
         return min(etas) if etas else None
 
+    @cached_property
+    def full_virtual(self) -> dict[str, str]:
+        """The virtual candidates with no room left (virtual nodes v2 hold 200 pods each), with the reason."""
+        limit = self.config.virtual_nodes.max_pods_per_node
+        full: dict[str, str] = {}
+        for name in self.virtual:
+            bound, capacity = self.snapshot.virtual_node_room(name, limit)
+            if capacity is not None and bound >= capacity:
+                full[name] = f"virtual node {name} is full: {bound} of {capacity:.0f} pods"
+        return full
+
     def keep(self, outcome: FilterOutcome, reason: str, **extra: Any) -> FilterDecision:
-        """Every candidate stays (the virtual nodes too, when there are any)."""
+        """Every candidate stays (the virtual nodes too, when there are any), except virtual nodes without room."""
+        full = self.full_virtual
+        nodes = tuple(name for name in self.everything if name not in full) if full else self.everything
         return FilterDecision(
-            outcome, self.everything, {}, {}, reason + self.suffix, self.policy, self.unknown_nodes, **extra
+            outcome, nodes, dict(full), {}, reason + self.suffix, self.policy, self.unknown_nodes, **extra
         )
 
     def withhold(self, outcome: FilterOutcome, reason: str, **extra: Any) -> FilterDecision:

@@ -99,11 +99,28 @@ class VirtualNodePricing(_Model):
     min_memory_gib: NonNegativeFloat = Field(
         default=1.5, description="GiB of memory ACI allocates at the least for a container group (see minCpu)."
     )
+    sidecar_cpu: NonNegativeFloat = Field(
+        default=0.0,
+        description=(
+            "Cores added to every pod's container group by the provider (cores). Virtual nodes v2 (the Helm-based "
+            "virtual nodes on ACI) inject a kube-proxy sidecar that reserves 0.1 core by default (its Helm value "
+            "kubeProxy.reservedCPUCores): set 0.1 there. The legacy AKS virtual node add-on adds none: 0."
+        ),
+    )
+    sidecar_memory_gib: NonNegativeFloat = Field(
+        default=0.0,
+        description=(
+            "GiB of memory added to every pod's container group by the provider. Virtual nodes v2: 0.1 by default "
+            "(Helm value kubeProxy.reservedMemoryGB; ACI's GB, taken as GiB). Legacy add-on: 0."
+        ),
+    )
 
     def pod_cost_per_hour(self, cpu: float, memory: float) -> float:
-        """USD per hour for a pod requesting ``cpu`` cores and ``memory`` bytes on the virtual node."""
+        """USD per hour for a pod requesting ``cpu`` cores and ``memory`` bytes on the virtual node (plus the
+        provider's sidecar, before ACI's minimum allocation)."""
         return virtual_cost_per_hour(
-            cpu, memory, vcpu_price_per_second=self.vcpu_per_second, gib_price_per_second=self.gib_per_second,
+            cpu + self.sidecar_cpu, memory + self.sidecar_memory_gib * GIB,
+            vcpu_price_per_second=self.vcpu_per_second, gib_price_per_second=self.gib_per_second,
             min_cpu=self.min_cpu, min_memory=self.min_memory_gib * GIB,
         )
 
@@ -338,6 +355,14 @@ class VirtualNodes(_Model):
         default=None,
         description=(
             "USD per hour for every namespace not listed above. Unset: no cap."
+        ),
+    )
+    max_pods_per_node: Int | None = Field(
+        default=None, ge=1,
+        description=(
+            "Pods one virtual node holds; the filter keeps only virtual nodes with room. Unset: each node's "
+            "status.allocatable.pods. Virtual nodes v2 hold at most 200 pods per node (one StatefulSet replica "
+            "each; add replicas for more): set 200 if your nodes report more. Legacy add-on: leave unset."
         ),
     )
     gate_taint: bool = Field(

@@ -256,6 +256,14 @@ class ClusterSnapshot:
         """Pools whose scale-up is far past its estimate (autoscaler.stuckAfterSeconds), pending or not."""
         return tuple(sorted(name for name, pool in self.pools.items() if pool.capacity.stuck))
 
+    def virtual_node_room(self, name: str, max_pods_per_node: int | None) -> tuple[int, float | None]:
+        """(pods bound to the virtual node, the pods it holds: ``max_pods_per_node`` else its allocatable pods,
+        None when neither says)."""
+        info = self.nodes.get(name)
+        capacity = max_pods_per_node if max_pods_per_node is not None else (
+            info.facts.allocatable_pods if info is not None else None)
+        return self.pods_on_virtual_nodes.get(name, 0), capacity
+
     @property
     def virtual_pod_count(self) -> int:
         """Active pods bound to any virtual node: each holds an IP of the ACI subnet."""

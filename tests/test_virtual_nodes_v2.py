@@ -1,0 +1,112 @@
+"""Virtual nodes v2 (the Helm-based "virtual nodes on ACI", microsoft/virtualnodesOnAzureContainerInstances): several
+virtual nodes, each holding at most 200 pods, labelled virtualization=virtualnode2 and tainted
+virtual-kubelet.io/provider:NoSchedule, with a kube-proxy sidecar (0.1 core, 0.1 GB) in every pod's container group.
+
+The shapes come from that repository's README ("Each virtual node supports 200 pods"; the demo pod's nodeSelector
+``virtualization: virtualnode2`` and toleration ``virtual-kubelet.io/provider`` Exists), Docs/PodCustomizations.md
+(nodeSelector ``type: virtual-kubelet`` plus ``virtualization: virtualnode2``), Docs/NodeCustomizations.md (one
+replica per 200 pods; kubeProxy.reservedCPUCores / reservedMemoryGB 0.1) and Helm/virtualnode/values.yaml.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from extender.decide.filter import FilterOutcome, decide_filter
+from extender.model.config import GIB, TideoverConfig, parse_config
+from extender.model.objects import pod_facts
+from extender.model.snapshot import NodeKind, PodPlacement
+from tests.support.factories import NOW, cluster, pod, snapshot, status_yaml, virtual_node
+
+V2_TAINT = {"key": "virtual-kubelet.io/provider", "effect": "NoSchedule"}
+V2_TOLERATION = {"key": "virtual-kubelet.io/provider", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def v2_node(name: str, pods: str = "200") -> dict[str, Any]:
+    """A v2 virtual node as its StatefulSet replica registers it (name: the Helm release plus -0, -1, ...)."""
+    node = virtual_node(name, taints=(V2_TAINT,))
+    node["metadata"]["labels"]["virtualization"] = "virtualnode2"
+    node["status"]["allocatable"]["pods"] = pods
+    return node
+
+
+def bound(node: str, count: int) -> list[PodPlacement]:
+    return [
+        PodPlacement(namespace="default", name=f"{node}-p{i}", uid=f"uid-{node}-{i}", node_name=node, phase="Running",
+                     owner_uid="rs-x", cpu=0.1, memory=2**27, owner_kind="ReplicaSet",
+                     created=NOW - timedelta(minutes=5), terminating=False, scheduling={})
+        for i in range(count)
+    ]
+
+
+def v2_pod(pinned: bool = False) -> Any:
+    """A bridging pod tolerates the v2 taint (as the repository's examples do) but does not select
+    ``virtualization: virtualnode2``, or it could never run on a VM; ``pinned`` adds that selector."""
+    manifest = pod("web-1", cpu="1", tolerate_virtual=False)
+    manifest["spec"]["tolerations"] = [dict(V2_TOLERATION)]
+    if pinned:
+        manifest["spec"]["nodeSelector"] = {"virtualization": "virtualnode2", "kubernetes.io/os": "linux"}
+    return pod_facts(manifest)
+
+
+PENDING = status_yaml("InProgress", registered=1, target=3)
+NODES = [*cluster(1, with_virtual=False), v2_node("vn2-0"), v2_node("vn2-1")]
+
+
+def test_the_filter_keeps_only_the_virtual_nodes_with_room() -> None:
+    snap = snapshot(NODES, PENDING, pods=bound("vn2-0", 200) + bound("vn2-1", 17))
+    decision = decide_filter(v2_pod(), ["vn2-0", "vn2-1"], snap, TideoverConfig())
+    assert decision.outcome is FilterOutcome.SPILL_CAPACITY_PENDING
+    assert decision.feasible == ("vn2-1",)
+    assert decision.failed == {"vn2-0": "virtual node vn2-0 is full: 200 of 200 pods"}
+
+
+def test_a_pod_pinned_to_v2_is_no_bridging_pod() -> None:
+    """The repository's opt-in (nodeSelector virtualization=virtualnode2) matches no VM pool: tideover does not
+    spill it as a bridge; tideover.io/spill: when-full lets it run there."""
+    snap = snapshot(NODES, PENDING)
+    decision = decide_filter(v2_pod(pinned=True), ["vn2-0", "vn2-1"], snap, TideoverConfig())
+    assert decision.outcome is FilterOutcome.WITHHELD_NO_POOL_FITS
+    assert "virtualization=virtualnode2" in decision.reason
+
+
+def test_every_v2_node_full_keeps_none() -> None:
+    snap = snapshot(NODES, PENDING, pods=bound("vn2-0", 200) + bound("vn2-1", 200))
+    decision = decide_filter(v2_pod(), ["vn2-0", "vn2-1"], snap, TideoverConfig())
+    assert decision.feasible == ()
+    assert set(decision.failed) == {"vn2-0", "vn2-1"}
+
+
+def test_max_pods_per_node_caps_a_node_that_reports_more() -> None:
+    nodes = [*cluster(1, with_virtual=False), v2_node("vn2-0", pods="1000"), v2_node("vn2-1", pods="1000")]
+    config = parse_config({"virtualNodes": {"maxPodsPerNode": 200}})
+    snap = snapshot(nodes, PENDING, config=config, pods=bound("vn2-0", 200))
+    decision = decide_filter(v2_pod(), ["vn2-0", "vn2-1"], snap, config)
+    assert decision.feasible == ("vn2-1",)
+    unlimited = snapshot(nodes, PENDING, pods=bound("vn2-0", 200))
+    assert decide_filter(v2_pod(), ["vn2-0", "vn2-1"], unlimited, TideoverConfig()).feasible == ("vn2-0", "vn2-1")
+
+
+def test_a_v2_selector_tells_v2_nodes_from_the_legacy_one() -> None:
+    config = parse_config({"virtualNodes": {"selector": {"type": "virtual-kubelet", "virtualization": "virtualnode2"}}})
+    snap = snapshot([*NODES, virtual_node()], PENDING, config=config)
+    assert snap.virtual_nodes == ("vn2-0", "vn2-1")
+    assert snap.nodes["virtual-node-aci-linux"].kind is not NodeKind.VIRTUAL
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory_gib", "extra"),
+    [
+        pytest.param(2.0, 4.0, True, id="above-aci-minimum-the-sidecar-adds"),
+        pytest.param(0.2, 0.5, False, id="below-aci-minimum-the-sidecar-is-absorbed"),
+    ],
+)
+def test_the_cost_adds_the_kube_proxy_sidecar(cpu: float, memory_gib: float, extra: bool) -> None:
+    legacy = TideoverConfig().virtual_nodes.pricing
+    v2 = parse_config({"virtualNodes": {"pricing": {"sidecarCpu": 0.1, "sidecarMemoryGib": 0.1}}}).virtual_nodes.pricing
+    difference = v2.pod_cost_per_hour(cpu, memory_gib * GIB) - legacy.pod_cost_per_hour(cpu, memory_gib * GIB)
+    sidecar = (0.1 * legacy.vcpu_per_second + 0.1 * legacy.gib_per_second) * 3600
+    assert difference == pytest.approx(sidecar if extra else 0.0)
