@@ -650,18 +650,26 @@ class LocalCluster:
         ], {"HOME": str(self.work_dir)}  # keeps ~/.kwok/kwok.yaml of the user out of it
 
     def _vk_cmd(self) -> tuple[list[str], dict[str, str]]:
-        key, value, effect = VIRTUAL_NODE_TAINT
+        return self._vk_command(
+            self.virtual_node_name, self.work_dir / "config" / "virtual-kubelet.json", VIRTUAL_NODE_TAINT,
+            self._ports["virtual-kubelet"], self._ports["virtual-kubelet-metrics"],
+        )
+
+    def _vk_command(
+        self, node_name: str, provider_config: Path, taint: tuple[str, str, str], port: int, metrics_port: int
+    ) -> tuple[list[str], dict[str, str]]:
+        key, value, effect = taint
         return [
             self._bin("virtual-kubelet"),
             "--provider=mock",
-            f"--provider-config={self.work_dir / 'config' / 'virtual-kubelet.json'}",
-            f"--nodename={self.virtual_node_name}",
+            f"--provider-config={provider_config}",
+            f"--nodename={node_name}",
             f"--kubeconfig={self.kubeconfig}",
             "--os=linux",
-            f"--metrics-addr=127.0.0.1:{self._ports['virtual-kubelet-metrics']}",
+            f"--metrics-addr=127.0.0.1:{metrics_port}",
             "--startup-timeout=60s",
         ], {
-            "KUBELET_PORT": str(self._ports["virtual-kubelet"]),
+            "KUBELET_PORT": str(port),
             "APISERVER_CERT_LOCATION": str(self._vk_serving.cert),
             "APISERVER_KEY_LOCATION": str(self._vk_serving.key),
             "VKUBELET_TAINT_KEY": key,
@@ -751,6 +759,25 @@ class LocalCluster:
                 raise
 
         self.wait_for(exists, self.start_timeout, "service account default/default")
+
+    def add_virtual_kubelet(
+        self, name: str, *, labels: Mapping[str, str], capacity: Mapping[str, str],
+        taint: tuple[str, str, str] = VIRTUAL_NODE_TAINT, timeout: float = 60.0,
+    ) -> None:
+        """Start one more virtual-kubelet mock provider (component ``virtual-kubelet-<name>``) as node ``name``,
+        wait until it is Ready and add ``labels`` (the mock sets only its own). Stopped with the cluster, or by
+        :meth:`stop_component`; its Node is left for :meth:`delete_node`-style cleanup by the caller."""
+        component = f"virtual-kubelet-{name}"
+        config = self.work_dir / "config" / f"{component}.json"
+        config.write_text(json.dumps({name: dict(capacity)}, indent=2))
+        args, extra_env = self._vk_command(name, config, taint, free_port(), free_port())
+        args += self._extra_args.get("virtual-kubelet", [])
+        env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
+        env.update(extra_env)
+        self._procs[component] = _Proc(component, args, env, self.log_path(component))
+        self.start_component(component)
+        self.wait_node_ready(name, timeout=timeout)
+        self.core_v1().patch_node(name, {"metadata": {"labels": dict(labels)}})
 
     def _label_virtual_node(self) -> None:
         self.core_v1().patch_node(self.virtual_node_name, {"metadata": {"labels": VIRTUAL_NODE_EXTRA_LABELS}})
