@@ -68,6 +68,7 @@ __all__ = [
     "PoolWait",
     "ProvisioningTimes",
     "capacity_signal",
+    "is_stuck",
 ]
 
 
@@ -199,7 +200,7 @@ def capacity_signal(
     stuck = False
     if pending:
         pending_since, eta = _wait_estimate(wait, group, state, now, settings.overdue_floor_seconds, evidence)
-        stuck = _is_stuck(wait.provisioning_estimate_seconds, pending_since, now, settings, evidence)
+        stuck = is_stuck(wait.provisioning_estimate_seconds, pending_since, now, settings, evidence)
         if stuck and settings.stuck_action == "stop-spilling":
             state, pending, eta = CapacityState.SCALE_UP_STUCK, False, None
     return CapacitySignal(
@@ -215,7 +216,7 @@ def capacity_signal(
     )
 
 
-def _is_stuck(
+def is_stuck(
     estimate: float, pending_since: datetime, now: datetime, settings: Autoscaler, evidence: list[str]
 ) -> bool:
     """Rule 6: a pending scale-up more than ``stuckAfterSeconds`` past its estimate is stuck (autoscaler#8323)."""
