@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import signal
 import statistics
 import subprocess
 import sys
@@ -164,7 +165,31 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float) -> No
 
 
 @contextlib.contextmanager
-def extender_for(config: str, cluster: LocalCluster, work_dir: Path) -> Iterator[str | None]:
+def sampled(pid: int | None, output: Path | None) -> Iterator[None]:
+    """py-spy samples the process (its threads, idle ones left out) into ``output`` (collapsed stacks)."""
+    if pid is None or output is None:
+        yield
+        return
+    spy = subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+         "--nonblocking", "--output", str(output)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait(5)
+
+
+@contextlib.contextmanager
+def extender_for(
+    config: str, cluster: LocalCluster, work_dir: Path, profile: Path | None = None
+) -> Iterator[str | None]:
     if config == "none":
         yield None
     elif config.startswith("noop"):
@@ -175,7 +200,8 @@ def extender_for(config: str, cluster: LocalCluster, work_dir: Path) -> Iterator
         run_dir.mkdir()
         process = TideoverProcess(cluster.kubeconfig, run_dir, TIDEOVER_CONFIG).start(timeout=120.0)
         try:
-            yield process.url
+            with sampled(process.pid, profile):
+                yield process.url
         finally:
             process.stop()
 
@@ -211,32 +237,60 @@ def pod_count(core: k8s.CoreV1Api) -> int:
 
 
 class BindingClock:
-    """Watches the namespace's pods and records when each is first seen bound to a node."""
+    """Watches the namespace's pods and records when each is first seen bound to a node. A watch that fails is
+    resumed from a new list (pods found bound in it get the time of that list, and ``relists`` counts it)."""
 
     def __init__(self, core: k8s.CoreV1Api) -> None:
         self._core = core
         self.bound: dict[str, float] = {}
-        self._watch = watch.Watch()
-        data = orjson.loads(core.list_namespaced_pod(NAMESPACE, _preload_content=False).data)
-        self._version = data["metadata"]["resourceVersion"]
+        self.relists = 0
+        self.errors: list[str] = []
+        self._stopping = threading.Event()
+        self._watch: watch.Watch | None = None
+        self._version = self._list()
         self._thread = threading.Thread(target=self._run, daemon=True, name="binding-clock")
         self._thread.start()
 
+    def _list(self) -> str:
+        data = orjson.loads(self._core.list_namespaced_pod(NAMESPACE, _preload_content=False).data)
+        now = time.monotonic()
+        for pod in data["items"]:
+            if pod["spec"].get("nodeName"):
+                self.bound.setdefault(pod["metadata"]["name"], now)
+        return str(data["metadata"]["resourceVersion"])
+
     def _run(self) -> None:
-        with contextlib.suppress(Exception):
-            for event in self._watch.stream(
-                self._core.list_namespaced_pod, NAMESPACE, resource_version=self._version, deserialize=False,
-                timeout_seconds=3600,
-            ):
-                pod = event.get("object") or {}
-                if (pod.get("spec") or {}).get("nodeName"):
-                    self.bound.setdefault(pod["metadata"]["name"], time.monotonic())
+        while not self._stopping.is_set():
+            self._watch = watch.Watch()
+            try:
+                for event in self._watch.stream(
+                    self._core.list_namespaced_pod, NAMESPACE, resource_version=self._version, deserialize=False,
+                    timeout_seconds=3600, allow_watch_bookmarks=True,
+                ):
+                    pod = event.get("object") or {}
+                    version = (pod.get("metadata") or {}).get("resourceVersion")
+                    if version:
+                        self._version = version
+                    if event.get("type") in ("ADDED", "MODIFIED") and (pod.get("spec") or {}).get("nodeName"):
+                        self.bound.setdefault(pod["metadata"]["name"], time.monotonic())
+            except Exception as error:  # 410 Gone, a dropped connection: list again and go on
+                if self._stopping.is_set():
+                    return
+                self.errors.append(repr(error))
+                self.relists += 1
+                with contextlib.suppress(Exception):
+                    self._version = self._list()
 
     def stop(self) -> None:
-        self._watch.stop()
+        self._stopping.set()
+        if self._watch is not None:
+            self._watch.stop()
 
 
-def one_round(cluster: LocalCluster, config: str, kind: str, pods: int, work_dir: Path, timeout: float) -> float:
+def one_round(
+    cluster: LocalCluster, config: str, kind: str, pods: int, work_dir: Path, timeout: float,
+    profile_dir: Path | None = None,
+) -> float:
     """Pods per second from the first binding to the last, for one configuration and kind of pod."""
     core = cluster.core_v1()
     apps = k8s.AppsV1Api(cluster.api_client())
@@ -246,7 +300,8 @@ def one_round(cluster: LocalCluster, config: str, kind: str, pods: int, work_dir
     cluster.wait_for(lambda: pod_count(core) >= pods, timeout, f"{pods} pods of {name} created", interval=0.5)
     clock = BindingClock(core)
     try:
-        with extender_for(config, cluster, work_dir) as url:
+        profile = profile_dir / f"{config}-{kind}-{time.monotonic_ns()}.txt" if profile_dir else None
+        with extender_for(config, cluster, work_dir, profile) as url:
             path = work_dir / f"scheduler-{config}.yaml"
             path.write_text(yaml.safe_dump(scheduler_config(config, url), sort_keys=False))
             cluster.scheduler_config_source = path
@@ -256,6 +311,8 @@ def one_round(cluster: LocalCluster, config: str, kind: str, pods: int, work_dir
             cluster.stop_component("kube-scheduler")
     finally:
         clock.stop()
+    if clock.relists:
+        print(f"  (binding clock: watch resumed {clock.relists} time(s): {clock.errors[:2]})", file=sys.stderr)
     times = sorted(clock.bound.values())
     apps.delete_namespaced_replica_set(name, NAMESPACE, propagation_policy="Background")
     core.delete_collection_namespaced_pod(NAMESPACE, grace_period_seconds=0)
@@ -288,7 +345,7 @@ def report(results: dict[tuple[str, str], Result], configs: Sequence[str], kinds
 
 def run(
     nodes: int, pods: int, rounds: int, configs: Sequence[str], kinds: Sequence[str],
-    progress: Callable[[str], None] = print, timeout: float = 600.0,
+    progress: Callable[[str], None] = print, timeout: float = 600.0, profile_dir: Path | None = None,
 ) -> dict[tuple[str, str], Result]:
     results = {(c, k): Result(c, k) for c in configs for k in kinds}
     extra = {"kube-controller-manager": ["--kube-api-qps=1000", "--kube-api-burst=1000"]}
@@ -304,7 +361,7 @@ def run(
             order = list(configs[round_ % len(configs):]) + list(configs[:round_ % len(configs)])
             for kind in kinds:
                 for config in order:
-                    rate = one_round(cluster, config, kind, pods, work_dir, timeout)
+                    rate = one_round(cluster, config, kind, pods, work_dir, timeout, profile_dir)
                     results[config, kind].pods_per_second.append(rate)
                     progress(f"round {round_ + 1}/{rounds} {kind:10} {config:17} {rate:7.1f} pods/s")
     return results
@@ -325,13 +382,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every configuration (default 3)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {','.join(CONFIGS)}")
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="sample tideover with py-spy during its rounds; collapsed stacks into DIR")
     args = parser.parse_args(argv)
     configs = [c for c in args.configs.split(",") if c]
     kinds = [k for k in args.kinds.split(",") if k]
     unknown = [c for c in configs if c not in CONFIGS] + [k for k in kinds if k not in KINDS]
     if unknown:
         parser.error(f"unknown configuration or kind: {', '.join(unknown)}")
-    results = run(args.nodes, args.pods, args.rounds, configs, kinds)
+    # SIGTERM unwinds like Ctrl-C, so the cluster is stopped (a background job ignores SIGINT).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    results = run(args.nodes, args.pods, args.rounds, configs, kinds, profile_dir=args.profile)
     print(f"\n{args.nodes} nodes, {args.pods} pods a round, {args.rounds} rounds; ratios of the best rounds\n")
     print(report(results, configs, kinds))
     return 0

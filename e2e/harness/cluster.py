@@ -370,9 +370,11 @@ class LocalCluster:
         }
         if images:
             body["status"]["images"] = [dict(i) for i in images]
-        self.core_v1().create_node(cast(Any, body))
-        if wait_ready:
-            self.wait_node_ready(name, timeout=timeout)
+        created = self.core_v1().create_node(cast(Any, body), _preload_content=False)
+        if not wait_ready:
+            result: dict[str, Any] = json.loads(created.data)  # as created (no model round trip, no second read)
+            return result
+        self.wait_node_ready(name, timeout=timeout)
         return self.node(name)
 
     def delete_node(self, name: str) -> None:

@@ -10,16 +10,17 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from extender.decide.filter import FilterDecision, FilterOutcome, decide_filter
 from extender.decide.guards import SpillLedger
@@ -129,18 +130,60 @@ class ExtenderService:
         return 200, prioritize_reply(decision)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+async def _receive_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    declared = _content_length(scope)
+    if declared is not None and declared > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_JSON = b"application/json"
+
+
+async def _send(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+VerbRoute = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class _LeanVerbs:
+    """ASGI middleware: POST /filter and POST /prioritize, which kube-scheduler calls for every pod, are answered
+    here on the raw ASGI messages, without the framework's request objects, routing and response classes.
+    Everything else (other methods and paths, /healthz, /readyz, /metrics) goes on to FastAPI."""
+
+    def __init__(self, app: ASGIApp, routes: Mapping[str, VerbRoute]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            route = self.routes.get(scope["path"])
+            if route is not None:
+                await route(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
@@ -162,9 +205,6 @@ def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
     limit = service.config.server.max_body_bytes
     read_timeout = service.config.server.body_read_timeout_seconds
 
-    def respond(status: int, payload: Any) -> Response:
-        return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
-
     def answer(verb: str, handler: Callable[[bytes], tuple[int, Any]], body: bytes) -> tuple[int, bytes]:
         """The reply's status and encoded body (a Nodes-form reply can be megabytes: encoded where it was made)."""
         try:
@@ -175,38 +215,51 @@ def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
             return 500, orjson.dumps(error_body(f"internal error in tideover's {verb}; see tideover's log"))
         return status, orjson.dumps(payload)
 
-    async def handle(verb: str, handler: Callable[[bytes], tuple[int, Any]], request: Request) -> Response:
-        started = time.perf_counter()
+    async def read(verb: str, scope: Scope, receive: Receive) -> bytes | tuple[int, bytes]:
+        """The request's body, or the error reply when it cannot be read whole."""
         try:
             async with asyncio.timeout(read_timeout):  # no extra task per request, unlike wait_for
-                body = await _read_body(request, limit)
+                return await _receive_body(scope, receive, limit)
         except BodyTooLarge:
             metrics.bad_requests.labels(verb, "413").inc()
-            return respond(413, error_body(f"(body): larger than the {limit}-byte limit (server.maxBodyBytes)"))
+            message = f"(body): larger than the {limit}-byte limit (server.maxBodyBytes)"
+            return 413, orjson.dumps(error_body(message))
         except ClientDisconnect:  # the client went away mid-body: nobody to answer, nothing to trace
             log.info("%s: the client disconnected before sending its whole body", verb)
             metrics.bad_requests.labels(verb, "499").inc()
-            return respond(400, error_body("(body): the client disconnected before sending it whole"))
+            return 400, orjson.dumps(error_body("(body): the client disconnected before sending it whole"))
         except TimeoutError:
             metrics.bad_requests.labels(verb, "408").inc()
-            return respond(408, error_body(
-                f"(body): not received whole within {read_timeout:g}s (server.bodyReadTimeoutSeconds)"
-            ))
-        if len(body) <= INLINE_BODY_BYTES:
-            status, encoded = answer(verb, handler, body)
-        else:
-            status, encoded = await asyncio.get_running_loop().run_in_executor(worker, answer, verb, handler, body)
-        if status != 500:
-            metrics.request_seconds.labels(verb).observe(time.perf_counter() - started)
-        return Response(encoded, status_code=status, media_type="application/json")
+            message = f"(body): not received whole within {read_timeout:g}s (server.bodyReadTimeoutSeconds)"
+            return 408, orjson.dumps(error_body(message))
 
-    @app.post("/filter")
-    async def filter_(request: Request) -> Response:
-        return await handle("filter", service.filter, request)
+    def route(verb: str, handler: Callable[[bytes], tuple[int, Any]]) -> VerbRoute:
+        seconds = metrics.request_seconds.labels(verb)
 
-    @app.post("/prioritize")
-    async def prioritize(request: Request) -> Response:
-        return await handle("prioritize", service.prioritize, request)
+        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+            started = time.perf_counter()
+            body = await read(verb, scope, receive)
+            if isinstance(body, tuple):
+                await _send(send, *body)
+                return
+            if len(body) <= INLINE_BODY_BYTES:
+                status, encoded = answer(verb, handler, body)
+            else:
+                loop = asyncio.get_running_loop()
+                status, encoded = await loop.run_in_executor(worker, answer, verb, handler, body)
+            if status != 500:
+                seconds.observe(time.perf_counter() - started)
+            await _send(send, status, encoded)
+
+        return handle
+
+    routes = {"/filter": route("filter", service.filter), "/prioritize": route("prioritize", service.prioritize)}
+    app.add_middleware(_LeanVerbs, routes=routes)
+
+    @app.api_route("/filter", methods=["GET", "PUT", "DELETE", "PATCH"])
+    @app.api_route("/prioritize", methods=["GET", "PUT", "DELETE", "PATCH"])
+    async def verbs_take_post() -> Response:
+        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": "POST"})
 
     @app.get("/healthz")
     async def healthz() -> Response:
