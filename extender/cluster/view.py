@@ -22,6 +22,7 @@ import orjson
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from extender.cluster.tally import PodTally
 from extender.model.autoscaler_status import NO_STATUS_READ, AutoscalerStatusRead
 from extender.model.config import TideoverConfig
 from extender.model.objects import NodeFacts, ObjectError, node_facts
@@ -75,6 +76,9 @@ class ClusterView:
         self._store = _Store()
         self._nodes_version = 0  # bumped on every node change; the NodeIndex is rebuilt only then
         self._node_index: tuple[int, NodeIndex] | None = None
+        # The pods' counts for the snapshot, kept per event (extender/cluster/tally.py); None: count afresh at the
+        # next rebuild (after a relist, or when the virtual nodes change).
+        self._tally: PodTally | None = None
         self._synced: set[str] = set()
         self._last_sync: dict[str, float] = {}
         self._dirty = threading.Event()
@@ -157,6 +161,7 @@ class ClusterView:
             elif resource == "pods":
                 old = self._store.pods
                 self._store.pods = {}
+                self._tally = None
                 for item in items:
                     placement = pod_placement(item)
                     self._store.pods[placement.uid] = placement
@@ -176,12 +181,18 @@ class ClusterView:
                 old = self._store.pods.get(placement.uid)
                 if kind == "DELETED":
                     self._store.pods.pop(placement.uid, None)
+                    self._count(old, None)
                     self._notify_pod(old, None)
                 else:
                     self._store.pods[placement.uid] = placement
+                    self._count(old, placement)
                     self._notify_pod(old, placement)
             else:
                 self._apply_status(None if kind == "DELETED" else obj)
+
+    def _count(self, old: PodPlacement | None, new: PodPlacement | None) -> None:
+        if self._tally is not None and old != new:
+            self._tally.replace(old, new)
 
     def _notify_pod(self, old: PodPlacement | None, new: PodPlacement | None) -> None:
         if old == new:
@@ -304,14 +315,19 @@ class ClusterView:
         with self._lock:
             version = self._nodes_version
             nodes = None if self._node_index and self._node_index[0] == version else list(self._store.nodes.values())
-            pods = list(self._store.pods.values())
-            autoscaler = self._store.autoscaler
-            synced = all(resource in self._synced for resource in self.RESOURCES)
         previous = self._snapshot
         if nodes is not None or self._node_index is None:
             self._node_index = (version, index_nodes(self._config, nodes or []))
+        node_index = self._node_index[1]
+        with self._lock:
+            if self._tally is None or self._tally.virtual_nodes != node_index.virtual_nodes:
+                pricing = self._config.virtual_nodes.pricing
+                self._tally = PodTally.of(self._store.pods.values(), node_index.virtual_nodes, pricing)
+            counts = self._tally.counts()
+            autoscaler = self._store.autoscaler
+            synced = all(resource in self._synced for resource in self.RESOURCES)
         new = build_snapshot(
-            config=self._config, nodes=self._node_index[1], pods=pods, autoscaler=autoscaler,
+            config=self._config, nodes=node_index, counts=counts, autoscaler=autoscaler,
             now=self._now(), synced=synced, history=previous.pending_history,
         )
         self._snapshot = new

@@ -434,14 +434,17 @@ def build_snapshot(
     now: datetime,
     synced: bool = True,
     history: PendingHistory | None = None,
+    counts: PodCounts | None = None,
 ) -> ClusterSnapshot:
     """A snapshot from the nodes (or a :class:`NodeIndex` of them), pods and what was read of the autoscaler's
     status. ``history``: the previous snapshot's ``pending_history`` (None: nothing remembered); the new snapshot
-    carries the history that follows it."""
+    carries the history that follows it. ``counts``: the pods already counted (for the node index's virtual nodes),
+    as the cluster view keeps them one event at a time; ``pods`` is then not read."""
     history = history or PendingHistory.start(config)
     node_index = nodes if isinstance(nodes, NodeIndex) else index_nodes(config, nodes)
     pools, pending_history = _pool_views(config, node_index, autoscaler, now, history)
-    counts = _pod_counts(config, node_index, pods)
+    if counts is None:
+        counts = _pod_counts(config, node_index, pods)
     return ClusterSnapshot(
         built_at=now,
         synced=synced,

@@ -1,0 +1,88 @@
+"""The cluster view's per-event pod counts (extender/cluster/tally.py) equal a whole count of the same pods, whatever
+the order of adds, changes and deletes; and the counts handed to a snapshot do not change afterwards."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from extender.cluster.tally import PodTally
+from extender.model.config import TideoverConfig
+from extender.model.objects import node_facts
+from extender.model.snapshot import PodCounts, PodPlacement, _pod_counts, index_nodes, pod_placement
+from tests.support.factories import VIRTUAL_NODE, pod, virtual_node, vm_node
+
+CONFIG = TideoverConfig()
+INDEX = index_nodes(CONFIG, [node_facts(n) for n in (vm_node("vm-1"), vm_node("vm-2"), virtual_node())])
+PRICING = CONFIG.virtual_nodes.pricing
+
+
+def placement(uid: int, node: str | None, owner: int | None, namespace: str, phase: str, cpu: str) -> PodPlacement:
+    obj = pod(f"p{uid}", namespace, uid=f"u{uid}", node_name=node, cpu=cpu,
+              owner=("ReplicaSet", f"rs-{owner}") if owner is not None else None)
+    obj["status"] = {"phase": phase}
+    return pod_placement(obj)
+
+
+def assert_same(counts: PodCounts, expected: PodCounts) -> None:
+    assert counts.pods_on_virtual_nodes == expected.pods_on_virtual_nodes
+    assert counts.owned_pods == expected.owned_pods
+    assert counts.virtual_pods_by_owner == expected.virtual_pods_by_owner
+    assert counts.virtual_pod_uids == expected.virtual_pod_uids
+    assert counts.virtual_spend_by_namespace.keys() == expected.virtual_spend_by_namespace.keys()
+    for namespace, spend in expected.virtual_spend_by_namespace.items():
+        assert counts.virtual_spend_by_namespace[namespace] == pytest.approx(spend)
+
+
+events = st.lists(
+    st.tuples(
+        st.integers(0, 12),  # which pod
+        st.booleans(),  # deleted?
+        st.sampled_from([None, "vm-1", VIRTUAL_NODE]),
+        st.sampled_from([None, 0, 1]),
+        st.sampled_from(["default", "batch"]),
+        st.sampled_from(["Pending", "Running", "Succeeded"]),
+        st.sampled_from(["250m", "1", "2"]),
+    ),
+    max_size=60,
+)
+
+
+Event = tuple[int, bool, str | None, int | None, str, str, str]
+
+
+@settings(max_examples=200, deadline=None)
+@given(events)
+def test_per_event_counts_equal_a_whole_count(sequence: list[Event]) -> None:
+    pods: dict[str, PodPlacement] = {}
+    tally = PodTally(INDEX.virtual_nodes, PRICING)
+    for uid, deleted, node, owner, namespace, phase, cpu in sequence:
+        new = None if deleted else placement(uid, node, owner, namespace, phase, cpu)
+        old = pods.pop(f"u{uid}", None)
+        if new is not None:
+            pods[new.uid] = new
+        tally.replace(old, new)
+        assert_same(tally.counts(), _pod_counts(CONFIG, INDEX, pods.values()))
+
+
+def test_counts_handed_out_do_not_change_with_later_events() -> None:
+    tally = PodTally(INDEX.virtual_nodes, PRICING)
+    first = placement(1, VIRTUAL_NODE, 0, "default", "Running", "1")
+    tally.add(first)
+    before = tally.counts()
+    tally.add(placement(2, VIRTUAL_NODE, 0, "default", "Running", "1"))
+    tally.remove(first)
+    assert before.pods_on_virtual_nodes == {VIRTUAL_NODE: 1}
+    assert before.owned_pods == {first.owner_uid: frozenset({"u1"})}
+    assert before.virtual_pod_uids == frozenset({"u1"})
+    assert tally.counts().virtual_pod_uids == frozenset({"u2"})
+
+
+def test_a_namespace_with_no_pod_left_on_the_virtual_node_has_no_spend_entry() -> None:
+    tally = PodTally(INDEX.virtual_nodes, PRICING)
+    spilled = placement(1, VIRTUAL_NODE, None, "batch", "Running", "250m")
+    tally.add(spilled)
+    assert tally.counts().virtual_spend_by_namespace["batch"] > 0
+    tally.remove(spilled)
+    assert tally.counts().virtual_spend_by_namespace == {}
