@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from extender.decide.filter import FilterDecision, FilterOutcome, decide_filter
@@ -51,6 +52,13 @@ DecisionListener = Callable[[PodFacts, FilterDecision], None]
 INLINE_BODY_BYTES = 128 * 1024
 
 
+# Filter outcomes logged at debug only: they are the answer for nearly every pod (kube-scheduler asks for each one),
+# and a log line per scheduling cycle would cost more than the decision. The metric counts them all.
+ROUTINE_OUTCOMES = frozenset({
+    FilterOutcome.NO_VIRTUAL_CANDIDATE, FilterOutcome.DOES_NOT_TOLERATE_VIRTUAL, FilterOutcome.VM_FITS,
+})
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -73,6 +81,15 @@ class ExtenderService:
         # Large requests are answered in a worker thread while small ones run on the event loop: the ledger's
         # view, the decision and its settlement happen under this lock, so two spills cannot both pass a cap.
         self._decide = threading.Lock()
+        self._counters: dict[tuple[str, str], Any] = {}
+
+    def _decision_counter(self, verb: str, outcome: str) -> Any:
+        """The decisions counter's child for (verb, outcome), looked up once (labels() locks and builds a key)."""
+        key = (verb, outcome)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.metrics.decisions.labels(verb, outcome)
+        return counter
 
     def _parse(self, verb: str, body: bytes) -> ExtenderArgs | tuple[int, dict[str, str]]:
         try:
@@ -107,14 +124,16 @@ class ExtenderService:
             decision = decide_filter(parsed.pod, parsed.node_names, snap, self.config, kinds, recent_spills)
             if decision.outcome is not FilterOutcome.NOT_SYNCED:
                 self.spills.settle(parsed.pod, decision.outcome.spilled, decision.virtual_cost_per_hour)
-        self.metrics.decisions.labels("filter", decision.outcome.value).inc()
+        self._decision_counter("filter", decision.outcome.value).inc()
         self._count_annotation_problems(decision.policy.problems)
         if decision.unknown_nodes:
             self.metrics.unknown_nodes.labels("filter").inc(len(decision.unknown_nodes))
         if decision.outcome is FilterOutcome.NOT_SYNCED:
             return 200, filter_error_reply(decision.reason)
-        if decision.outcome not in (FilterOutcome.NO_VIRTUAL_CANDIDATE, FilterOutcome.DOES_NOT_TOLERATE_VIRTUAL):
+        if decision.outcome not in ROUTINE_OUTCOMES:
             log.info("filter pod=%s outcome=%s: %s", parsed.pod.key, decision.outcome.value, decision.reason)
+        elif decision.outcome is FilterOutcome.VM_FITS and log.isEnabledFor(logging.DEBUG):
+            log.debug("filter pod=%s outcome=%s: %s", parsed.pod.key, decision.outcome.value, decision.reason)
         if self.on_filter_decision is not None:
             self.on_filter_decision(parsed.pod, decision)
         return 200, filter_reply(parsed, decision)
@@ -124,7 +143,7 @@ class ExtenderService:
         if isinstance(parsed, tuple):
             return parsed
         decision = decide_scores(parsed.pod, parsed.node_names, self.snapshot(), self.config)
-        self.metrics.decisions.labels("prioritize", "scored").inc()
+        self._decision_counter("prioritize", "scored").inc()
         if decision.unknown_nodes:
             self.metrics.unknown_nodes.labels("prioritize").inc(len(decision.unknown_nodes))
         return 200, prioritize_reply(decision)
@@ -166,6 +185,16 @@ async def _send(send: Send, status: int, body: bytes) -> None:
 
 
 VerbRoute = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class _AsgiEndpoint:
+    """A route's endpoint that is an ASGI app (Starlette calls a class instance with scope, receive, send)."""
+
+    def __init__(self, handle: VerbRoute) -> None:
+        self.handle = handle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.handle(scope, receive, send)
 
 
 class _LeanVerbs:
@@ -254,12 +283,9 @@ def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
         return handle
 
     routes = {"/filter": route("filter", service.filter), "/prioritize": route("prioritize", service.prioritize)}
-    app.add_middleware(_LeanVerbs, routes=routes)
-
-    @app.api_route("/filter", methods=["GET", "PUT", "DELETE", "PATCH"])
-    @app.api_route("/prioritize", methods=["GET", "PUT", "DELETE", "PATCH"])
-    async def verbs_take_post() -> Response:
-        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": "POST"})
+    for path, handle in routes.items():  # the route table shows them (and answers 405 to other methods)
+        app.router.routes.append(Route(path, endpoint=_AsgiEndpoint(handle), methods=["POST"]))
+    app.add_middleware(_LeanVerbs, routes=routes)  # ... and POSTs are answered before any routing
 
     @app.get("/healthz")
     async def healthz() -> Response:

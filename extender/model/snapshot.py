@@ -354,22 +354,49 @@ class PendingHistory:
 
 def advance_pool(
     history: PoolHistory, times: ProvisioningTimes, pool: str, signal: CapacitySignal, nodes: Sequence[NodeFacts],
-    now: datetime,
+    now: datetime, ready_now: frozenset[str] | None = None,
 ) -> tuple[PoolHistory, ProvisioningTimes]:
-    """The pool's history after this snapshot, and the provisioning times with any new observation."""
-    ready_now = frozenset(n.name for n in nodes if n.ready)
+    """The pool's history after this snapshot, and the provisioning times with any new observation. ``ready_now``:
+    the names of the Ready ones among ``nodes``, when the caller has them already."""
+    if ready_now is None:
+        ready_now = frozenset(n.name for n in nodes if n.ready)
     started = history.scale_up_started
     if history.ready_nodes is not None and started is not None:
         # A node created by this scale-up turned Ready: one observed provisioning time. A node that
         # was there before (flapping NotReady -> Ready) says nothing about how long a VM takes.
-        for node in nodes:
-            if node.name in ready_now - history.ready_nodes and node.created is not None and node.created >= started:
+        turned_ready = ready_now - history.ready_nodes
+        for node in nodes if turned_ready else ():
+            if node.name in turned_ready and node.created is not None and node.created >= started:
                 times = times.observe(pool, (now - started).total_seconds())
     if not signal.pending and not signal.stuck:  # a stuck scale-up keeps its start, so it stays stuck
         return PoolHistory(ready_nodes=ready_now), times
     since = signal.pending_since or now
     scale_up = started or (since if signal.state in AUTOSCALER_PENDING_STATES or signal.stuck else None)
     return PoolHistory(history.first_seen_pending or since, scale_up, ready_now), times
+
+
+@dataclass(frozen=True, slots=True)
+class PoolNodes:
+    """What a snapshot reads of one pool's nodes, worked out once per :class:`NodeIndex`: the nodes change far less
+    often than snapshots are built (each burst of pod events builds one), and a pool may have thousands."""
+
+    nodes: tuple[NodeFacts, ...]
+    not_ready: tuple[PoolNodeState, ...]  # what the capacity signal looks at (Ready nodes are no evidence)
+    ready: frozenset[str]
+    ready_count: int
+    template: tuple[Mapping[str, str], tuple[Json, ...], str]  # labels, taints, where they came from
+    allocatable: tuple[float, float] | None  # the largest node's (cores, bytes)
+
+    @classmethod
+    def of(cls, pool: str, config: TideoverConfig, nodes: Sequence[NodeFacts]) -> PoolNodes:
+        return cls(
+            nodes=tuple(nodes),
+            not_ready=tuple(PoolNodeState(name=n.name, ready=n.ready, created=n.created) for n in nodes if not n.ready),
+            ready=frozenset(n.name for n in nodes if n.ready),
+            ready_count=sum(1 for n in nodes if n.ready),
+            template=_template(pool, config, list(nodes)),
+            allocatable=max(((n.allocatable_cpu, n.allocatable_memory) for n in nodes), default=None),
+        )
 
 
 @dataclass(frozen=True)
@@ -388,6 +415,7 @@ class NodeIndex:
     is_virtual: NDArray[np.bool_]
     # image -> boolean mask over `index` order: which nodes report the image in status.images.
     image_presence: Mapping[str, NDArray[np.bool_]]
+    pool_nodes: Mapping[str, PoolNodes] = field(default_factory=dict)  # per pool of by_pool
 
 
 def index_nodes(config: TideoverConfig, nodes: Iterable[NodeFacts]) -> NodeIndex:
@@ -414,6 +442,7 @@ def index_nodes(config: TideoverConfig, nodes: Iterable[NodeFacts]) -> NodeIndex
     return NodeIndex(
         nodes=infos,
         by_pool={name: tuple(members) for name, members in by_pool.items()},
+        pool_nodes={name: PoolNodes.of(name, config, members) for name, members in by_pool.items()},
         virtual_nodes=tuple(sorted(name for name, info in infos.items() if info.kind is NodeKind.VIRTUAL)),
         image_sizes=image_sizes,
         index={info.name: i for i, info in enumerate(ordered)},
@@ -478,20 +507,24 @@ def _pool_views(
     remembered = dict(history.pools)
     times = history.times
     for pool_name in sorted(node_index.by_pool):
-        pool_nodes = node_index.by_pool[pool_name]
+        pool_nodes = node_index.pool_nodes.get(pool_name) or PoolNodes.of(
+            pool_name, config, node_index.by_pool[pool_name]
+        )
         node_group = resolve_node_group(pool_name, config, autoscaler.status)
         default_estimate = config.vm_pools.pool(pool_name).provisioning_seconds or config.vm_pools.provisioning_seconds
         past = remembered.get(pool_name, PoolHistory())
         wait = PoolWait(
             pool=pool_name,
             node_group=node_group,
-            nodes=[PoolNodeState(name=n.name, ready=n.ready, created=n.created) for n in pool_nodes],
+            nodes=pool_nodes.not_ready,
             provisioning_estimate_seconds=times.estimate(pool_name, default_estimate),
             first_seen_pending=past.first_seen_pending,
         )
         signal = capacity_signal(wait, autoscaler, config.autoscaler, now)
-        remembered[pool_name], times = advance_pool(past, times, pool_name, signal, pool_nodes, now)
-        labels, taints, source = _template(pool_name, config, list(pool_nodes))
+        remembered[pool_name], times = advance_pool(
+            past, times, pool_name, signal, pool_nodes.nodes, now, ready_now=pool_nodes.ready
+        )
+        labels, taints, source = pool_nodes.template
         pools[pool_name] = PoolView(
             name=pool_name,
             node_group=node_group,
@@ -500,9 +533,9 @@ def _pool_views(
             template_source=source,
             capacity=signal,
             price_per_hour=config.vm_pools.price_per_hour(pool_name),
-            nodes=len(pool_nodes),
-            ready_nodes=sum(1 for n in pool_nodes if n.ready),
-            node_allocatable=max(((n.allocatable_cpu, n.allocatable_memory) for n in pool_nodes), default=None),
+            nodes=len(pool_nodes.nodes),
+            ready_nodes=pool_nodes.ready_count,
+            node_allocatable=pool_nodes.allocatable,
         )
     return pools, PendingHistory(times, remembered)
 
