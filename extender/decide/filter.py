@@ -223,6 +223,18 @@ def _sort_candidates(
 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """(virtual, other, unknown) candidates. A node the view has not seen yet is almost always a VM that just
     registered (virtual nodes are few and long-lived), so it counts as a node the pod fits on now."""
+    if request_kinds is None:
+        # The usual request (NodeNames): set operations in C instead of a lookup per candidate in Python.
+        present = set(candidates)
+        if not present.difference(snapshot.nodes.keys()):
+            virtual_hits = present.intersection(snapshot.virtual_nodes)
+            if not virtual_hits:
+                return (), candidates, ()
+            return (
+                tuple(n for n in candidates if n in virtual_hits),
+                tuple(n for n in candidates if n not in virtual_hits),
+                (),
+            )
     virtual: list[str] = []
     other: list[str] = []
     unknown: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 from numpy.typing import NDArray
@@ -80,7 +81,7 @@ def decide_scores(
     index = snapshot.index
     if len(index) == 0:
         return ScoreDecision(tuple((n, 0) for n in names), (0.0,) * count, (0.0,) * count, policy, tuple(names))
-    positions = np.fromiter((index.get(name, -1) for name in names), dtype=np.int64, count=count)
+    positions = np.fromiter(map(index.get, names, repeat(-1)), dtype=np.int64, count=count)
     known = positions >= 0
     safe = np.where(known, positions, 0)
     is_virtual = snapshot.is_virtual[safe] & known

@@ -1,0 +1,319 @@
+"""The cluster view and the request path at Kubernetes' documented limits: 5,000 nodes, 150,000 pods.
+
+    python -m tests.bench.bench_scale [--nodes 5000] [--pods 150000] [--events-per-second 100] [--seconds 20]
+
+The real :class:`~extender.cluster.view.ClusterView` runs with its own watch threads and publisher; only the API
+server is synthetic: list calls answer JSON bodies (pages when asked for them) and watch calls stream JSON event
+lines, so the kubernetes client's watch code, the view's event handling and the snapshot builds are the ones in
+production. It prints:
+
+- initial sync: from ``start()`` until the view is ready (every list read, the first snapshot published), and
+  the resident memory then (VmRSS) and at its peak (VmHWM);
+- one snapshot build after sync (``rebuild()``);
+- while pod events arrive at ``--events-per-second`` (adds, bindings, updates, deletes, and probes: pods bound to
+  the virtual node): the lag from a probe's event to the first snapshot that shows it, and the latency of
+  ``ExtenderService.filter`` / ``.prioritize`` (parse, decide, reply, JSON encoding) for a pending pod that
+  tolerates the virtual node, with every node a candidate, p50 / p99 / max.
+
+Targets (issue 12): p99 < 5 ms for both verbs during the churn, lag < 1 s, RSS < 1.5 GiB. It asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import queue
+import random
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+
+from extender.cluster.view import ClusterView
+from extender.edge.app import ExtenderService
+from extender.model.config import TideoverConfig
+from extender.model.snapshot import ClusterSnapshot
+from extender.telemetry.metrics import Metrics
+from tests.bench.bench_extender import POOLS, aks_node, realistic_pod
+from tests.support.factories import NOW, VIRTUAL_NODE, iso, virtual_node
+
+Json = dict[str, Any]
+OWNER_SIZE = 30  # pods per ReplicaSet
+VIRTUAL_SHARE = 0.002  # of the pods, on the virtual node
+
+
+def _rss() -> tuple[float, float]:
+    """(VmRSS, VmHWM) in MiB."""
+    with open("/proc/self/status") as status:
+        fields = dict(line.split(":", 1) for line in status.read().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+class Synthetic:
+    """The objects: nodes as large as AKS's, running pods of ReplicaSets spread over them."""
+
+    def __init__(self, nodes: int, pods: int) -> None:
+        self.node_names = [aks_node(i, POOLS[i % len(POOLS)])["metadata"]["name"] for i in range(nodes)]
+        self.pod_count = pods
+        template = realistic_pod()
+        template["metadata"].pop("generateName", None)
+        template["status"] = {
+            "phase": "Running", "qosClass": "Burstable", "hostIP": "10.240.0.4", "podIP": "10.244.1.9",
+            "startTime": iso(NOW),
+            "conditions": [{"type": t, "status": "True", "lastTransitionTime": iso(NOW)}
+                           for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
+        }
+        self.template = template
+        self.version = itertools.count(1000)
+
+    def node(self, index: int) -> Json:
+        return aks_node(index, POOLS[index % len(POOLS)])
+
+    def nodes_list(self) -> list[Json]:
+        return [self.node(i) for i in range(len(self.node_names))] + [virtual_node()]
+
+    def pod(self, index: int, node: str | None, phase: str = "Running") -> Json:
+        owner = f"web-{index // OWNER_SIZE:05d}"
+        metadata = {
+            **self.template["metadata"], "name": f"{owner}-{index:06d}", "namespace": f"team-{index % 50:02d}",
+            "uid": f"pod-{index:07d}", "resourceVersion": str(next(self.version)),
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner,
+                                 "uid": f"rs-{owner}", "controller": True}],
+        }
+        spec = {**self.template["spec"]}
+        if node is not None:
+            spec["nodeName"] = node
+        status = self.template["status"] if phase == "Running" else {"phase": phase}
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec, "status": status}
+
+    def placed(self, index: int) -> str:
+        if random.random() < VIRTUAL_SHARE:
+            return VIRTUAL_NODE
+        return self.node_names[index % len(self.node_names)]
+
+
+class _List:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class _Stream:
+    """A watch response: JSON event lines from a queue, until closed."""
+
+    status = 200
+
+    def __init__(self, events: queue.Queue[bytes | None]) -> None:
+        self._events = events
+        self._closed = False
+
+    def stream(self, amt: Any = None, decode_content: bool = False) -> Iterator[bytes]:
+        while not self._closed:
+            line = self._events.get()
+            if line is None:
+                return
+            yield line
+
+    def close(self) -> None:
+        self._closed = True
+
+    def release_conn(self) -> None:
+        pass
+
+
+class FakeCoreV1:
+    """The three calls the cluster view makes, answered from :class:`Synthetic` objects."""
+
+    def __init__(self, objects: Synthetic) -> None:
+        self.objects = objects
+        self.pod_events: queue.Queue[bytes | None] = queue.Queue()
+        self.idle: queue.Queue[bytes | None] = queue.Queue()
+        self.pages = 0
+        self._encoded: list[bytes] = []
+
+    def _page(self, items: list[Json]) -> _List:
+        return _List(orjson.dumps({"metadata": {"resourceVersion": "999"}, "items": items}))
+
+    def list_node(self, **kwargs: Any) -> Any:
+        if kwargs.get("watch"):
+            return _Stream(self.idle)
+        return self._page(self.objects.nodes_list())
+
+    def prepare(self) -> None:
+        """Encode every pod once, before the clock starts: the API server's work is not the view's."""
+        objects = self.objects
+        self._encoded = [orjson.dumps(objects.pod(i, objects.placed(i))) for i in range(objects.pod_count)]
+
+    def forget(self) -> None:
+        self._encoded = []
+
+    def list_pod_for_all_namespaces(self, **kwargs: Any) -> Any:
+        if kwargs.get("watch"):
+            return _Stream(self.pod_events)
+        total = self.objects.pod_count
+        start = int(kwargs.get("_continue") or 0)
+        limit = kwargs.get("limit") or total
+        end = min(total, start + limit)
+        self.pages += 1
+        more = b',"continue":"%d"' % end if end < total else b""
+        items = b",".join(self._encoded[start:end])
+        return _List(b'{"metadata":{"resourceVersion":"999"%s},"items":[%s]}' % (more, items))
+
+    def list_namespaced_config_map(self, namespace: str, **kwargs: Any) -> Any:
+        if kwargs.get("watch"):
+            return _Stream(self.idle)
+        return self._page([])
+
+    def stop(self) -> None:
+        self.pod_events.put(None)
+        self.idle.put(None)
+        self.idle.put(None)
+
+
+class Churn:
+    """Pod events at a steady rate: a new pending pod, its binding to a VM, an update and a delete of older pods, and
+    every tenth event a probe bound to the virtual node (its lag is measured, then it is deleted)."""
+
+    def __init__(self, api: FakeCoreV1, objects: Synthetic, rate: float) -> None:
+        self.api = api
+        self.objects = objects
+        self.interval = 1.0 / rate
+        self.sent = 0
+        self.probes: dict[str, float] = {}  # uid -> when its event was sent
+        self.lags: list[float] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._next = objects.pod_count
+        self._thread = threading.Thread(target=self._run, daemon=True, name="churn")
+
+    def _event(self, kind: str, pod: Json) -> None:
+        self.api.pod_events.put(orjson.dumps({"type": kind, "object": pod}) + b"\n")
+        self.sent += 1
+
+    def _steps(self) -> Iterator[None]:
+        while True:
+            index = self._next
+            self._next += 1
+            pod = self.objects.pod(index, None, phase="Pending")
+            self._event("ADDED", pod)
+            yield
+            self._event("MODIFIED", self.objects.pod(index, self.objects.node_names[index % 97], phase="Running"))
+            yield
+            old = random.randrange(self.objects.pod_count)
+            self._event("MODIFIED", self.objects.pod(old, self.objects.node_names[old % len(self.objects.node_names)]))
+            yield
+            self._event("DELETED", self.objects.pod(random.randrange(self.objects.pod_count), None))
+            yield
+            probe = self.objects.pod(10_000_000 + index, VIRTUAL_NODE)
+            with self._lock:
+                self.probes[probe["metadata"]["uid"]] = time.monotonic()
+            self._event("ADDED", probe)
+            yield
+            for _ in range(4):
+                self._event("MODIFIED", self.objects.pod(index, self.objects.node_names[index % 97]))
+                yield
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        for count, _ in enumerate(self._steps(), start=1):
+            if self._stopping.is_set():
+                return
+            delay = started + count * self.interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def on_snapshot(self, previous: ClusterSnapshot, new: ClusterSnapshot) -> None:
+        now = time.monotonic()
+        with self._lock:
+            seen = [uid for uid in self.probes if uid in new.virtual_pod_uids]
+            for uid in seen:
+                self.lags.append(now - self.probes.pop(uid))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+
+def _ms(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def measure(nodes: int, pods: int, rate: float, seconds: float) -> None:
+    random.seed(12)
+    rss_before, _ = _rss()
+    config = TideoverConfig()
+    objects = Synthetic(nodes, pods)
+    api = FakeCoreV1(objects)
+    view = ClusterView(api, config)  # type: ignore[arg-type]
+    churn = Churn(api, objects, rate)
+    view.add_snapshot_listener(churn.on_snapshot)
+    api.prepare()
+    rss_encoded, _ = _rss()
+    started = time.monotonic()
+    view.start()
+    if not view.wait_synced(600):
+        raise SystemExit("the view did not sync within 600 s")
+    synced = time.monotonic() - started
+    api.forget()
+    gc.collect()
+    rss, peak = _rss()
+    print(f"{nodes} nodes, {pods} pods ({api.pages} list page(s) of pods)")
+    print(f"initial sync: {synced:.1f} s; RSS after it {rss:.0f} MiB, the list bodies dropped ({rss_before:.0f} MiB "
+          f"before anything, {rss_encoded:.0f} MiB with the encoded pods; peak {peak:.0f} MiB)")
+    builds = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        view.rebuild()
+        builds.append(time.perf_counter() - t0)
+    print(f"snapshot build after sync: median {1000 * statistics.median(builds):.1f} ms")
+
+    names = [*objects.node_names, VIRTUAL_NODE]
+    body = orjson.dumps({"Pod": realistic_pod(), "NodeNames": names})
+    service = ExtenderService(config, view.snapshot, Metrics())
+    timings: dict[str, list[float]] = {"filter": [], "prioritize": []}
+    churn.start()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for verb, call in (("filter", service.filter), ("prioritize", service.prioritize)):
+            t0 = time.perf_counter()
+            status, payload = call(body)
+            orjson.dumps(payload)
+            timings[verb].append(time.perf_counter() - t0)
+            assert status == 200, payload
+        time.sleep(0.002)
+    churn.stop()
+    time.sleep(1.0)  # the last probes reach a snapshot
+    view.stop()
+    api.stop()
+    rss, peak = _rss()
+    print(f"churn: {churn.sent} pod events in {seconds:.0f} s ({churn.sent / seconds:.0f}/s); RSS {rss:.0f} MiB "
+          f"(peak {peak:.0f} MiB)")
+    lags = churn.lags or [float("nan")]
+    print(f"lag pod event -> snapshot ({len(churn.lags)} probes): p50 {_ms(lags, 0.5):.0f} ms, "
+          f"p99 {_ms(lags, 0.99):.0f} ms, max {1000 * max(lags):.0f} ms")
+    for verb, values in timings.items():
+        print(f"{verb:10} ({len(names)} candidates, {len(values)} calls): p50 {_ms(values, 0.5):.2f} ms, "
+              f"p99 {_ms(values, 0.99):.2f} ms, max {1000 * max(values):.2f} ms")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.bench_scale", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=5000)
+    parser.add_argument("--pods", type=int, default=150_000)
+    parser.add_argument("--events-per-second", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    measure(args.nodes, args.pods, args.events_per_second, args.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
