@@ -86,3 +86,41 @@ def test_a_namespace_with_no_pod_left_on_the_virtual_node_has_no_spend_entry() -
     assert tally.counts().virtual_spend_by_namespace["batch"] > 0
     tally.remove(spilled)
     assert tally.counts().virtual_spend_by_namespace == {}
+
+
+def test_the_view_rebuilds_the_node_index_only_when_a_node_changed() -> None:
+    from extender.cluster.view import ClusterView
+
+    view = ClusterView(api=None, config=CONFIG)  # type: ignore[arg-type]
+    node = vm_node("vm-1")
+    view._replace("nodes", [node, virtual_node()])
+    first = view.rebuild().node_index
+    heartbeat = {**node, "status": {**node["status"], "conditions": [
+        {**c, "lastHeartbeatTime": "2030-01-01T00:00:00Z"} for c in node["status"].get("conditions", [])
+    ]}}
+    view._apply("nodes", "MODIFIED", heartbeat)
+    assert view.rebuild().node_index is first
+    relabelled = {**node, "metadata": {**node["metadata"], "labels": {**node["metadata"]["labels"], "team": "a"}}}
+    view._apply("nodes", "MODIFIED", relabelled)
+    second = view.rebuild().node_index
+    assert second is not first and second is not None and second.nodes["vm-1"].facts.labels["team"] == "a"
+    view._apply("nodes", "DELETED", relabelled)
+    assert "vm-1" not in view.rebuild().nodes
+
+
+def test_the_view_counts_pods_per_event_as_a_whole_count_would() -> None:
+    from extender.cluster.view import ClusterView
+
+    view = ClusterView(api=None, config=CONFIG)  # type: ignore[arg-type]
+    view._replace("nodes", [vm_node("vm-1"), virtual_node()])
+    view._replace("pods", [pod("a", uid="ua", node_name=VIRTUAL_NODE)])
+    assert view.rebuild().virtual_pod_uids == frozenset({"ua"})
+    view._apply("pods", "ADDED", pod("b", uid="ub", node_name=VIRTUAL_NODE))
+    view._apply("pods", "DELETED", pod("a", uid="ua", node_name=VIRTUAL_NODE))
+    view._apply("pods", "MODIFIED", pod("c", uid="uc", node_name="vm-1"))
+    snap = view.rebuild()
+    assert snap.virtual_pod_uids == frozenset({"ub"})
+    assert snap.pods_on_virtual_nodes == {VIRTUAL_NODE: 1}
+    assert snap.owned_pods == {"uid-web-5d8f": frozenset({"ub", "uc"})}
+    view._replace("pods", [])  # a relist that finds none: counted afresh
+    assert view.rebuild().virtual_pod_uids == frozenset()

@@ -156,6 +156,7 @@ class ClusterView:
         with self._lock:
             if resource == "nodes":
                 self._store.nodes = {}
+                self._nodes_version += 1
                 for item in items:
                     self._apply_node("ADDED", item)
             elif resource == "pods":
@@ -204,18 +205,21 @@ class ClusterView:
                 log.exception("pod listener failed")
 
     def _apply_node(self, kind: str, obj: Mapping[str, Any]) -> None:
-        self._nodes_version += 1
+        """Store the node's facts. The node index is rebuilt (``_nodes_version``) only when they changed: most node
+        events are status heartbeats, which change nothing tideover reads."""
         name = (obj.get("metadata") or {}).get("name")
         if kind == "DELETED":
-            if isinstance(name, str):
-                self._store.nodes.pop(name, None)
+            if isinstance(name, str) and self._store.nodes.pop(name, None) is not None:
+                self._nodes_version += 1
             return
         try:
             facts = node_facts(obj)
         except ObjectError as error:
             log.warning("ignoring node %s: %s", name, error)
             return
-        self._store.nodes[facts.name] = facts
+        if self._store.nodes.get(facts.name) != facts:
+            self._store.nodes[facts.name] = facts
+            self._nodes_version += 1
 
     def _apply_status(self, config_map: Mapping[str, Any] | None) -> None:
         read = read_autoscaler_config_map(config_map)
