@@ -51,6 +51,11 @@ def _refuse_duplicates(names: Any, field: str) -> None:
         seen.add(name)
 
 
+def _all_non_empty_strings(items: list[Any]) -> bool:
+    """Whether every item is a non-empty ``str`` (what orjson decodes a JSON string to), in two passes in C."""
+    return set(map(type, items)) <= {str} and "" not in items
+
+
 def _fold(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {key.lower(): value for key, value in obj.items() if isinstance(key, str)}
 
@@ -71,7 +76,7 @@ def parse_extender_args(body: Any) -> ExtenderArgs:
     if raw_names is not None:
         if not isinstance(raw_names, list):
             raise WireError("NodeNames", f"must be a list of node names, got {type(raw_names).__name__}")
-        if not all(type(name) is str and name for name in raw_names):  # one fast pass; find the culprit only on failure
+        if not _all_non_empty_strings(raw_names):  # one fast pass; find the culprit only on failure
             index = next(i for i, name in enumerate(raw_names) if not isinstance(name, str) or not name)
             raise WireError(f"NodeNames[{index}]", "must be a non-empty string")
         if len(raw_names) > MAX_NODES:
