@@ -348,7 +348,15 @@ def run(
     progress: Callable[[str], None] = print, timeout: float = 600.0, profile_dir: Path | None = None,
 ) -> dict[tuple[str, str], Result]:
     results = {(c, k): Result(c, k) for c in configs for k in kinds}
-    extra = {"kube-controller-manager": ["--kube-api-qps=1000", "--kube-api-burst=1000"]}
+    extra = {
+        # The ReplicaSet controller creates a round's pods quickly; no node lifecycle controller, and kwok renews
+        # the node leases rarely: on 2 shared cores kwok cannot renew 5,000 leases every 10 s, and nodes marked
+        # NotReady (tainted unreachable) would leave the scheduler's candidates mid-run.
+        "kube-controller-manager": [
+            "--kube-api-qps=1000", "--kube-api-burst=1000", "--controllers=*,-node-lifecycle-controller",
+        ],
+        "kwok": ["--node-lease-duration-seconds=600"],
+    }
     with LocalCluster(extra_args=extra, start_timeout=180.0) as cluster:
         work_dir = cluster.work_dir / "bench"
         work_dir.mkdir()
