@@ -9,6 +9,7 @@ a new immutable :class:`~extender.model.snapshot.ClusterSnapshot` (coalescing bu
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import random
 import threading
@@ -41,6 +42,10 @@ log = logging.getLogger("tideover.clusterview")
 
 SnapshotListener = Callable[[ClusterSnapshot, ClusterSnapshot], None]
 PodListener = Callable[[PodPlacement | None, PodPlacement | None], None]
+
+# Objects per page of the initial lists (the API server's chunking; etcd-backed lists honour it).
+LIST_PAGE = 500
+
 
 class _WatchExpired(Exception):
     pass
@@ -152,7 +157,7 @@ class ClusterView:
         return self.ready()
 
     # -- applying changes --------------------------------------------------------------------------
-    def _replace(self, resource: str, items: list[Mapping[str, Any]]) -> None:
+    def _replace(self, resource: str, items: list[Any]) -> None:
         with self._lock:
             if resource == "nodes":
                 self._store.nodes = {}
@@ -163,8 +168,8 @@ class ClusterView:
                 old = self._store.pods
                 self._store.pods = {}
                 self._tally = None
-                for item in items:
-                    placement = pod_placement(item)
+                for item in items:  # placements (from _list), or raw pods
+                    placement = item if isinstance(item, PodPlacement) else pod_placement(item)
                     self._store.pods[placement.uid] = placement
                 for uid, placement in self._store.pods.items():
                     self._notify_pod(old.get(uid), placement)
@@ -234,11 +239,15 @@ class ClusterView:
         while not self._stopping.is_set():
             try:
                 if resource_version is None:
-                    response = list_fn(_preload_content=False, **kwargs)
-                    data = orjson.loads(response.data)
-                    self._replace(resource, data.get("items") or [])
-                    resource_version = data["metadata"]["resourceVersion"]
+                    items, resource_version = self._list(resource, list_fn, kwargs)
+                    self._replace(resource, items)
+                    del items
                     self._mark_synced(resource)
+                    if resource == "pods":
+                        # The store is long-lived: keep the collector from walking it again and again (at 150,000
+                        # pods a full collection takes long enough to show in the request path's p99).
+                        gc.collect()
+                        gc.freeze()
                 resource_version = self._watch_once(resource, list_fn, kwargs, resource_version)
                 backoff = 0.5
             except _WatchExpired:
@@ -259,6 +268,24 @@ class ClusterView:
                 log.warning("watch of %s failed: %s; retrying in %.1fs", resource, error, backoff)
                 self._stopping.wait(backoff * (1 + random.random() / 2))
                 backoff = min(backoff * 2, 30.0)
+
+    def _list(
+        self, resource: str, list_fn: Callable[..., Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], str]:
+        """Every object, read LIST_PAGE at a time (pods as placements, converted page by page, so that only one
+        page of raw JSON is alive at once: a single list of 150,000 pods is gigabytes as Python objects), and the
+        list's resourceVersion. An expired continue token is a 410, which relists from the start."""
+        items: list[Any] = []
+        token: str | None = None
+        while True:
+            page_kwargs = {**kwargs, "limit": LIST_PAGE, **({"_continue": token} if token else {})}
+            data = orjson.loads(list_fn(_preload_content=False, **page_kwargs).data)
+            page = data.get("items") or []
+            items.extend(map(pod_placement, page) if resource == "pods" else page)
+            metadata = data.get("metadata") or {}
+            token = metadata.get("continue") or None
+            if token is None:
+                return items, str(metadata["resourceVersion"])
 
     def _watch_once(
         self, resource: str, list_fn: Callable[..., Any], kwargs: dict[str, Any], resource_version: str
