@@ -349,11 +349,11 @@ def run(
 ) -> dict[tuple[str, str], Result]:
     results = {(c, k): Result(c, k) for c in configs for k in kinds}
     extra = {
-        # The ReplicaSet controller creates a round's pods quickly; no node lifecycle controller, and kwok renews
-        # the node leases rarely: on 2 shared cores kwok cannot renew 5,000 leases every 10 s, and nodes marked
-        # NotReady (tainted unreachable) would leave the scheduler's candidates mid-run.
+        # The ReplicaSet controller creates a round's pods quickly; kwok renews the node leases rarely and the node
+        # lifecycle controller waits an hour before calling a node lost: on 2 shared cores kwok cannot renew 5,000
+        # leases every 10 s, and nodes marked NotReady (tainted) would leave the scheduler's candidates mid-run.
         "kube-controller-manager": [
-            "--kube-api-qps=1000", "--kube-api-burst=1000", "--controllers=*,-node-lifecycle-controller",
+            "--kube-api-qps=1000", "--kube-api-burst=1000", "--node-monitor-grace-period=1h",
         ],
         "kwok": ["--node-lease-duration-seconds=600"],
     }
