@@ -63,7 +63,7 @@ class ClusterView:
 
     def __init__(
         self,
-        api: client.CoreV1Api,
+        core: client.CoreV1Api,
         config: TideoverConfig,
         *,
         refresh_seconds: float = 2.0,
@@ -71,7 +71,7 @@ class ClusterView:
         watch_timeout_seconds: int = 300,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._api = api
+        self._core = core
         self._config = config
         self._refresh_seconds = refresh_seconds
         self._coalesce_seconds = coalesce_seconds
@@ -122,11 +122,11 @@ class ClusterView:
     def start(self) -> None:
         autoscaler = self._config.autoscaler
         specs: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
-            ("nodes", self._api.list_node, {}),
-            ("pods", self._api.list_pod_for_all_namespaces, {}),
+            ("nodes", self._core.list_node, {}),
+            ("pods", self._core.list_pod_for_all_namespaces, {}),
             (
                 "autoscaler-status",
-                self._api.list_namespaced_config_map,
+                self._core.list_namespaced_config_map,
                 {
                     "namespace": autoscaler.status_namespace,
                     "field_selector": f"metadata.name={autoscaler.status_config_map}",
