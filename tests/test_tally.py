@@ -91,7 +91,7 @@ def test_a_namespace_with_no_pod_left_on_the_virtual_node_has_no_spend_entry() -
 def test_the_view_rebuilds_the_node_index_only_when_a_node_changed() -> None:
     from extender.cluster.view import ClusterView
 
-    view = ClusterView(api=None, config=CONFIG)  # type: ignore[arg-type]
+    view = ClusterView(core=None, config=CONFIG)  # type: ignore[arg-type]
     node = vm_node("vm-1")
     view._replace("nodes", [node, virtual_node()])
     first = view.rebuild().node_index
@@ -111,7 +111,7 @@ def test_the_view_rebuilds_the_node_index_only_when_a_node_changed() -> None:
 def test_the_view_counts_pods_per_event_as_a_whole_count_would() -> None:
     from extender.cluster.view import ClusterView
 
-    view = ClusterView(api=None, config=CONFIG)  # type: ignore[arg-type]
+    view = ClusterView(core=None, config=CONFIG)  # type: ignore[arg-type]
     view._replace("nodes", [vm_node("vm-1"), virtual_node()])
     view._replace("pods", [pod("a", uid="ua", node_name=VIRTUAL_NODE)])
     assert view.rebuild().virtual_pod_uids == frozenset({"ua"})

@@ -31,7 +31,7 @@ def test_the_initial_list_is_read_page_by_page(monkeypatch: Any) -> None:
         metadata = {"resourceVersion": "42", **({"continue": str(end)} if end < len(pods) else {})}
         return _Response({"metadata": metadata, "items": pods[start:end]})
 
-    view = ClusterView(api=None, config=TideoverConfig())  # type: ignore[arg-type]
+    view = ClusterView(core=None, config=TideoverConfig())  # type: ignore[arg-type]
     items, version = view._list("pods", list_pods, {})
     assert version == "42"
     assert [c.get("_continue") for c in calls] == [None, "2", "4"]
