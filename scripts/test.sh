@@ -4,7 +4,7 @@
 #      kube-scheduler, kube-controller-manager, etcd, virtual-kubelet, kwok, cluster-autoscaler, built from Go
 #      modules at the versions in e2e/versions.toml and cached in ~/.cache/tideover);
 #   2. the kind suite: a Docker engine (installed and started if none answers), the offline node image, tideover's
-#      image from the Dockerfile, a kind cluster with tideover deployed from config/, every kind-marked scenario
+#      image from the Dockerfile, a kind cluster with tideover installed by helm from charts/, every kind-marked scenario
 #      against it; then the cluster is deleted (its logs kept first if anything failed).
 #
 #   bash scripts/test.sh                       # all of it

@@ -602,6 +602,9 @@ def _build_tool_binaries(name: str, versions: dict[str, dict[str, object]], out:
         build_dir, ldflags = _prepare_kubernetes_module(ctx), _kubernetes_ldflags(version)
     else:
         build_dir, ldflags = _tool_module(name, section, build_root, log_file), "-s -w"
+        extra = section.get("ldflags")
+        if isinstance(extra, str) and extra:
+            ldflags = f"{ldflags} {extra}"
     tags = section.get("tags") or []
     tag_args = ["-tags", ",".join(map(str, tags))] if isinstance(tags, list) and tags else []
     for binary, package in sorted(binaries.items()):

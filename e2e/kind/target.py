@@ -57,7 +57,7 @@ CONFIGMAP = "tideover-config"
 CONFIG_KEY = "tideover.yaml"
 RESTARTED_AT = "tideover.io/e2e-restarted-at"
 TLS_SECRET = "tideover-tls"  # config/deployment-tls-patch.yaml
-# tideover's NodePort (manifests/tideover-service-patch.yaml), mapped to the same port on the host (cluster.yaml).
+# tideover's NodePort (service.nodePort of e2e/kind/values.yaml), mapped to the same port on the host (cluster.yaml).
 NODE_PORT = 30888
 # Every node of the kind cluster itself carries this label (cluster.yaml); kwok and virtual nodes do not.
 KIND_NODE_LABEL = ("tideover.io/kind-node", "true")
@@ -77,7 +77,7 @@ def kubeconfig_path() -> Path:
 
 
 def tideover_config() -> dict[str, Any]:
-    """DEFAULT_CONFIG as tideover runs it in the cluster (manifests/tideover.yaml): on all interfaces, port 8888."""
+    """DEFAULT_CONFIG as tideover runs it in the cluster (e2e/kind/tideover.yaml): on all interfaces, port 8888."""
     config = copy.deepcopy(DEFAULT_CONFIG)
     config["server"] = {**config.get("server", {}), "host": "0.0.0.0", "port": 8888}
     return config

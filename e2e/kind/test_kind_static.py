@@ -1,7 +1,7 @@
 """Static checks of the kind path (e2e/kind/). Running it needs Docker, which CI does not have; these keep its
 files consistent with the rest of the project (config/, e2e/harness/tideover.py, e2e/harness/cluster.py) without
-running it.
-They carry no e2e marker, so every ``pytest e2e`` runs them; the kustomize check needs kubectl (skipped without).
+running it. They carry no e2e marker, so every ``pytest e2e`` runs them; the kustomize check needs kubectl (skipped
+without), the chart check the pinned helm (built on first use; skipped without Go).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from e2e.harness import chart
 from e2e.harness.cluster import VIRTUAL_NODE_NAME, VIRTUAL_NODE_TAINT, LocalCluster
 from e2e.harness.tideover import DEFAULT_CONFIG, ROOT
 from e2e.kind.target import AUDIT_LOG, KIND_NODE_LABEL, NODE_PORT, SCHEDULER_CONFIG, tideover_config
@@ -37,7 +38,7 @@ def test_every_yaml_file_parses() -> None:
 
 
 def test_tideover_config_is_the_e2e_default() -> None:
-    assert _load(KIND / "manifests" / "tideover.yaml") == tideover_config()
+    assert _load(KIND / "tideover.yaml") == tideover_config()
     assert {k: v for k, v in tideover_config().items() if k != "server"} == {
         k: v for k, v in DEFAULT_CONFIG.items() if k != "server"
     }
@@ -109,14 +110,16 @@ def test_scripts_are_strict_bash() -> None:
         subprocess.run(["bash", "-n", str(script)], check=True)
 
 
-def test_manifests_build_with_kustomize(tmp_path: Path) -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed")
-    out = subprocess.run([kubectl, "kustomize", str(KIND / "manifests")], capture_output=True, text=True, check=True)
-    objects = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(out.stdout) if o}
+def _helm_or_skip() -> None:
+    if shutil.which("go") is None and not (chart.components.tool_dir("helm") / "helm").is_file():
+        pytest.skip("helm is not built and Go is not installed to build it")
 
-    # tideover: the project's own Deployment and Service (config/), adapted.
+
+def test_chart_renders_tideover_for_kind() -> None:
+    """up.sh's helm install: the chart with values.yaml and tideover.yaml, as the kind suite needs it."""
+    _helm_or_skip()
+    rendered = chart.template([KIND / "values.yaml"], files={"configFile": KIND / "tideover.yaml"})
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(rendered) if o}
     assert ("PodDisruptionBudget", "tideover") in objects and ("ClusterRole", "tideover") in objects
     tideover = objects[("Deployment", "tideover")]
     assert tideover["spec"]["replicas"] == 1
@@ -130,6 +133,14 @@ def test_manifests_build_with_kustomize(tmp_path: Path) -> None:
     assert [p["nodePort"] for p in service["ports"]] == [NODE_PORT]
     config = objects[("ConfigMap", "tideover-config")]["data"]["tideover.yaml"]
     assert yaml.safe_load(config) == tideover_config()
+
+
+def test_manifests_build_with_kustomize(tmp_path: Path) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    out = subprocess.run([kubectl, "kustomize", str(KIND / "manifests")], capture_output=True, text=True, check=True)
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(out.stdout) if o}
 
     # The virtual node: as e2e/harness/cluster.py makes it.
     vk = objects[("Deployment", "virtual-kubelet")]["spec"]["template"]["spec"]

@@ -136,7 +136,7 @@ kube -n "${NAMESPACE}" patch deployment kwok-controller --type strategic -p "{\"
   \"containers\":[{\"name\":\"kwok-controller\",\"imagePullPolicy\":\"Never\"}]}}}}" >/dev/null
 
 # --- the virtual node and tideover -----------------------------------------------------------------------------
-stage "tideover (config/ through e2e/kind/manifests) and the virtual node"
+stage "tideover (helm install of charts/tideover) and the virtual node"
 tls_dir="$(mktemp -d)"
 trap 'rm -rf "${tls_dir}"' EXIT
 openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=${VIRTUAL_NODE}" \
@@ -145,6 +145,11 @@ kube -n "${NAMESPACE}" create secret tls virtual-kubelet-tls \
   --cert "${tls_dir}/tls.crt" --key "${tls_dir}/tls.key" --dry-run=client -o yaml | kube apply -f - >/dev/null
 kube kustomize "${HERE}/manifests" | sed "s#image: tideover-virtual-kubelet:e2e#image: ${VIRTUAL_KUBELET_IMAGE}#" \
   | kube apply -f - >/dev/null
+# tideover as users install it: the chart, with the kind cluster's values (values.yaml) and the e2e configuration.
+HELM="$("${PYTHON}" -c 'from e2e.harness import chart; print(chart.helm_binary())')" || die "building helm failed (see above)"
+"${HELM}" upgrade --install tideover "${ROOT}/charts/tideover" --kubeconfig "${KUBECONFIG_PATH}" \
+  --namespace "${NAMESPACE}" --values "${HERE}/values.yaml" --set-file "configFile=${HERE}/tideover.yaml" >/dev/null \
+  || die "helm install of charts/tideover failed"
 if [[ "${existed}" == true ]]; then
   # Same image tag, new image: restart to run it.
   kube -n "${NAMESPACE}" rollout restart deployment/tideover >/dev/null

@@ -1,0 +1,155 @@
+"""The Helm chart (charts/tideover): lint and render with every example values file, config/ is its rendering,
+values.schema.json is generated from the configuration model and refuses bad values with the field named, and the
+optional parts (TLS, cert-manager, monitoring) render as the rest of the project expects.
+
+Needs the pinned helm (e2e/versions.toml [helm]), built on first use from its Go module; skipped without Go.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from e2e.harness import chart, components
+
+Json = dict[str, Any]
+EXAMPLE_VALUES = sorted(chart.EXAMPLES.glob("*-values.yaml"))
+KIND_VALUES = chart.ROOT / "e2e" / "kind" / "values.yaml"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _helm() -> None:
+    if not (components.tool_dir("helm") / "helm").is_file() and shutil.which("go") is None:
+        pytest.skip("helm is not built and Go is not installed to build it")
+    chart.helm_binary()
+
+
+def _objects(rendered: str) -> dict[tuple[str, str], Json]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(rendered) if o}
+
+
+def _container(objects: dict[tuple[str, str], Json], name: str = "tideover") -> Json:
+    (container,) = objects[("Deployment", name)]["spec"]["template"]["spec"]["containers"]
+    result: Json = container
+    return result
+
+
+def test_generated_files_match_the_chart() -> None:
+    """config/'s manifests and values.schema.json are what `python -m e2e.harness.chart generate` writes."""
+    assert chart.stale() == [], "run: .venv/bin/python -m e2e.harness.chart generate"
+
+
+def test_config_manifests_are_the_default_rendering() -> None:
+    kinds = {key[0] for key in _objects(chart.template())}
+    committed = set()
+    for name in chart.CONFIG_FILES:
+        committed |= {(o["kind"]) for o in yaml.safe_load_all((chart.CONFIG_DIR / name).read_text()) if o}
+    assert kinds == committed, "every object of the default rendering is in config/"
+
+
+@pytest.mark.parametrize("values", [None, *EXAMPLE_VALUES, KIND_VALUES], ids=lambda p: p.name if p else "defaults")
+def test_lint_and_template(values: Path | None) -> None:
+    args = ["--values", str(values)] if values else []
+    out = chart.helm("lint", "--strict", str(chart.CHART), *args)
+    assert "0 chart(s) failed" in out
+    objects = _objects(chart.template([values] if values else []))
+    assert ("Deployment", next(k[1] for k in objects if k[0] == "Deployment")) in objects
+
+
+def test_schema_refuses_bad_values_naming_the_field() -> None:
+    cases = {
+        "config.server.port=http": "/config/server/port",
+        "config.vmPools.poolLabelz=x": "poolLabelz",
+        "replicas=-1": "/replicas",
+        "service.type=External": "/service/type",
+    }
+    problems = []
+    for setting, field in cases.items():
+        with pytest.raises(chart.ChartError) as error:
+            chart.template(sets=dict([setting.split("=", 1)]))
+        if field not in str(error.value):
+            problems.append(f"{setting}: {error.value}")
+    assert not problems, problems
+
+
+def test_schema_config_part_is_the_configuration_model() -> None:
+    from extender.model.config import TideoverConfig
+
+    schema = chart.chart_schema()
+    config = schema["properties"]["config"]
+    model = TideoverConfig.model_json_schema(by_alias=True)
+    assert set(config["properties"]) == set(model["properties"])
+    assert set(schema["$defs"]) == set(model["$defs"])
+
+
+def test_tls_rendering_agrees_with_the_kustomize_patch() -> None:
+    """tls.enabled renders what config/deployment-tls-patch.yaml makes of config/deployment.yaml."""
+    objects = _objects(chart.template(sets={"tls.enabled": "true"}))
+    container = _container(objects)
+    patch = yaml.safe_load((chart.CONFIG_DIR / "deployment-tls-patch.yaml").read_text())
+    (patched,) = patch["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == patched["args"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS"
+    assert patched["volumeMounts"][0] in container["volumeMounts"]
+    volumes = objects[("Deployment", "tideover")]["spec"]["template"]["spec"]["volumes"]
+    assert patch["spec"]["template"]["spec"]["volumes"][0] in volumes
+    assert ("Secret", "tideover-tls") not in objects, "no Secret without a certificate in the values"
+
+
+def test_cert_manager_certificate_names_what_kube_scheduler_checks() -> None:
+    objects = _objects(chart.template([chart.EXAMPLES / "tls-cert-manager-values.yaml"]))
+    certificate = objects[("Certificate", "tideover")]["spec"]
+    https = yaml.safe_load((chart.CONFIG_DIR / "scheduler-config-https.yaml").read_text())
+    assert https["extenders"][0]["tlsConfig"]["serverName"] in certificate["dnsNames"]
+    volumes = objects[("Deployment", "tideover")]["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "tls", "secret": {"secretName": certificate["secretName"]}} in volumes
+
+
+def test_tls_secret_from_values() -> None:
+    objects = _objects(chart.template([chart.EXAMPLES / "tls-secret-values.yaml"]))
+    secret = objects[("Secret", "tideover-tls")]
+    assert secret["type"] == "kubernetes.io/tls" and set(secret["data"]) == {"tls.crt", "tls.key"}
+
+
+def test_rbac_follows_the_configured_lease_and_status_names() -> None:
+    objects = [o for o in yaml.safe_load_all(chart.template([chart.EXAMPLES / "custom-config-values.yaml"])) if o]
+    roles = {o["metadata"]["namespace"]: o for o in objects if o["kind"] == "Role"}
+    assert set(roles) == {"kube-system", "tideover-system"}
+    status_rule, = roles["kube-system"]["rules"]
+    assert status_rule["resourceNames"] == ["my-autoscaler-status"]
+    lease_names = [r.get("resourceNames") for r in roles["tideover-system"]["rules"]]
+    assert ["extender-controllers"] in lease_names
+    bindings = [o for o in objects if o["kind"] == "RoleBinding"]
+    assert {b["metadata"]["namespace"] for b in bindings} == set(roles)
+    assert all(b["subjects"][0]["name"] == "scheduler-extender" for b in bindings)
+
+
+def test_config_change_rolls_the_pods() -> None:
+    def checksum(sets: dict[str, str]) -> str:
+        deployment = _objects(chart.template(sets=sets))[("Deployment", "tideover")]
+        return str(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+
+    assert checksum({}) != checksum({"config.vmPools.provisioningSeconds": "120"})
+
+
+def test_notes_print_the_scheduler_configuration(tmp_path: Path) -> None:
+    """NOTES.txt's snippet is config/scheduler-config.yaml's extender (its named template rendered into a ConfigMap
+    in a copy of the chart: `helm template` skips NOTES.txt, and `helm install --dry-run` needs a cluster)."""
+    copy = tmp_path / "tideover"
+    shutil.copytree(chart.CHART, copy)
+    (copy / "templates" / "notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        'data: {notes: {{ include "tideover.notes" . | toJson }}}\n'
+    )
+    rendered = chart.helm("template", "tideover", str(copy), "--namespace", "kube-system",
+                          "--show-only", "templates/notes.yaml")
+    notes = yaml.safe_load(rendered)["data"]["notes"]
+    snippet = yaml.safe_load(notes[notes.index("apiVersion: kubescheduler"):notes.index("\nA kube-scheduler")])
+    plain = yaml.safe_load((chart.CONFIG_DIR / "scheduler-config.yaml").read_text())
+    assert snippet["extenders"] == plain["extenders"], "NOTES.txt's snippet is config/scheduler-config.yaml's extender"
+    assert "rollout status deployment/tideover" in notes
