@@ -97,7 +97,7 @@ def serve(settings: ServeSettings) -> int:
     spill_state = SpillStateRecorder(kube, gate=config.virtual_nodes.gate_taint)
     view.add_snapshot_listener(spill_state.on_snapshot)
     metrics = Metrics()
-    metrics.watch_snapshot(view.snapshot, view.sync_ages)
+    metrics.watch_snapshot(view.snapshot, view.sync_ages, config.virtual_nodes)
     view.add_snapshot_listener(metrics.account_virtual_time)
     controllers = ControllerLoop(kube, config, view.snapshot, view.pods, recorder.emit, metrics)
     elector = LeaderElector(api_client, config, controllers.run)

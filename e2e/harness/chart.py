@@ -40,7 +40,7 @@ CONFIG_FILES: dict[str, tuple[str, ...]] = {
     "service.yaml": ("service.yaml",),
 }
 HEADER = (
-    "# GENERATED from charts/tideover (helm template with its default values) by `python -m e2e.harness.chart generate`:\n"
+    "# GENERATED from charts/tideover (helm template, default values) by `python -m e2e.harness.chart generate`:\n"
     "# do not edit; change the chart. tests/test_chart.py checks that this file matches the chart.\n"
 )
 _SOURCE = re.compile(r"^---\n# Source: [^/\n]+/templates/(\S+)\n", re.M)
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for path in problems:
-        print(f"{path.relative_to(ROOT)} differs from the chart: run python -m e2e.harness.chart generate", file=sys.stderr)
+        print(f"{path.relative_to(ROOT)} differs from the chart: python -m e2e.harness.chart generate", file=sys.stderr)
     return 1 if problems else 0
 
 

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from extender.model.config import VirtualNodes
 from extender.model.snapshot import ClusterSnapshot
 
 # Seconds. The target is p99 < 2 ms at 1,000 nodes, so resolution is finest below 5 ms.
@@ -65,19 +66,23 @@ class Metrics:
         self.virtual_spend.inc(sum(previous.virtual_spend_by_namespace.values()) * seconds / 3600)
 
     def watch_snapshot(
-        self, snapshot: Callable[[], ClusterSnapshot], sync_ages: Callable[[], Mapping[str, float]]
+        self, snapshot: Callable[[], ClusterSnapshot], sync_ages: Callable[[], Mapping[str, float]],
+        virtual_nodes: VirtualNodes | None = None,
     ) -> None:
-        self.registry.register(_SnapshotCollector(snapshot, sync_ages))
+        """Gauges read from ``snapshot`` at scrape time; with ``virtual_nodes``, also the namespaces' spend caps."""
+        self.registry.register(_SnapshotCollector(snapshot, sync_ages, virtual_nodes))
 
 
 class _SnapshotCollector(Collector):
     """Gauges read from the current snapshot at scrape time."""
 
     def __init__(
-        self, snapshot: Callable[[], ClusterSnapshot], sync_ages: Callable[[], Mapping[str, float]]
+        self, snapshot: Callable[[], ClusterSnapshot], sync_ages: Callable[[], Mapping[str, float]],
+        virtual_nodes: VirtualNodes | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._sync_ages = sync_ages
+        self._virtual_nodes = virtual_nodes
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         snap = self._snapshot()
@@ -118,3 +123,27 @@ class _SnapshotCollector(Collector):
         for resource, age in self._sync_ages().items():
             ages.add_metric([resource], age)
         yield ages
+        yield from self._spend(snap)
+
+    def _spend(self, snap: ClusterSnapshot) -> Iterator[GaugeMetricFamily]:
+        """Each namespace's current spend rate on virtual nodes, and its cap (explicit caps, and the default cap of
+        each namespace that spends): the spend alert compares the two."""
+        rate = GaugeMetricFamily(
+            "tideover_namespace_virtual_spend_dollars_per_hour",
+            "Estimated USD per hour of each namespace's pods on virtual nodes now.", labels=["namespace"],
+        )
+        for namespace, dollars in snap.virtual_spend_by_namespace.items():
+            rate.add_metric([namespace], dollars)
+        yield rate
+        cap = GaugeMetricFamily(
+            "tideover_namespace_spend_cap_dollars_per_hour",
+            "virtualNodes.namespaceSpendCapsPerHour (or the default cap) of each capped namespace.",
+            labels=["namespace"],
+        )
+        if self._virtual_nodes is not None:
+            namespaces = set(self._virtual_nodes.namespace_spend_caps_per_hour) | set(snap.virtual_spend_by_namespace)
+            for namespace in sorted(namespaces):
+                limit = self._virtual_nodes.namespace_spend_cap(namespace)
+                if limit is not None:
+                    cap.add_metric([namespace], limit)
+        yield cap
