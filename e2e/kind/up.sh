@@ -62,14 +62,14 @@ kind_() { "${KIND}" "$@"; }
 
 # --- 3. tideover's image ----------------------------------------------------------------------------------------
 stage "tideover's image from the Dockerfile"
-# Wheels for every runtime dependency, cached by pyproject.toml's hash; tideover's own wheel, built each time.
-deps_hash="$(sha256sum "${ROOT}/pyproject.toml" | cut -c1-16)"
+# Wheels for every runtime dependency at the lock file's versions and hashes, cached by the lock file's hash;
+# tideover's own wheel, built each time.
+deps_hash="$(sha256sum "${ROOT}/requirements/runtime.txt" | cut -c1-16)"
 deps_dir="${TIDEOVER_CACHE_DIR:-${HOME}/.cache/tideover}/wheels/${deps_hash}"
 if [[ ! -f "${deps_dir}/.complete" ]]; then
   log "building the runtime dependencies' wheels on the host into ${deps_dir}"
   rm -rf "${deps_dir}" && mkdir -p "${deps_dir}"
-  "${PYTHON}" -m pip wheel --quiet --wheel-dir "${deps_dir}" "${ROOT}"
-  rm -f "${deps_dir}"/tideover-*.whl
+  "${PYTHON}" -m pip wheel --quiet --require-hashes --wheel-dir "${deps_dir}" -r "${ROOT}/requirements/runtime.txt"
   touch "${deps_dir}/.complete"
 fi
 rm -rf "${ROOT}/wheelhouse" && mkdir -p "${ROOT}/wheelhouse"
