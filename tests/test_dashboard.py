@@ -1,19 +1,18 @@
 """The Grafana dashboard (charts/tideover/files/tideover-dashboard.json): the panels issue 13 asks for, every query
 valid PromQL (promtool parses them, as recording rules, with the pinned Prometheus) over metrics tideover exports,
-and the chart's ConfigMap carrying it. e2e/test_observability_e2e.py evaluates every query against a real Prometheus
+and the chart's ConfigMap carrying it. e2e/scenarios/test_observability_e2e.py evaluates every query against a real Prometheus
 scraping a real tideover during a burst."""
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 
 import yaml
 
-from e2e import chart
-from tests.test_alerts import EXPORTED, promtool
+from e2e.harness import chart
+from tests.support.observability import EXPORTED, METRIC, promtool
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "charts" / "tideover" / "files" / "tideover-dashboard.json"
@@ -46,7 +45,7 @@ def test_dashboard_has_the_panels_the_issue_lists() -> None:
 
 
 def test_dashboard_queries_are_valid_promql_over_exported_metrics(tmp_path: Path) -> None:
-    used = {name for _, expr in _targets() for name in re.findall(r"\b(up|tideover_[a-z_]+)\b", expr)}
+    used = {name for _, expr in _targets() for name in METRIC.findall(expr)}
     assert used <= EXPORTED, sorted(used - EXPORTED)
     rules = [{"record": f"dashboard:query_{index}", "expr": expr.replace("$__rate_interval", "1m").replace(
         "$job", "tideover")} for index, (_, expr) in enumerate(_targets())]

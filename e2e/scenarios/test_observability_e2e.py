@@ -9,7 +9,7 @@ true (tideover down, absent, stale, returns failing, p99 above 100 ms, spend abo
 evaluated without the threshold or the failure filter: ``ALERT_INNER`` below names each and why.
 Prometheus also loads the rules file itself: every rule must be healthy (evaluated without error).
 
-On the local-process stack (e2e/autoscaled.py); not on kind (Prometheus would need to reach the cluster's pods).
+On the local-process stack (e2e/harness/autoscaled.py); not on kind (Prometheus would need to reach the cluster's pods).
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from typing import Any, cast
 import pytest
 import yaml
 
-from e2e import components
-from e2e.autoscaled import AutoscaledStack, wait_until
-from e2e.cluster import _die_with_parent, free_port
+from e2e.harness import components
+from e2e.harness.autoscaled import AutoscaledStack, wait_until
+from e2e.harness.cluster import _die_with_parent, free_port
+from e2e.harness.tideover import ROOT
+from e2e.harness.workloads import Namespace, deployment
 from e2e.kind.target import make_autoscaled_stack
-from e2e.tideover import ROOT
 from e2e.vmss.simulator import GroupConfig
-from e2e.workloads import Namespace, deployment
 
 pytestmark = [pytest.mark.e2e]
 
@@ -52,7 +52,7 @@ OVERRIDES = {
     # A cap for every namespace, so the cap gauge the spend alert compares against has a series.
     "virtualNodes": {"defaultNamespaceSpendCapPerHour": 100.0},
 }
-VK_ARGS = ["--pod-sync-workers=1"]  # as test_returns_e2e.py: virtual-kubelet's mock provider and concurrent pods
+VK_ARGS = ["--pod-sync-workers=1"]  # as e2e/scenarios/test_returns_e2e.py: virtual-kubelet's mock provider and concurrent pods
 J = 'job="tideover"'
 # Alert -> the expressions evaluated for it, and why not the rule's own expression.
 ALERT_INNER: dict[str, tuple[list[str], str]] = {
