@@ -1,7 +1,7 @@
 """The Grafana dashboard (charts/tideover/files/tideover-dashboard.json): the panels issue 13 asks for, every query
 valid PromQL (promtool parses them, as recording rules, with the pinned Prometheus) over metrics tideover exports,
-and the chart's ConfigMap carrying it. e2e/scenarios/test_observability_e2e.py evaluates every query against a real Prometheus
-scraping a real tideover during a burst."""
+and the chart's ConfigMap carrying it. e2e/scenarios/test_observability_e2e.py evaluates every query against a real
+Prometheus scraping a real tideover during a burst."""
 
 from __future__ import annotations
 

@@ -52,7 +52,8 @@ OVERRIDES = {
     # A cap for every namespace, so the cap gauge the spend alert compares against has a series.
     "virtualNodes": {"defaultNamespaceSpendCapPerHour": 100.0},
 }
-VK_ARGS = ["--pod-sync-workers=1"]  # as e2e/scenarios/test_returns_e2e.py: virtual-kubelet's mock provider and concurrent pods
+# As e2e/scenarios/test_returns_e2e.py: virtual-kubelet's mock provider and concurrent pods.
+VK_ARGS = ["--pod-sync-workers=1"]
 J = 'job="tideover"'
 # Alert -> the expressions evaluated for it, and why not the rule's own expression.
 ALERT_INNER: dict[str, tuple[list[str], str]] = {
