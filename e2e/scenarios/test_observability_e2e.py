@@ -148,12 +148,9 @@ def dashboard_queries() -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def burst() -> Iterator[tuple[Prometheus, float, float]]:
-    """The burst, recorded by Prometheus: (prometheus, start, end) in wall-clock seconds."""
-    from e2e.conftest import E2E_ENABLED
-
-    if not E2E_ENABLED:
-        pytest.skip("end-to-end test: set TIDEOVER_E2E=1 to run")
+def burst(e2e: object) -> Iterator[tuple[Prometheus, float, float]]:
+    """The burst, recorded by Prometheus: (prometheus, start, end) in wall-clock seconds. ``e2e`` (conftest.py) skips
+    it unless end-to-end tests are on."""
     work = Path(tempfile.mkdtemp(prefix="tideover-observability-"))
     stack = make_autoscaled_stack(work, target="local", provisioning_seconds=BOOT_SECONDS,
                                   tideover_overrides=OVERRIDES, cluster_extra_args={"virtual-kubelet": VK_ARGS})
