@@ -66,9 +66,9 @@ RETURNS_ON = {"controllers": {"deletionCost": {"enabled": True}, "returnToVm": R
 RETURNS_OFF = {"controllers": {"deletionCost": {"enabled": True}, "returnToVm": {**RETURN_POLICY, "enabled": False}}}
 
 # virtual-kubelet's mock provider (v1.13.0; unchanged in v1.14.1) keeps its pods in a map without a lock
-# (cmd/virtual-kubelet/internal/provider/mock/mock.go), and its pod controller calls it from --pod-sync-workers goroutines (10 by default): 18
-# pods landing at once crashed it once in this module's runs ("fatal error: concurrent map writes" in
-# MockProvider.CreatePod). One worker serialises the provider calls that write the map.
+# (cmd/virtual-kubelet/internal/provider/mock/mock.go), and its pod controller calls it from --pod-sync-workers
+# goroutines (10 by default): 18 pods landing at once crashed it once in this module's runs ("fatal error: concurrent
+# map writes" in MockProvider.CreatePod). One worker serialises the provider calls that write the map.
 VK_ARGS = ["--pod-sync-workers=1"]
 
 # cluster-autoscaler decides to remove an empty node once it has been unneeded this long (no delay after a
