@@ -20,6 +20,7 @@ EXPORTED = {
     "tideover_pods_on_virtual_nodes", "tideover_capacity_pending", "tideover_capacity_eta_seconds",
     "tideover_cluster_view_synced", "tideover_cluster_view_last_sync_age_seconds",
     "tideover_namespace_virtual_spend_dollars_per_hour", "tideover_namespace_spend_cap_dollars_per_hour",
+    "tideover_scale_up_stuck",
 }
 METRIC = re.compile(r"\b(up|tideover_[a-z_]+)\b")
 
