@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "charts" / "tideover" / "files" / "tideover-dashboard.json"
 # What the issue lists, by panel title.
 REQUIRED_PANELS = (
-    "Spill window per pool", "Capacity state per pool", "Capacity ETA per pool", "Pods on virtual nodes",
+    "Spill window and stuck scale-ups per pool", "Capacity state per pool", "Capacity ETA per pool",
+    "Pods on virtual nodes",
     "Decisions by outcome", "Virtual pod-seconds", "Estimated virtual spend", "Returns to VMs by outcome",
     "Request latency p50 / p99 per verb", "Cluster view sync age",
 )

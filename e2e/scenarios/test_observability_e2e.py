@@ -67,6 +67,8 @@ ALERT_INNER: dict[str, tuple[list[str], str]] = {
         "without > 900: a healthy view is fresh"),
     "TideoverSpillWindowOpenTooLong": (
         [f"max by (pool) (tideover_capacity_pending{{{J}}}) == 1"], "as written (the burst opens the window)"),
+    "TideoverScaleUpStuck": (
+        [f"max by (pool) (tideover_scale_up_stuck{{{J}}})"], "without == 1: a healthy burst's scale-up lands"),
     "TideoverNamespaceSpendAboveCap": (
         [f"max by (namespace) (tideover_namespace_virtual_spend_dollars_per_hour{{{J}}}) / on (namespace) "
          f"max by (namespace) (tideover_namespace_spend_cap_dollars_per_hour{{{J}}})"],
