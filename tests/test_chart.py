@@ -153,3 +153,76 @@ def test_notes_print_the_scheduler_configuration(tmp_path: Path) -> None:
     plain = yaml.safe_load((chart.CONFIG_DIR / "scheduler-config.yaml").read_text())
     assert snippet["extenders"] == plain["extenders"], "NOTES.txt's snippet is config/scheduler-config.yaml's extender"
     assert "rollout status deployment/tideover" in notes
+
+
+def _restricted_problems(pod_spec: Json) -> list[str]:
+    """What the Pod Security Standards' "restricted" profile would refuse in a pod spec (the checks of that level,
+    kubernetes.io/docs/concepts/security/pod-security-standards), container by container."""
+    problems = []
+    pod_context = pod_spec.get("securityContext") or {}
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod_spec.get(key):
+            problems.append(f"spec.{key}")
+    if any("hostPath" in volume for volume in pod_spec.get("volumes") or []):
+        problems.append("a hostPath volume")
+    for container in [*(pod_spec.get("initContainers") or []), *pod_spec["containers"]]:
+        context = container.get("securityContext") or {}
+        name = container["name"]
+        if context.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if context.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation is not false")
+        if "ALL" not in ((context.get("capabilities") or {}).get("drop") or []):
+            problems.append(f"{name}: capabilities do not drop ALL")
+        if set((context.get("capabilities") or {}).get("add") or []) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{name}: adds capabilities")
+        if not context.get("runAsNonRoot", pod_context.get("runAsNonRoot")):
+            problems.append(f"{name}: runAsNonRoot is not true")
+        if context.get("runAsUser", pod_context.get("runAsUser")) == 0:
+            problems.append(f"{name}: runs as user 0")
+        seccomp = (context.get("seccompProfile") or pod_context.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: seccompProfile is {seccomp!r}")
+        if any(port.get("hostPort") for port in container.get("ports") or []):
+            problems.append(f"{name}: a hostPort")
+        if not context.get("readOnlyRootFilesystem"):
+            problems.append(f"{name}: the root filesystem is writable (not required by restricted; tideover's rule)")
+    return problems
+
+
+@pytest.mark.parametrize("values", [None, *EXAMPLE_VALUES, KIND_VALUES], ids=lambda p: p.name if p else "defaults")
+def test_the_pod_meets_pod_security_restricted(values: Path | None) -> None:
+    objects = _objects(chart.template([values] if values else []))
+    (deployment,) = [o for (kind, _), o in objects.items() if kind == "Deployment"]
+    assert _restricted_problems(deployment["spec"]["template"]["spec"]) == []
+
+
+def test_the_restricted_check_finds_what_it_names() -> None:
+    """The check above can fail: a pod spec with each problem is refused for each."""
+    bad = {"hostNetwork": True, "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+           "containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 80}],
+                           "securityContext": {"privileged": True, "capabilities": {"add": ["SYS_ADMIN"]}}}]}
+    problems = _restricted_problems(bad)
+    for expected in ("spec.hostNetwork", "hostPath", "privileged", "allowPrivilegeEscalation", "drop ALL",
+                     "adds capabilities", "runAsNonRoot", "seccompProfile", "hostPort", "root filesystem"):
+        assert any(expected in problem for problem in problems), expected
+
+
+def test_network_policy_admits_only_the_scheduler_and_monitoring() -> None:
+    assert not [k for k in _objects(chart.template()) if k[0] == "NetworkPolicy"], "off by default"
+    objects = _objects(chart.template([chart.EXAMPLES / "network-policy-values.yaml"]))
+    ((_, name),) = [k for k in objects if k[0] == "NetworkPolicy"]
+    policy = objects[("NetworkPolicy", name)]["spec"]
+    deployment = next(o for (kind, _), o in objects.items() if kind == "Deployment")
+    assert policy["podSelector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"port": _container(objects, deployment["metadata"]["name"])["ports"][0]["containerPort"],
+                              "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+         "podSelector": {"matchLabels": {"component": "kube-scheduler"}}},
+        {"ipBlock": {"cidr": "10.224.0.4/32"}},
+        {"ipBlock": {"cidr": "10.224.0.5/32"}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+    ]

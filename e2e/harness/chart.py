@@ -149,6 +149,15 @@ def chart_schema() -> dict[str, Any]:
                     "enabled": {"type": "boolean"}, "issuerRef": obj, "duration": string, "renewBefore": string,
                 }},
             }},
+            "networkPolicy": {"type": "object", "additionalProperties": False, "properties": {
+                "enabled": {"type": "boolean"},
+                "scheduler": {"type": "object", "additionalProperties": False, "properties": {
+                    "namespaceSelector": string_map, "podSelector": string_map,
+                    "ipBlocks": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                }},
+                "metrics": {"type": "object", "additionalProperties": False, "properties": {
+                    "namespaceSelector": string_map}},
+            }},
             "serviceMonitor": {"type": "object", "additionalProperties": False, "properties": {
                 "enabled": {"type": "boolean"}, "interval": string, "labels": string_map, "tlsConfig": obj,
             }},
