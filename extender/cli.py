@@ -120,7 +120,7 @@ def serve(settings: ServeSettings) -> int:
         app, host=server.host, port=server.port, log_level=settings.log_level.lower(), access_log=False,
         ssl_certfile=str(server.tls_cert_file) if server.tls_cert_file else None,
         ssl_keyfile=str(server.tls_key_file) if server.tls_key_file else None,
-        log_config=None,
+        log_config=None, proxy_headers=False,  # no proxy in front: the scheduler's address is the client's
     )
     try:
         uvicorn.Server(uvicorn_config).run()

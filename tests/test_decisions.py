@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from extender.decide.filter import FilterOutcome, decide_filter, wait_budget_seconds
-from extender.decide.prioritize import decide_scores
+from extender.decide.filter import _FEW_VIRTUAL, FilterOutcome, _sort_candidates, decide_filter, wait_budget_seconds
+from extender.decide.prioritize import ModelCache, decide_scores, node_models
 from extender.model.config import TideoverConfig, parse_config
 from extender.model.objects import pod_facts
 from extender.model.snapshot import NodeKind, empty_snapshot
@@ -293,3 +293,76 @@ def test_images_no_node_has_still_count_in_full() -> None:
     scored = decide_scores(pod_facts(obj), list(snap.nodes), snap, CONFIG)
     pull = CONFIG.images.default_size_bytes / CONFIG.vm_pools.pull_bytes_per_second
     assert scored.start_seconds[0] == pytest.approx(CONFIG.vm_pools.pod_start_seconds + pull)
+
+
+# -- prioritize: node models per pod shape -------------------------------------------------------------
+
+_WARM = ("docker.io/library/nginx:1.27", 900_000_000)
+
+
+@pytest.mark.parametrize(
+    "pod_obj",
+    [
+        pytest.param(pod(), id="standard"),
+        pytest.param(pod(image="docker.io/library/nginx:1.27"), id="image-some-node-has"),
+        pytest.param(pod(cpu="3", memory="6Gi", annotations={"tideover.io/priority": "economy"}), id="large-economy"),
+        pytest.param(pod(annotations={"tideover.io/priority": "critical"}), id="critical"),
+    ],
+)
+def test_cached_node_models_give_the_same_scores(pod_obj: dict[str, Any]) -> None:
+    nodes = [*cluster(3), vm_node("warm", images=[_WARM])]
+    snap = snapshot(nodes, NO_ACTIVITY)
+    facts = pod_facts(pod_obj)
+    cache = ModelCache()
+    for candidates in (["warm", "aks-nodepool1-000001", VIRTUAL_NODE], ["ghost", "aks-nodepool1-000002"], []):
+        direct = decide_scores(facts, candidates, snap, CONFIG)
+        cached = decide_scores(facts, candidates, snap, CONFIG, cache.models(facts, snap, CONFIG))
+        assert cached == direct
+
+
+def test_model_cache_serves_a_shape_once_per_node_index() -> None:
+    snap = snapshot(cluster(2), NO_ACTIVITY)
+    cache = ModelCache()
+    first = cache.models(pod_facts(pod(name="a")), snap, CONFIG)
+    assert cache.models(pod_facts(pod(name="b")), snap, CONFIG) is first  # another replica, same shape
+    assert cache.models(pod_facts(pod(name="c", cpu="2")), snap, CONFIG) is not first  # another shape
+    changed = snapshot([*cluster(2), vm_node("new")], NO_ACTIVITY)  # a node added: a new node index
+    fresh = cache.models(pod_facts(pod(name="a")), changed, CONFIG)
+    assert fresh is not first
+    assert len(fresh.cost_per_hour) == len(changed.index) == len(first.cost_per_hour) + 1
+
+
+def test_model_cache_keeps_at_most_max_shapes() -> None:
+    snap = snapshot(cluster(1), NO_ACTIVITY)
+    cache = ModelCache(max_shapes=2)
+    shapes = [pod_facts(pod(cpu=f"{cores}")) for cores in (1, 2, 3)]
+    models = [cache.models(shape, snap, CONFIG) for shape in shapes]
+    assert cache.models(shapes[2], snap, CONFIG) is models[2]
+    assert cache.models(shapes[0], snap, CONFIG) is not models[0]  # the oldest was dropped
+
+
+def test_node_models_cover_every_node_in_index_order() -> None:
+    nodes = [vm_node("warm", images=[_WARM]), vm_node("cold"), virtual_node()]
+    snap = snapshot(nodes, NO_ACTIVITY)
+    models = node_models(pod_facts(pod(image="docker.io/library/nginx:1.27")), snap, CONFIG)
+    warm, cold, virtual = (snap.index[name] for name in ("warm", "cold", VIRTUAL_NODE))
+    assert models.start_seconds[warm] < models.start_seconds[cold]
+    assert models.cost_per_hour[virtual] > models.cost_per_hour[cold]
+
+
+# -- filter: candidates sorted into virtual, other and unknown --------------------------------------------------------
+
+
+@pytest.mark.parametrize("virtual_count", [0, 1, 3, _FEW_VIRTUAL, _FEW_VIRTUAL + 1, 40])
+@pytest.mark.parametrize("with_unknown", [False, True])
+def test_candidates_are_sorted_in_request_order(virtual_count: int, with_unknown: bool) -> None:
+    """Both ways of splitting (few virtual nodes: removed by name; many: one pass) keep the request's order."""
+    virtuals = [f"virtual-node-{i:02d}" for i in range(virtual_count)]
+    nodes = [*cluster(20, with_virtual=False), *(virtual_node(name) for name in virtuals)]
+    snap = snapshot(nodes, NO_ACTIVITY)
+    names = [n["metadata"]["name"] for n in nodes] + (["not-seen-yet"] if with_unknown else [])
+    candidates = tuple(names[i] for i in sorted(range(len(names)), key=lambda i: (i * 7919) % len(names)))
+    virtual, other, unknown = _sort_candidates(candidates, snap, None)
+    assert virtual == tuple(n for n in candidates if n in virtuals)
+    assert unknown == (("not-seen-yet",) if with_unknown else ())
+    assert other == tuple(n for n in candidates if n not in virtuals)  # a node not seen yet counts as a VM

@@ -165,14 +165,15 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float) -> No
 
 
 @contextlib.contextmanager
-def sampled(pid: int | None, output: Path | None) -> Iterator[None]:
-    """py-spy samples the process (its threads, idle ones left out) into ``output`` (collapsed stacks)."""
+def sampled(pid: int | None, output: Path | None, gil: bool = False) -> Iterator[None]:
+    """py-spy samples the process (its threads, idle ones left out) into ``output`` (collapsed stacks); with ``gil``,
+    only the thread holding the GIL (what the event loop waits for when a request arrives)."""
     if pid is None or output is None:
         yield
         return
     spy = subprocess.Popen(
         [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
-         "--nonblocking", "--output", str(output)],
+         "--nonblocking", "--output", str(output), *(["--gil"] if gil else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -188,7 +189,7 @@ def sampled(pid: int | None, output: Path | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def extender_for(
-    config: str, cluster: LocalCluster, work_dir: Path, profile: Path | None = None
+    config: str, cluster: LocalCluster, work_dir: Path, profile: Path | None = None, gil: bool = False
 ) -> Iterator[str | None]:
     if config == "none":
         yield None
@@ -200,7 +201,7 @@ def extender_for(
         run_dir.mkdir()
         process = TideoverProcess(cluster.kubeconfig, run_dir, TIDEOVER_CONFIG).start(timeout=120.0)
         try:
-            with sampled(process.pid, profile):
+            with sampled(process.pid, profile, gil):
                 yield process.url
         finally:
             process.stop()
@@ -289,7 +290,7 @@ class BindingClock:
 
 def one_round(
     cluster: LocalCluster, config: str, kind: str, pods: int, work_dir: Path, timeout: float,
-    profile_dir: Path | None = None,
+    profile_dir: Path | None = None, gil: bool = False,
 ) -> float:
     """Pods per second from the first binding to the last, for one configuration and kind of pod."""
     core = cluster.core_v1()
@@ -301,7 +302,7 @@ def one_round(
     clock = BindingClock(core)
     try:
         profile = profile_dir / f"{config}-{kind}-{time.monotonic_ns()}.txt" if profile_dir else None
-        with extender_for(config, cluster, work_dir, profile) as url:
+        with extender_for(config, cluster, work_dir, profile, gil) as url:
             path = work_dir / f"scheduler-{config}.yaml"
             path.write_text(yaml.safe_dump(scheduler_config(config, url), sort_keys=False))
             cluster.scheduler_config_source = path
@@ -346,6 +347,7 @@ def report(results: dict[tuple[str, str], Result], configs: Sequence[str], kinds
 def run(
     nodes: int, pods: int, rounds: int, configs: Sequence[str], kinds: Sequence[str],
     progress: Callable[[str], None] = print, timeout: float = 600.0, profile_dir: Path | None = None,
+    gil: bool = False,
 ) -> dict[tuple[str, str], Result]:
     results = {(c, k): Result(c, k) for c in configs for k in kinds}
     extra = {
@@ -369,7 +371,7 @@ def run(
             order = list(configs[round_ % len(configs):]) + list(configs[:round_ % len(configs)])
             for kind in kinds:
                 for config in order:
-                    rate = one_round(cluster, config, kind, pods, work_dir, timeout, profile_dir)
+                    rate = one_round(cluster, config, kind, pods, work_dir, timeout, profile_dir, gil)
                     results[config, kind].pods_per_second.append(rate)
                     progress(f"round {round_ + 1}/{rounds} {kind:10} {config:17} {rate:7.1f} pods/s")
     return results
@@ -392,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="sample tideover with py-spy during its rounds; collapsed stacks into DIR")
+    parser.add_argument("--profile-gil", action="store_true",
+                        help="with --profile: sample only the thread holding the GIL (py-spy --gil)")
     args = parser.parse_args(argv)
     configs = [c for c in args.configs.split(",") if c]
     kinds = [k for k in args.kinds.split(",") if k]
@@ -402,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-    results = run(args.nodes, args.pods, args.rounds, configs, kinds, profile_dir=args.profile)
+    results = run(args.nodes, args.pods, args.rounds, configs, kinds, profile_dir=args.profile, gil=args.profile_gil)
     print(f"\n{args.nodes} nodes, {args.pods} pods a round, {args.rounds} rounds; ratios of the best rounds\n")
     print(report(results, configs, kinds))
     return 0

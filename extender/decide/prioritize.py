@@ -66,13 +66,69 @@ def _start_seconds(pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverCon
     return start_seconds(base, missing, bandwidth)
 
 
+@dataclass(frozen=True, slots=True)
+class NodeModels:
+    """What one pod shape (requests and images) would cost and how long it would take to start on every node of
+    a snapshot's node index, in ``index`` order. Both depend on the nodes alone, not on the pods placed, so one
+    computation serves every identical pod (a workload's replicas) until a node changes."""
+
+    cost_per_hour: Floats
+    start_seconds: Floats
+
+
+def pod_shape(pod: PodFacts) -> tuple[float, float, tuple[str, ...]]:
+    """What :func:`node_models` reads of a pod."""
+    return pod.cpu, pod.memory, pod.images
+
+
+def node_models(pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverConfig) -> NodeModels:
+    """The cost and start-latency models of the pod on every node of the snapshot."""
+    count = len(snapshot.index)
+    every = np.arange(count, dtype=np.int64)
+    known = np.ones(count, dtype=np.bool_)
+    is_virtual = np.asarray(snapshot.is_virtual, dtype=np.bool_)
+    return NodeModels(
+        cost_per_hour=_cost_per_hour(pod, snapshot, config, every, is_virtual),
+        start_seconds=_start_seconds(pod, snapshot, config, every, known, is_virtual),
+    )
+
+
+class ModelCache:
+    """:func:`node_models` per pod shape, for the node index they were computed on: a new node index (a node
+    added, removed or changed) empties it. At most ``max_shapes`` shapes are kept, the oldest dropped first.
+    Safe to share between threads: a race computes a shape twice, never mixes two indexes."""
+
+    def __init__(self, max_shapes: int = 256) -> None:
+        self.max_shapes = max_shapes
+        self._index: object = None
+        self._models: dict[tuple[float, float, tuple[str, ...]], NodeModels] = {}
+
+    def models(self, pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverConfig) -> NodeModels:
+        index = snapshot.node_index
+        if index is None:  # a snapshot not made by build_snapshot: nothing to key on
+            return node_models(pod, snapshot, config)
+        key = pod_shape(pod)
+        if self._index is index:
+            found = self._models.get(key)
+            if found is not None:
+                return found
+        else:
+            self._index, self._models = index, {}
+        models = self._models[key] = node_models(pod, snapshot, config)
+        while len(self._models) > self.max_shapes:
+            self._models.pop(next(iter(self._models)), None)
+        return models
+
+
 def decide_scores(
     pod: PodFacts,
     candidates: Sequence[str],
     snapshot: ClusterSnapshot,
     config: TideoverConfig,
+    models: NodeModels | None = None,
 ) -> ScoreDecision:
-    """Scores 0..10 per candidate from the cost and latency models. Unknown nodes score 0."""
+    """Scores 0..10 per candidate from the cost and latency models. Unknown nodes score 0. ``models``, when
+    given, are :func:`node_models` of this pod's shape on this snapshot (from a :class:`ModelCache`)."""
     policy = workload_policy(pod.annotations)
     names = list(candidates)
     count = len(names)
@@ -81,20 +137,21 @@ def decide_scores(
     index = snapshot.index
     if len(index) == 0:
         return ScoreDecision(tuple((n, 0) for n in names), (0.0,) * count, (0.0,) * count, policy, tuple(names))
+    if models is None:
+        models = node_models(pod, snapshot, config)
     positions = np.fromiter(map(index.get, names, repeat(-1)), dtype=np.int64, count=count)
     known = positions >= 0
     safe = np.where(known, positions, 0)
-    is_virtual = snapshot.is_virtual[safe] & known
     # Unknown nodes must not set the "best" value the others are measured against.
-    cost = np.where(known, _cost_per_hour(pod, snapshot, config, safe, is_virtual), np.inf)
-    latency = np.where(known, _start_seconds(pod, snapshot, config, safe, known, is_virtual), np.inf)
+    cost = np.where(known, models.cost_per_hour[safe], np.inf)
+    latency = np.where(known, models.start_seconds[safe], np.inf)
 
     weights_policy = config.priorities.for_priority(policy.priority)
     scores = combined_scores(
         cost, latency, Weights(cost=weights_policy.cost_weight, latency=weights_policy.latency_weight)
     )
     scores = np.where(known, scores, 0)
-    unknown = tuple(name for name, ok in zip(names, known.tolist(), strict=True) if not ok)
+    unknown = tuple(name for name, ok in zip(names, known.tolist(), strict=True) if not ok) if not known.all() else ()
     return ScoreDecision(
         scores=tuple(zip(names, scores.tolist(), strict=True)),
         cost_per_hour=tuple(cost.tolist()),

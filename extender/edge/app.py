@@ -21,19 +21,19 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from extender.decide.filter import FilterDecision, FilterOutcome, decide_filter
 from extender.decide.guards import SpillLedger
-from extender.decide.prioritize import decide_scores
+from extender.decide.prioritize import ModelCache, decide_scores
 from extender.edge.wire import (
     ExtenderArgs,
+    HostPriorityEncoder,
     WireError,
     error_body,
     filter_error_reply,
     filter_reply,
     parse_extender_args,
-    prioritize_reply,
 )
 from extender.model.config import TideoverConfig
 from extender.model.objects import PodFacts
@@ -82,6 +82,9 @@ class ExtenderService:
         # view, the decision and its settlement happen under this lock, so two spills cannot both pass a cap.
         self._decide = threading.Lock()
         self._counters: dict[tuple[str, str], Any] = {}
+        # Prioritize's per-node cost and latency, per pod shape, until a node changes (a workload's replicas share).
+        self._models = ModelCache()
+        self._replies = HostPriorityEncoder()
 
     def _decision_counter(self, verb: str, outcome: str) -> Any:
         """The decisions counter's child for (verb, outcome), looked up once (labels() locks and builds a key)."""
@@ -142,11 +145,13 @@ class ExtenderService:
         parsed = self._parse("prioritize", body)
         if isinstance(parsed, tuple):
             return parsed
-        decision = decide_scores(parsed.pod, parsed.node_names, self.snapshot(), self.config)
+        snap = self.snapshot()
+        models = self._models.models(parsed.pod, snap, self.config)
+        decision = decide_scores(parsed.pod, parsed.node_names, snap, self.config, models)
         self._decision_counter("prioritize", "scored").inc()
         if decision.unknown_nodes:
             self.metrics.unknown_nodes.labels("prioritize").inc(len(decision.unknown_nodes))
-        return 200, prioritize_reply(decision)
+        return 200, self._replies.encode(decision)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -197,22 +202,22 @@ class _AsgiEndpoint:
         await self.handle(scope, receive, send)
 
 
-class _LeanVerbs:
-    """ASGI middleware: POST /filter and POST /prioritize, which kube-scheduler calls for every pod, are answered
-    here on the raw ASGI messages, without the framework's request objects, routing and response classes.
-    Everything else (other methods and paths, /healthz, /readyz, /metrics) goes on to FastAPI."""
+class _TideoverApp(FastAPI):
+    """FastAPI, except that POST /filter and POST /prioritize, which kube-scheduler calls for every pod, are
+    answered first, on the raw ASGI messages: without Starlette's middleware stack (error, telemetry and
+    body-limit middleware), routing, request objects and response classes, each of which costs every pod of
+    the cluster. The routes catch their own errors (a 500 with a one-line reason). Everything else (other
+    methods and paths, /healthz, /readyz, /metrics) is FastAPI as usual."""
 
-    def __init__(self, app: ASGIApp, routes: Mapping[str, VerbRoute]) -> None:
-        self.app = app
-        self.routes = routes
+    verbs: Mapping[str, VerbRoute] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            route = self.routes.get(scope["path"])
+            route = self.verbs.get(scope["path"])
             if route is not None:
                 await route(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        await super().__call__(scope, receive, send)
 
 
 def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
@@ -229,7 +234,7 @@ def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
         yield
         worker.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="tideover", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = _TideoverApp(title="tideover", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     metrics = service.metrics
     limit = service.config.server.max_body_bytes
     read_timeout = service.config.server.body_read_timeout_seconds
@@ -242,7 +247,7 @@ def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
             log.exception("%s failed", verb)
             metrics.bad_requests.labels(verb, "500").inc()
             return 500, orjson.dumps(error_body(f"internal error in tideover's {verb}; see tideover's log"))
-        return status, orjson.dumps(payload)
+        return status, payload if isinstance(payload, bytes) else orjson.dumps(payload)
 
     async def read(verb: str, scope: Scope, receive: Receive) -> bytes | tuple[int, bytes]:
         """The request's body, or the error reply when it cannot be read whole."""
@@ -285,7 +290,7 @@ def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
     routes = {"/filter": route("filter", service.filter), "/prioritize": route("prioritize", service.prioritize)}
     for path, handle in routes.items():  # the route table shows them (and answers 405 to other methods)
         app.router.routes.append(Route(path, endpoint=_AsgiEndpoint(handle), methods=["POST"]))
-    app.add_middleware(_LeanVerbs, routes=routes)  # ... and POSTs are answered before any routing
+    app.verbs = routes  # ... and POSTs are answered before any middleware or routing
 
     @app.get("/healthz")
     async def healthz() -> Response:

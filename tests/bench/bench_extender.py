@@ -451,7 +451,7 @@ def serve(count: int, port: int) -> None:
 
     _, _, _, app = build(count)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, log_config=None
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, log_config=None, proxy_headers=False
     )
     uvicorn.Server(config).run()
 

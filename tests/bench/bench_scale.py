@@ -1,6 +1,7 @@
 """The cluster view and the request path at Kubernetes' documented limits: 5,000 nodes, 150,000 pods.
 
     python -m tests.bench.bench_scale [--nodes 5000] [--pods 150000] [--events-per-second 100] [--seconds 20]
+                                      [--candidates N] [--shapes K]
 
 The real :class:`~extender.cluster.view.ClusterView` runs with its own watch threads and publisher; only the API
 server is synthetic: list calls answer JSON bodies (pages when asked for them) and watch calls stream JSON event
@@ -241,7 +242,18 @@ def _ms(values: Sequence[float], q: float) -> float:
     return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(nodes: int, pods: int, rate: float, seconds: float, candidates: int | None = None) -> None:
+def pod_bodies(names: Sequence[str], shapes: int) -> list[bytes]:
+    """Request bodies for ``shapes`` workloads whose pods differ in their CPU request (prioritize keeps per-node
+    models per pod shape: with more shapes than its cache holds, every request computes them afresh)."""
+    bodies = []
+    for shape in range(shapes):
+        pod = realistic_pod()
+        pod["spec"]["containers"][0]["resources"]["requests"]["cpu"] = f"{100 + shape}m"
+        bodies.append(orjson.dumps({"Pod": pod, "NodeNames": names}))
+    return bodies
+
+
+def measure(nodes: int, pods: int, rate: float, seconds: float, candidates: int | None = None, shapes: int = 1) -> None:
     random.seed(12)
     rss_before, _ = _rss()
     config = TideoverConfig()
@@ -268,12 +280,13 @@ def measure(nodes: int, pods: int, rate: float, seconds: float, candidates: int 
     print(f"snapshot build after sync: median {1000 * statistics.median(builds):.1f} ms")
 
     names = [*objects.node_names[:candidates], VIRTUAL_NODE]
-    body = orjson.dumps({"Pod": realistic_pod(), "NodeNames": names})
+    bodies = itertools.cycle(pod_bodies(names, shapes))
     service = ExtenderService(config, view.snapshot, Metrics())
     timings: dict[str, list[float]] = {"filter": [], "prioritize": []}
     churn.start()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        body = next(bodies)
         for verb, call in (("filter", service.filter), ("prioritize", service.prioritize)):
             t0 = time.perf_counter()
             status, payload = call(body)
@@ -292,8 +305,8 @@ def measure(nodes: int, pods: int, rate: float, seconds: float, candidates: int 
     print(f"lag pod event -> snapshot ({len(churn.lags)} probes): p50 {_ms(lags, 0.5):.0f} ms, "
           f"p99 {_ms(lags, 0.99):.0f} ms, max {1000 * max(lags):.0f} ms")
     for verb, values in timings.items():
-        print(f"{verb:10} ({len(names)} candidates, {len(values)} calls): p50 {_ms(values, 0.5):.2f} ms, "
-              f"p99 {_ms(values, 0.99):.2f} ms, max {1000 * max(values):.2f} ms")
+        print(f"{verb:10} ({len(names)} candidates, {shapes} pod shape(s), {len(values)} calls): "
+              f"p50 {_ms(values, 0.5):.2f} ms, p99 {_ms(values, 0.99):.2f} ms, max {1000 * max(values):.2f} ms")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -304,8 +317,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--candidates", type=int, default=None,
                         help="VM nodes per request (default: all; kube-scheduler sends about 500 at 5,000 nodes)")
+    parser.add_argument("--shapes", type=int, default=1,
+                        help="workloads whose pods differ in requests, in turn (default 1; over 256, prioritize's "
+                             "per-shape cache never hits)")
     args = parser.parse_args(argv)
-    measure(args.nodes, args.pods, args.events_per_second, args.seconds, args.candidates)
+    measure(args.nodes, args.pods, args.events_per_second, args.seconds, args.candidates, args.shapes)
     return 0
 
 
