@@ -17,13 +17,10 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from extender.decide.prioritize import ScoreDecision
 from extender.edge.app import ExtenderService, create_app
-from extender.edge.wire import HostPriorityEncoder, prioritize_reply
 from extender.model.autoscaler_status import AutoscalerStatusRead, parse_autoscaler_status
 from extender.model.config import TideoverConfig, parse_config
 from extender.model.objects import node_facts
-from extender.model.policy import workload_policy
 from extender.model.snapshot import ClusterSnapshot, PodPlacement, build_snapshot, empty_snapshot, pod_placement
 from extender.telemetry.metrics import Metrics
 from tests.support.edge import (
@@ -1152,23 +1149,3 @@ def test_cpu_heavy_work_does_not_block_healthz() -> None:
     assert status == 200
     assert len(latencies) >= 3 and max(latencies) < 0.3, latencies
 
-
-@pytest.mark.parametrize(
-    "names",
-    [
-        [],
-        ["vm-1"],
-        ["vm-1", "vm-2", VIRTUAL_NODE],
-        ['odd"name', "back\\slash", "ünïcode-節点", "tab\tname"],
-    ],
-)
-def test_the_encoded_prioritize_reply_is_the_reply_as_json(names: list[str]) -> None:
-    decision = ScoreDecision(
-        scores=tuple((name, index % 12) for index, name in enumerate(names)),  # 11: past the usual range too
-        cost_per_hour=(), start_seconds=(), policy=workload_policy({}),
-    )
-    encoder = HostPriorityEncoder(max_hosts=2)  # small: the cache empties itself along the way
-    for _ in range(2):  # cold, then from the cache
-        encoded = encoder.encode(decision)
-        assert encoded == orjson.dumps(prioritize_reply(decision))
-        assert orjson.loads(encoded) == prioritize_reply(decision)

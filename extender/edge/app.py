@@ -28,12 +28,12 @@ from extender.decide.guards import SpillLedger
 from extender.decide.prioritize import ModelCache, decide_scores
 from extender.edge.wire import (
     ExtenderArgs,
-    HostPriorityEncoder,
     WireError,
     error_body,
     filter_error_reply,
     filter_reply,
     parse_extender_args,
+    prioritize_reply,
 )
 from extender.model.config import TideoverConfig
 from extender.model.objects import PodFacts
@@ -84,7 +84,6 @@ class ExtenderService:
         self._counters: dict[tuple[str, str], Any] = {}
         # Prioritize's per-node cost and latency, per pod shape, until a node changes (a workload's replicas share).
         self._models = ModelCache()
-        self._replies = HostPriorityEncoder()
 
     def _decision_counter(self, verb: str, outcome: str) -> Any:
         """The decisions counter's child for (verb, outcome), looked up once (labels() locks and builds a key)."""
@@ -151,7 +150,7 @@ class ExtenderService:
         self._decision_counter("prioritize", "scored").inc()
         if decision.unknown_nodes:
             self.metrics.unknown_nodes.labels("prioritize").inc(len(decision.unknown_nodes))
-        return 200, self._replies.encode(decision)
+        return 200, prioritize_reply(decision)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -247,7 +246,7 @@ def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
             log.exception("%s failed", verb)
             metrics.bad_requests.labels(verb, "500").inc()
             return 500, orjson.dumps(error_body(f"internal error in tideover's {verb}; see tideover's log"))
-        return status, payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        return status, orjson.dumps(payload)
 
     async def read(verb: str, scope: Scope, receive: Receive) -> bytes | tuple[int, bytes]:
         """The request's body, or the error reply when it cannot be read whole."""
