@@ -23,7 +23,16 @@ from extender.decide.guards import SpillLedger
 from extender.decide.matching import untolerated_taint
 from extender.decide.returns import ReturnPlan, plan_returns
 from extender.model.autoscaler_status import AutoscalerStatus, AutoscalerStatusRead, NodeGroupStatus
-from extender.model.config import ConfigError, TideoverConfig, format_validation_error, load_config, parse_config
+from extender.model.config import (
+    ConfigError,
+    Int,
+    NonNegativeFloat,
+    PositiveFloat,
+    TideoverConfig,
+    format_validation_error,
+    load_config,
+    parse_config,
+)
 from extender.model.keys import GATE, GATE_TAINT, SPILL
 from extender.model.objects import Json, NodeFacts, PodFacts, pod_facts
 from extender.model.policy import SpillPolicy
@@ -38,9 +47,12 @@ __all__ = [
     "ConfigError",
     "FilterDecision",
     "FilterOutcome",
+    "Int",
     "NodeKind",
+    "NonNegativeFloat",
     "PodFacts",
     "PodPlacement",
+    "PositiveFloat",
     "ReturnPlan",
     "SpillLedger",
     "SpillPolicy",

@@ -11,24 +11,12 @@ times (``virtualNodes.coldStartSeconds`` and ``pullBytesPerSecond``, ``vmPools.p
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from extender.simulate.bridge import TideoverConfig, start_seconds_estimate
-
-
-def _not_a_boolean(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError(f"must be a number, got the boolean {str(value).lower()}")
-    return value
-
-
-PositiveFloat = Annotated[float, BeforeValidator(_not_a_boolean), Field(gt=0)]
-NonNegativeFloat = Annotated[float, BeforeValidator(_not_a_boolean), Field(ge=0)]
-Int = Annotated[int, BeforeValidator(_not_a_boolean)]
+from extender.simulate.bridge import Int, NonNegativeFloat, PositiveFloat, TideoverConfig, start_seconds_estimate
 
 
 class Model(BaseModel):
