@@ -89,7 +89,7 @@ def serve(settings: ServeSettings) -> int:
     api_client = _kube_api_client(settings.kubeconfig)
     core = client.CoreV1Api(api_client)
 
-    view = ClusterView(core, config)
+    view = ClusterView(core, config, custom=client.CustomObjectsApi(api_client))
     kube = ApiWrites(core)
     recorder = EventRecorder(kube, host=socket.gethostname())
     notifier = SpillNotifier(recorder.emit, view.snapshot)

@@ -226,3 +226,25 @@ def test_network_policy_admits_only_the_scheduler_and_monitoring() -> None:
         {"ipBlock": {"cidr": "10.224.0.5/32"}},
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
     ]
+
+
+def _karpenter_rules(values: list[Path], sets: dict[str, str]) -> list[dict[str, Any]]:
+    role = _objects(chart.template(values, sets=sets))[("ClusterRole", "tideover")]
+    return [rule for rule in role["rules"] if "karpenter.sh" in rule["apiGroups"]]
+
+
+@pytest.mark.parametrize(
+    ("values", "sets", "granted"),
+    [
+        ([], {}, False),  # the default signal, cluster-autoscaler: no access to Karpenter's objects
+        ([], {"config.autoscaler.capacitySignal": "cluster-autoscaler"}, False),
+        ([], {"config.autoscaler.capacitySignal": "auto"}, True),
+        ([chart.EXAMPLES / "karpenter-values.yaml"], {}, True),
+    ],
+)
+def test_karpenter_objects_are_readable_only_when_the_signal_can_use_them(
+    values: list[Path], sets: dict[str, str], granted: bool
+) -> None:
+    rules = _karpenter_rules(values, sets)
+    expected = [{"apiGroups": ["karpenter.sh"], "resources": ["nodeclaims", "nodepools"], "verbs": ["list", "watch"]}]
+    assert rules == (expected if granted else [])

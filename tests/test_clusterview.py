@@ -202,3 +202,80 @@ def test_a_pod_deleted_while_the_watch_was_down_is_reported_gone_after_the_relis
         assert gone == ["b"]
     finally:
         view.stop()
+
+
+class FakeCustomObjectsApi(FakeCoreV1Api):
+    """Karpenter's NodeClaims and NodePools, scripted like the core resources; ``served=False``: their CRDs are not
+    installed (every list answers 404)."""
+
+    def __init__(self, served: bool = True) -> None:
+        super().__init__()
+        self.served = served
+        for plural in ("nodeclaims", "nodepools"):
+            self.lists[plural], self.watches[plural] = [], []
+
+    def list_cluster_custom_object(self, group: str, version: str, plural: str, **kwargs: Any) -> Any:
+        assert (group, version) == ("karpenter.sh", "v1")
+        if not self.served:
+            self.calls.append((plural, kwargs))
+            raise ApiException(status=404, reason="Not Found")
+        return self._serve(plural, kwargs)
+
+
+def _karpenter_view(api: FakeCoreV1Api, custom: FakeCustomObjectsApi, signal: str) -> ClusterView:
+    config = TideoverConfig.model_validate(
+        {"autoscaler": {"capacitySignal": signal}, "vmPools": {"poolLabel": "karpenter.sh/nodepool"}})
+    return ClusterView(api, config, custom=custom, refresh_seconds=0.05,  # type: ignore[arg-type]
+                       coalesce_seconds=0.0, watch_timeout_seconds=1, now=lambda: NOW)
+
+
+def _nodeclaim(name: str, version: str, *conditions: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "resourceVersion": version, "labels": {"karpenter.sh/nodepool": "general"},
+                         "creationTimestamp": NOW.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "status": {"conditions": [{"type": c, "status": "True"} for c in conditions]}}
+
+
+def test_watches_nodeclaims_and_nodepools_when_karpenter_is_the_signal(api: FakeCoreV1Api) -> None:
+    custom = FakeCustomObjectsApi()
+    custom.lists["nodepools"].append(lambda: _Response(_list_body([{"metadata": {"name": "general"}}], "5")))
+    custom.lists["nodeclaims"].append(lambda: _Response(_list_body([], "6")))
+    custom.watches["nodeclaims"].append(lambda: _Response(lines=[
+        {"type": "ADDED", "object": _nodeclaim("general-a", "7")}], hold=0.3))
+    custom.watches["nodeclaims"].append(lambda: _Response(lines=[
+        {"type": "MODIFIED", "object": _nodeclaim("general-a", "8", "Launched", "Registered", "Ready")}], hold=0.3))
+    view = _karpenter_view(api, custom, "karpenter")
+    view.start()
+    try:
+        _wait_for(lambda: view.ready() and view.snapshot().pools.get("general") is not None
+                  and view.snapshot().pools["general"].capacity.pending)
+        assert view.snapshot().capacity_source == "karpenter"
+        _wait_for(lambda: not view.snapshot().pools["general"].capacity.pending)
+        assert {"nodeclaims", "nodepools"} <= set(view.sync_ages())
+        watch_call = next(kw for plural, kw in custom.calls if plural == "nodeclaims" and kw.get("watch"))
+        assert watch_call["resource_version"] == "6"
+    finally:
+        view.stop()
+
+
+def test_without_karpenters_crds_the_view_syncs_and_auto_reads_the_autoscaler(api: FakeCoreV1Api) -> None:
+    custom = FakeCustomObjectsApi(served=False)
+    view = _karpenter_view(api, custom, "auto")
+    view.start()
+    try:
+        _wait_for(view.ready)
+        assert view.snapshot().capacity_source == "cluster-autoscaler"
+        assert {plural for plural, _ in custom.calls} == {"nodeclaims", "nodepools"}
+    finally:
+        view.stop()
+
+
+def test_karpenter_objects_are_not_watched_with_the_default_signal(api: FakeCoreV1Api) -> None:
+    custom = FakeCustomObjectsApi()
+    view = ClusterView(api, TideoverConfig(), custom=custom, refresh_seconds=0.05,  # type: ignore[arg-type]
+                       coalesce_seconds=0.0, watch_timeout_seconds=1, now=lambda: NOW)
+    view.start()
+    try:
+        _wait_for(view.ready)
+        assert custom.calls == []
+    finally:
+        view.stop()

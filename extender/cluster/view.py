@@ -1,4 +1,5 @@
-"""The cluster view: list and watch Nodes, Pods and the autoscaler's status ConfigMap in the background.
+"""The cluster view: list and watch Nodes, Pods and the autoscaler's status ConfigMap in the background, and
+Karpenter's NodeClaims and NodePools when ``autoscaler.capacitySignal`` may use them (karpenter, auto).
 
 Watches run in daemon threads with the official client's ``watch`` (raw dicts, no model
 deserialisation: the same JSON shape the extender wire carries). A publisher thread folds changes into
@@ -26,6 +27,16 @@ from kubernetes.client.rest import ApiException
 from extender.cluster.tally import PodTally
 from extender.model.autoscaler_status import NO_STATUS_READ, AutoscalerStatusRead
 from extender.model.config import TideoverConfig
+from extender.model.karpenter import (
+    GROUP,
+    NOT_WATCHED,
+    VERSION,
+    KarpenterRead,
+    NodeClaimFacts,
+    NodePoolFacts,
+    nodeclaim_facts,
+    nodepool_facts,
+)
 from extender.model.objects import NodeFacts, ObjectError, node_facts
 from extender.model.snapshot import (
     ClusterSnapshot,
@@ -45,6 +56,9 @@ PodListener = Callable[[PodPlacement | None, PodPlacement | None], None]
 
 # Objects per page of the initial lists (the API server's chunking; etcd-backed lists honour it).
 LIST_PAGE = 500
+KARPENTER_RESOURCES = ("nodeclaims", "nodepools")
+# Seconds between looks for Karpenter's CRDs while they are not served (auto: the cluster may gain them).
+CRD_RETRY_SECONDS = 30.0
 
 
 class _WatchExpired(Exception):
@@ -56,6 +70,9 @@ class _Store:
     nodes: dict[str, NodeFacts] = field(default_factory=dict)
     pods: dict[str, PodPlacement] = field(default_factory=dict)
     autoscaler: AutoscalerStatusRead = NO_STATUS_READ
+    nodeclaims: dict[str, NodeClaimFacts] = field(default_factory=dict)
+    nodepools: dict[str, NodePoolFacts] = field(default_factory=dict)
+    nodeclaims_served: bool = False  # the NodeClaim CRD answered the last list
 
 
 class ClusterView:
@@ -66,6 +83,7 @@ class ClusterView:
         core: client.CoreV1Api,
         config: TideoverConfig,
         *,
+        custom: client.CustomObjectsApi | None = None,
         refresh_seconds: float = 2.0,
         coalesce_seconds: float = 0.05,
         watch_timeout_seconds: int = 300,
@@ -73,6 +91,10 @@ class ClusterView:
     ) -> None:
         self._core = core
         self._config = config
+        self._custom = custom
+        # Karpenter's objects are watched only when the configured capacity signal can use them.
+        self._karpenter = config.autoscaler.capacity_signal != "cluster-autoscaler"
+        self._resources = self.RESOURCES + (KARPENTER_RESOURCES if self._karpenter else ())
         self._refresh_seconds = refresh_seconds
         self._coalesce_seconds = coalesce_seconds
         self._watch_timeout = watch_timeout_seconds
@@ -133,6 +155,11 @@ class ClusterView:
                 },
             ),
         ]
+        if self._karpenter:
+            custom = self._custom or client.CustomObjectsApi(self._core.api_client)
+            specs += [(plural, custom.list_cluster_custom_object, {"group": GROUP, "version": VERSION,
+                                                                   "plural": plural})
+                      for plural in KARPENTER_RESOURCES]
         for resource, list_fn, kwargs in specs:
             thread = threading.Thread(
                 target=self._run_watch, args=(resource, list_fn, kwargs), name=f"watch-{resource}", daemon=True
@@ -175,6 +202,12 @@ class ClusterView:
                     self._notify_pod(old.get(uid), placement)
                 for uid in old.keys() - self._store.pods.keys():  # deleted while the watch was down
                     self._notify_pod(old[uid], None)
+            elif resource in KARPENTER_RESOURCES:
+                getattr(self._store, resource).clear()
+                if resource == "nodeclaims":
+                    self._store.nodeclaims_served = True
+                for item in items:
+                    self._apply_karpenter(resource, "ADDED", item)
             else:
                 self._apply_status(items[0] if items else None)
 
@@ -193,8 +226,18 @@ class ClusterView:
                     self._store.pods[placement.uid] = placement
                     self._count(old, placement)
                     self._notify_pod(old, placement)
+            elif resource in KARPENTER_RESOURCES:
+                self._apply_karpenter(resource, kind, obj)
             else:
                 self._apply_status(None if kind == "DELETED" else obj)
+
+    def _apply_karpenter(self, resource: str, kind: str, obj: Mapping[str, Any]) -> None:
+        facts = nodeclaim_facts(obj) if resource == "nodeclaims" else nodepool_facts(obj)
+        store: dict[str, Any] = getattr(self._store, resource)
+        if kind == "DELETED":
+            store.pop(facts.name, None)
+        else:
+            store[facts.name] = facts
 
     def _count(self, old: PodPlacement | None, new: PodPlacement | None) -> None:
         if self._tally is not None and old != new:
@@ -256,6 +299,11 @@ class ClusterView:
             except ApiException as error:
                 if error.status == 410:
                     resource_version = None
+                    continue
+                if error.status == 404 and resource in KARPENTER_RESOURCES:
+                    self._not_served(resource)
+                    resource_version = None
+                    self._stopping.wait(CRD_RETRY_SECONDS)
                     continue
                 log.warning(
                     "watch of %s failed: %s %s; retrying in %.1fs", resource, error.status, error.reason, backoff
@@ -322,6 +370,26 @@ class ClusterView:
                 self._watches.remove(w)
         return resource_version
 
+    def _not_served(self, resource: str) -> None:
+        """Karpenter's CRD is not installed: nothing to read, and nothing to wait for before serving."""
+        with self._lock:
+            getattr(self._store, resource).clear()
+            if resource == "nodeclaims":
+                self._store.nodeclaims_served = False
+        if resource not in self._synced:
+            log.info("cluster view: %s are not served (Karpenter's CRD is not installed); looking again every "
+                     "%.0fs", resource, CRD_RETRY_SECONDS)
+        self._mark_synced(resource)
+
+    def _karpenter_read(self) -> KarpenterRead:
+        """What the store holds of Karpenter (under the lock)."""
+        if not self._karpenter:
+            return NOT_WATCHED
+        store = self._store
+        if not store.nodeclaims_served:
+            return KarpenterRead(served=False, problem="the NodeClaim CRD (karpenter.sh/v1) is not served")
+        return KarpenterRead(served=True, claims=tuple(store.nodeclaims.values()), nodepools=dict(store.nodepools))
+
     def _mark_synced(self, resource: str) -> None:
         self._last_sync[resource] = time.monotonic()
         if resource not in self._synced:
@@ -356,10 +424,11 @@ class ClusterView:
                 self._tally = PodTally.of(self._store.pods.values(), node_index.virtual_nodes, pricing)
             counts = self._tally.counts()
             autoscaler = self._store.autoscaler
-            synced = all(resource in self._synced for resource in self.RESOURCES)
+            karpenter = self._karpenter_read()
+            synced = all(resource in self._synced for resource in self._resources)
         new = build_snapshot(
             config=self._config, nodes=node_index, counts=counts, autoscaler=autoscaler,
-            now=self._now(), synced=synced, history=previous.pending_history,
+            now=self._now(), synced=synced, history=previous.pending_history, karpenter=karpenter,
         )
         self._snapshot = new
         for listener in self._snapshot_listeners:

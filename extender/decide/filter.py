@@ -319,16 +319,26 @@ def _no_pool_fits(r: _Request) -> FilterDecision | None:
     )
 
 
+# (stuck, idle, source) for cluster-autoscaler (False) and Karpenter (True).
+_SIGNAL_WORDS = {
+    False: ("the VMSS scale-up of pools [{}] is stuck, far past its ETA", "no VMSS scale-up in progress for pools [{}]",
+            "autoscaler"),
+    True: ("the NodeClaims of NodePools [{}] are stuck, far past their ETA",
+           "no NodeClaim launching for NodePools [{}]", "karpenter"),
+}
+
+
 def _no_scale_up(r: _Request) -> FilterDecision | None:
     if r.pending:
         return None
     stuck = [pool.name for pool in r.pool_fits[0] if pool.capacity.stuck]
-    head = (f"the VMSS scale-up of pools [{', '.join(stuck)}] is stuck, far past its ETA" if stuck
-            else f"no VMSS scale-up in progress for pools [{', '.join(r.fitting_names)}]")
+    # In the words of the signal in use (autoscaler.capacitySignal): VMSS scale-ups, or Karpenter's NodeClaims.
+    stuck_head, idle_head, source = _SIGNAL_WORDS[r.snapshot.capacity_source == "karpenter"]
+    head = stuck_head.format(", ".join(stuck)) if stuck else idle_head.format(", ".join(r.fitting_names))
     return r.withhold(
         FilterOutcome.WITHHELD_NO_SCALE_UP,
         f"{head} "
-        f"(autoscaler: {_scale_up_summary(r.pool_fits[0])})",
+        f"({source}: {_scale_up_summary(r.pool_fits[0])})",
         fitting_pools=r.fitting_names,
     )
 

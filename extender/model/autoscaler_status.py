@@ -445,5 +445,12 @@ class AutoscalerStatusRead:
     updated_at: datetime | None = None
     problem: str | None = None
 
+    @property
+    def config_map_missing(self) -> bool:
+        """No status ConfigMap at all (not one that could not be read): no cluster-autoscaler writes one here."""
+        return self.status is None and self.problem in (None, NO_CONFIG_MAP)
 
+
+# The problem of a read that found no ConfigMap.
+NO_CONFIG_MAP = "status ConfigMap not found"
 NO_STATUS_READ = AutoscalerStatusRead(None)

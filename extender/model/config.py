@@ -506,6 +506,19 @@ class VmPools(_Model):
 
 
 class Autoscaler(_Model):
+    capacity_signal: Literal["cluster-autoscaler", "karpenter", "auto"] = Field(
+        default="cluster-autoscaler",
+        description=(
+            "Where tideover reads that VM capacity is pending. cluster-autoscaler (default; AKS's cluster "
+            "autoscaler on VMSS node pools): its status ConfigMap (below) and the pools' new nodes. karpenter "
+            "(AKS Node Auto Provisioning, managed Karpenter, which writes no status ConfigMap): the karpenter.sh/v1 "
+            "NodeClaims of each NodePool (launched but not Ready yet); the pools are the NodePools, so set "
+            "vmPools.poolLabel to karpenter.sh/nodepool. auto: karpenter while the NodeClaim CRD is served and "
+            "the status ConfigMap does not exist, else cluster-autoscaler. The default needs no access to "
+            "Karpenter's objects; the chart grants list/watch on nodeclaims and nodepools only for karpenter "
+            "and auto. Gate, reasons, ETA and the stuck check are the same for both."
+        ),
+    )
     status_namespace: str = Field(
         default="kube-system", min_length=1,
         description=(

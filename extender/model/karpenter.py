@@ -9,31 +9,44 @@ window as for nodes), and not failed: ``Launched=False`` is a failed launch (for
 instance type) and counts like cluster-autoscaler's Backoff. The ETA and the stuck check are those of
 :mod:`extender.model.capacity`: the provisioning estimate minus the wait since the oldest pending claim was created.
 
-:class:`CapacitySource` is the interface both signals implement. This module is pure: the caller lists the
-NodeClaims (``nodeclaim_facts`` parses one). The cluster view does not watch NodeClaims yet, so the signal is not
-wired into the snapshot; see the README ("Karpenter / Node Auto Provisioning").
+:class:`CapacitySource` is the interface both signals implement. This module is pure: the cluster view watches the
+NodeClaims and NodePools (``nodeclaim_facts`` and ``nodepool_facts`` parse one), and the signal is
+read in the snapshot when ``autoscaler.capacitySignal`` is ``karpenter``, or ``auto`` with the NodeClaim CRD served
+and no cluster-autoscaler status ConfigMap (:func:`capacity_source`). The NodePools are the pools: one without a
+node yet is known from its NodePool, and its template (labels, single-valued ``In`` requirements, taints) is what a
+pending pod is matched against. Field names checked against sigs.k8s.io/karpenter v1.8.0 ``pkg/apis/v1``
+(nodeclaim.go, nodeclaim_status.go, nodepool.go, labels.go) and ``pkg/apis/crds``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from extender.model.autoscaler_status import AutoscalerStatusRead
 from extender.model.capacity import CapacitySignal, CapacityState, PoolWait, capacity_signal, is_stuck
 from extender.model.config import Autoscaler
-from extender.model.objects import parse_time
+from extender.model.objects import Json, parse_time
 
-__all__ = ["NODEPOOL_LABEL", "AutoscalerStatusSource", "CapacitySource", "KarpenterSource", "NodeClaimFacts",
-           "karpenter_signal", "nodeclaim_facts"]
+__all__ = ["CLUSTER_AUTOSCALER", "KARPENTER", "NODEPOOL_LABEL", "NOT_WATCHED", "AutoscalerStatusSource",
+           "CapacitySource", "KarpenterRead", "KarpenterSource", "NodeClaimFacts", "NodePoolFacts",
+           "capacity_source", "karpenter_signal", "nodeclaim_facts", "nodepool_facts"]
 
 NODEPOOL_LABEL = "karpenter.sh/nodepool"  # sigs.k8s.io/karpenter pkg/apis/v1/labels.go NodePoolLabelKey
+# The API the view lists and watches (pkg/apis/crds/karpenter.sh_nodeclaims.yaml, karpenter.sh_nodepools.yaml).
+GROUP: Final = "karpenter.sh"
+VERSION: Final = "v1"
+CLUSTER_AUTOSCALER: Final = "cluster-autoscaler"
+KARPENTER: Final = "karpenter"
 
 
 class CapacitySource(Protocol):
     """Where a pool's capacity signal comes from: cluster-autoscaler's status, or Karpenter's NodeClaims."""
+
+    @property
+    def name(self) -> str: ...
 
     def signal(self, wait: PoolWait, now: datetime) -> CapacitySignal: ...
 
@@ -42,6 +55,7 @@ class CapacitySource(Protocol):
 class AutoscalerStatusSource:
     read: AutoscalerStatusRead
     settings: Autoscaler
+    name: str = CLUSTER_AUTOSCALER
 
     def signal(self, wait: PoolWait, now: datetime) -> CapacitySignal:
         return capacity_signal(wait, self.read, self.settings, now)
@@ -122,6 +136,65 @@ def karpenter_signal(
 class KarpenterSource:
     claims: Sequence[NodeClaimFacts]
     settings: Autoscaler
+    problem: str | None = None  # why the NodeClaims cannot be read (CRD not served), if they cannot
+    name: str = KARPENTER
 
     def signal(self, wait: PoolWait, now: datetime) -> CapacitySignal:
+        if self.problem is not None:
+            return CapacitySignal(
+                pool=wait.pool, node_group=wait.node_group, pending=False, state=CapacityState.NO_STATUS,
+                evidence=(f"karpenter: {self.problem}",), autoscaler_scale_up=None, pending_since=None,
+                eta_seconds=None,
+            )
         return karpenter_signal(wait, self.claims, self.settings, now)
+
+
+@dataclass(frozen=True, slots=True)
+class NodePoolFacts:
+    """What a NodePool says of the nodes it will add: the labels (its template's, plus each requirement ``In`` with
+    a single value, which every node of the pool carries) and the taints (not the startup taints, which go)."""
+
+    name: str
+    labels: Mapping[str, str]
+    taints: tuple[Json, ...]
+
+
+def nodepool_facts(pool: Mapping[str, Any]) -> NodePoolFacts:
+    """The facts of one ``karpenter.sh/v1`` NodePool (spec.template.metadata.labels, spec.template.spec.taints and
+    .requirements)."""
+    template = (pool.get("spec") or {}).get("template") or {}
+    spec = template.get("spec") or {}
+    labels = {str(k): str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()}
+    for requirement in spec.get("requirements") or []:
+        if not isinstance(requirement, Mapping):
+            continue
+        values = requirement.get("values") or []
+        if requirement.get("operator") == "In" and len(values) == 1:
+            labels.setdefault(str(requirement.get("key")), str(values[0]))
+    taints = tuple(dict(t) for t in spec.get("taints") or [] if isinstance(t, Mapping))
+    return NodePoolFacts(name=str((pool.get("metadata") or {}).get("name", "")), labels=labels, taints=taints)
+
+
+@dataclass(frozen=True)
+class KarpenterRead:
+    """What the cluster view read of Karpenter: whether the NodeClaim CRD is served, the claims and the NodePools."""
+
+    served: bool
+    claims: tuple[NodeClaimFacts, ...] = ()
+    nodepools: Mapping[str, NodePoolFacts] = field(default_factory=dict)
+    problem: str | None = None  # why nothing was read, when nothing was
+
+
+NOT_WATCHED = KarpenterRead(served=False, problem="NodeClaims are not watched (autoscaler.capacitySignal)")
+
+
+def capacity_source(settings: Autoscaler, autoscaler: AutoscalerStatusRead, karpenter: KarpenterRead) -> CapacitySource:
+    """The signal ``autoscaler.capacitySignal`` chooses: ``auto`` takes Karpenter's NodeClaims while their CRD is
+    served and no cluster-autoscaler status ConfigMap exists (AKS Node Auto Provisioning), else the CA status."""
+    chosen = settings.capacity_signal
+    if chosen == "auto":
+        chosen = KARPENTER if karpenter.served and autoscaler.config_map_missing else CLUSTER_AUTOSCALER
+    if chosen == KARPENTER:
+        problem = None if karpenter.served else (karpenter.problem or "the NodeClaim CRD is not served")
+        return KarpenterSource(karpenter.claims, settings, problem)
+    return AutoscalerStatusSource(autoscaler, settings)

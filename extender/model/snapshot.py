@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from extender.model.autoscaler_status import (
+    NO_CONFIG_MAP,
     NO_STATUS_READ,
     AutoscalerStatus,
     AutoscalerStatusError,
@@ -32,9 +33,9 @@ from extender.model.capacity import (
     PoolNodeState,
     PoolWait,
     ProvisioningTimes,
-    capacity_signal,
 )
 from extender.model.config import TideoverConfig
+from extender.model.karpenter import NOT_WATCHED, CapacitySource, KarpenterRead, NodePoolFacts, capacity_source
 from extender.model.keys import (
     AUTOSCALER_DELETION_TAINTS,
     AUTOSCALER_LAST_UPDATED,
@@ -204,7 +205,7 @@ def _unschedulable(spec: Any, status: Any) -> bool:
 def read_autoscaler_config_map(config_map: Mapping[str, Any] | None) -> AutoscalerStatusRead:
     """The autoscaler's status ConfigMap (raw object) -> its parsed status and when it was written."""
     if config_map is None:
-        return AutoscalerStatusRead(None, None, "status ConfigMap not found")
+        return AutoscalerStatusRead(None, None, NO_CONFIG_MAP)
     text = (config_map.get("data") or {}).get("status")
     if not text:
         return AutoscalerStatusRead(None, None, "status ConfigMap has no data.status")
@@ -246,6 +247,8 @@ class ClusterSnapshot:
     virtual_pod_uids: frozenset[str] = field(repr=False, default=frozenset())
     # What the next build starts from (None only in snapshots not made by build_snapshot).
     pending_history: PendingHistory | None = field(repr=False, default=None, compare=False)
+    # Where the pools' capacity signal came from: cluster-autoscaler or karpenter (autoscaler.capacitySignal).
+    capacity_source: str = "cluster-autoscaler"
 
     @property
     def pending_pools(self) -> tuple[str, ...]:
@@ -327,6 +330,17 @@ def _template(
         )
         return labels, taints, f"node {model.name}"
     return {config.vm_pools.pool_label: pool}, (), "pool label only"
+
+
+def _nodepool_template(
+    pool: str, config: TideoverConfig, nodepool: NodePoolFacts | None
+) -> tuple[Mapping[str, str], tuple[Json, ...], str] | None:
+    """A Karpenter NodePool's template, unless config gives the pool one: what its next node will carry."""
+    configured = config.vm_pools.configured(pool)
+    if nodepool is None or (configured is not None and configured.template is not None):
+        return None
+    labels = {config.vm_pools.pool_label: pool, **nodepool.labels}
+    return labels, nodepool.taints, f"NodePool {pool}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,14 +478,18 @@ def build_snapshot(
     synced: bool = True,
     history: PendingHistory | None = None,
     counts: PodCounts | None = None,
+    karpenter: KarpenterRead = NOT_WATCHED,
 ) -> ClusterSnapshot:
     """A snapshot from the nodes (or a :class:`NodeIndex` of them), pods and what was read of the autoscaler's
     status. ``history``: the previous snapshot's ``pending_history`` (None: nothing remembered); the new snapshot
     carries the history that follows it. ``counts``: the pods already counted (for the node index's virtual nodes),
-    as the cluster view keeps them one event at a time; ``pods`` is then not read."""
+    as the cluster view keeps them one event at a time; ``pods`` is then not read. ``karpenter``: what was read of
+    Karpenter's NodeClaims and NodePools, the pools' signal when ``autoscaler.capacitySignal`` chooses it."""
     history = history or PendingHistory.start(config)
     node_index = nodes if isinstance(nodes, NodeIndex) else index_nodes(config, nodes)
-    pools, pending_history = _pool_views(config, node_index, autoscaler, now, history)
+    source = capacity_source(config.autoscaler, autoscaler, karpenter)
+    nodepools = karpenter.nodepools if source.name == "karpenter" else {}
+    pools, pending_history = _pool_views(config, node_index, (source, nodepools), autoscaler, now, history)
     if counts is None:
         counts = _pod_counts(config, node_index, pods)
     return ClusterSnapshot(
@@ -496,19 +514,23 @@ def build_snapshot(
         virtual_pods_by_owner=counts.virtual_pods_by_owner,
         virtual_spend_by_namespace=counts.virtual_spend_by_namespace,
         virtual_pod_uids=counts.virtual_pod_uids,
+        capacity_source=source.name,
     )
 
 
 def _pool_views(
-    config: TideoverConfig, node_index: NodeIndex, autoscaler: AutoscalerStatusRead, now: datetime,
-    history: PendingHistory,
+    config: TideoverConfig, node_index: NodeIndex, signal_from: tuple[CapacitySource, Mapping[str, NodePoolFacts]],
+    autoscaler: AutoscalerStatusRead, now: datetime, history: PendingHistory,
 ) -> tuple[dict[str, PoolView], PendingHistory]:
+    """The pools (those of the nodes and config, and the NodePools when Karpenter is the signal), each with its
+    capacity signal from ``signal_from``'s source."""
+    source, nodepools = signal_from
     pools: dict[str, PoolView] = {}
     remembered = dict(history.pools)
     times = history.times
-    for pool_name in sorted(node_index.by_pool):
+    for pool_name in sorted({*node_index.by_pool, *nodepools}):
         pool_nodes = node_index.pool_nodes.get(pool_name) or PoolNodes.of(
-            pool_name, config, node_index.by_pool[pool_name]
+            pool_name, config, node_index.by_pool.get(pool_name, ())
         )
         node_group = resolve_node_group(pool_name, config, autoscaler.status)
         default_estimate = config.vm_pools.pool(pool_name).provisioning_seconds or config.vm_pools.provisioning_seconds
@@ -520,17 +542,18 @@ def _pool_views(
             provisioning_estimate_seconds=times.estimate(pool_name, default_estimate),
             first_seen_pending=past.first_seen_pending,
         )
-        signal = capacity_signal(wait, autoscaler, config.autoscaler, now)
+        signal = source.signal(wait, now)
         remembered[pool_name], times = advance_pool(
             past, times, pool_name, signal, pool_nodes.nodes, now, ready_now=pool_nodes.ready
         )
-        labels, taints, source = pool_nodes.template
+        labels, taints, template_source = _nodepool_template(pool_name, config, nodepools.get(pool_name)) or (
+            pool_nodes.template)
         pools[pool_name] = PoolView(
             name=pool_name,
             node_group=node_group,
             template_labels=labels,
             template_taints=taints,
-            template_source=source,
+            template_source=template_source,
             capacity=signal,
             price_per_hour=config.vm_pools.price_per_hour(pool_name),
             nodes=len(pool_nodes.nodes),

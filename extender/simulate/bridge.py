@@ -22,7 +22,7 @@ from extender.decide.filter import FilterDecision, FilterOutcome, decide_filter
 from extender.decide.guards import SpillLedger
 from extender.decide.matching import untolerated_taint
 from extender.decide.returns import ReturnPlan, plan_returns
-from extender.model.autoscaler_status import AutoscalerStatus, AutoscalerStatusRead, NodeGroupStatus
+from extender.model.autoscaler_status import NO_CONFIG_MAP, AutoscalerStatus, AutoscalerStatusRead, NodeGroupStatus
 from extender.model.config import (
     ConfigError,
     Int,
@@ -233,7 +233,7 @@ def snapshot(
 ) -> ClusterSnapshot:
     """tideover's snapshot of the simulated cluster; the next build starts from its ``pending_history``."""
     read = AutoscalerStatusRead(status, status.time) if status is not None else AutoscalerStatusRead(
-        None, problem="status ConfigMap not found"
+        None, problem=NO_CONFIG_MAP
     )
     return build_snapshot(config=config, nodes=nodes, pods=pods, autoscaler=read, now=at(now), history=history)
 

@@ -48,3 +48,7 @@ app.kubernetes.io/name: tideover
 {{- define "tideover.statusConfigMap" -}}
 {{- (.Values.config.autoscaler | default dict).statusConfigMap | default "cluster-autoscaler-status" -}}
 {{- end -}}
+{{/* autoscaler.capacitySignal of the configuration: Karpenter's objects are read only when it is not cluster-autoscaler. */}}
+{{- define "tideover.capacitySignal" -}}
+{{- (.Values.config.autoscaler | default dict).capacitySignal | default "cluster-autoscaler" -}}
+{{- end -}}
