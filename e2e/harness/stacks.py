@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,16 +27,23 @@ from e2e.kind.target import kind_stack, make_autoscaled_stack
 ExtenderStack = tuple[LocalCluster, TideoverProcess]
 
 
-def extender_stack(work: Path, request: pytest.FixtureRequest, target: str) -> Iterator[ExtenderStack]:
+def extender_stack(
+    work: Path, request: pytest.FixtureRequest, target: str, *, config: Mapping[str, Any] | None = None,
+    before_tideover: Callable[[LocalCluster], None] | None = None,
+) -> Iterator[ExtenderStack]:
+    """``config``: tideover's configuration (None: DEFAULT_CONFIG); ``before_tideover``: what to add to the cluster
+    before tideover starts (local processes only)."""
     if target == "kind":  # the running kind cluster of e2e/kind/up.sh instead of local processes
         yield from kind_stack(work, request)
         return
     port = free_port()  # the scheduler needs tideover's URL before tideover (which needs the API) starts
     cluster = LocalCluster(scheduler_config=scheduler_config(f"http://127.0.0.1:{port}", work / "scheduler.yaml"))
-    tideover = TideoverProcess(cluster.kubeconfig, work, port=port)
+    tideover = TideoverProcess(cluster.kubeconfig, work, dict(config) if config is not None else None, port=port)
     failed = True
     try:
         cluster.start()
+        if before_tideover is not None:
+            before_tideover(cluster)
         tideover.start()
         print(f"\n[e2e] cluster + tideover up; tideover log {tideover.log_path}")
         yield cluster, tideover

@@ -11,45 +11,30 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from e2e.harness.cluster import LocalCluster
-from e2e.harness.karpenter import install_crds
+from e2e.harness.karpenter import (
+    GROUP,
+    VERSION,
+    StandIn,
+    condition,
+    install_crds_established,
+    nodeclaim_manifest,
+)
 from extender.model.capacity import CapacityState, PoolWait
 from extender.model.config import Autoscaler
-from extender.model.karpenter import NODEPOOL_LABEL, KarpenterSource, nodeclaim_facts
+from extender.model.karpenter import KarpenterSource, nodeclaim_facts
 
 pytestmark = [pytest.mark.e2e]
 
-GROUP, VERSION = "karpenter.sh", "v1"
 NODEPOOL = "general"
 
 
-def _claim(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "NodeClaim",
-        "metadata": {"name": name, "labels": {NODEPOOL_LABEL: NODEPOOL}},
-        "spec": {
-            "nodeClassRef": {"group": "karpenter.azure.com", "kind": "AKSNodeClass", "name": "default"},
-            "requirements": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}],
-        },
-    }
-
-
-def _condition(kind: str, status: str, reason: str = "Test", message: str = "") -> dict[str, str]:
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": now}
-
-
 def test_nodeclaims_launched_not_ready_are_pending_capacity(cluster: LocalCluster) -> None:
-    api = cluster.api_client()
-    for name in install_crds(api):
-        cluster.wait_for(lambda n=name: any(
-            c.type == "Established" and c.status == "True"
-            for c in (k8s.ApiextensionsV1Api(api).read_custom_resource_definition(n).status.conditions or [])
-        ), 30, f"CRD {name} Established")
-    custom = k8s.CustomObjectsApi(api)
+    install_crds_established(cluster)
+    stand_in = StandIn(cluster.api_client())
+    custom = stand_in.custom
 
     def signal() -> Any:
         listed = custom.list_cluster_custom_object(GROUP, VERSION, "nodeclaims")
@@ -59,28 +44,26 @@ def test_nodeclaims_launched_not_ready_are_pending_capacity(cluster: LocalCluste
 
     assert signal().state is CapacityState.NO_ACTIVITY
     # The apiserver validates against Karpenter's schema: a NodeClaim without its nodeClassRef is refused.
-    bad = _claim("bad")
+    bad = nodeclaim_manifest("bad", NODEPOOL)
     del bad["spec"]["nodeClassRef"]
     with pytest.raises(ApiException) as refused:
         custom.create_cluster_custom_object(GROUP, VERSION, "nodeclaims", bad)
     assert refused.value.status == 422
 
     for name in ("general-a", "general-b"):
-        custom.create_cluster_custom_object(GROUP, VERSION, "nodeclaims", _claim(name))
+        stand_in.create_nodeclaim(name, NODEPOOL)
     created = signal()
     assert created.pending and created.state is CapacityState.SCALE_UP_IN_PROGRESS, created.describe()
 
-    custom.patch_cluster_custom_object_status(GROUP, VERSION, "nodeclaims", "general-a",
-                                              {"status": {"conditions": [_condition("Launched", "True")]}})
-    custom.patch_cluster_custom_object_status(GROUP, VERSION, "nodeclaims", "general-b", {"status": {"conditions": [
-        _condition("Launched", "False", "InsufficientCapacity", "no capacity for Standard_D4s_v5")]}})
+    stand_in.set_status("general-a", condition("Launched"))
+    stand_in.set_status("general-b", condition("Launched", "False", "InsufficientCapacity",
+                                               "no capacity for Standard_D4s_v5"))
     launching = signal()
     assert launching.pending and "1 NodeClaim(s) of NodePool general not Ready yet" in launching.evidence[0]
     assert launching.eta_seconds is not None and launching.eta_seconds <= 120
 
-    custom.patch_cluster_custom_object_status(GROUP, VERSION, "nodeclaims", "general-a", {"status": {"conditions": [
-        _condition("Launched", "True"), _condition("Registered", "True"), _condition("Initialized", "True"),
-        _condition("Ready", "True")]}})
+    stand_in.set_status("general-a", condition("Launched"), condition("Registered"), condition("Initialized"),
+                        condition("Ready"))
     time.sleep(0.2)
     done = signal()
     assert not done.pending and done.state is CapacityState.BACKOFF, done.describe()
