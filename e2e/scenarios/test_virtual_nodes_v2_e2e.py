@@ -4,7 +4,9 @@ Virtual nodes v2 (microsoft/virtualnodesOnAzureContainerInstances) run one virtu
 (nodes ``<release>-0``, ``<release>-1``, ...), each holding at most 200 pods, labelled ``type: virtual-kubelet`` and
 ``virtualization: virtualnode2`` and tainted ``virtual-kubelet.io/provider:NoSchedule`` (pods tolerate it with
 ``operator: Exists``). Here two real virtual-kubelet mock providers stand in for two replicas, each reporting room
-for 3 pods (200 scaled down, so the burst fills them), next to the real cluster-autoscaler and the simulated VMSS.
+for 110 pods while tideover's ``virtualNodes.maxPodsPerNode`` is 3 (200 scaled down, so the burst fills them): only
+tideover's count, which includes the spills not yet bound per node, keeps a node from taking more (kube-scheduler's
+own pod-count check would allow 110). Next to them run the real cluster-autoscaler and the simulated VMSS.
 The legacy single virtual node that every other scenario uses is cordoned for this one. No ACI runs: the mock
 provider only records the pods, and it injects no kube-proxy sidecar.
 
@@ -32,6 +34,7 @@ pytestmark = [pytest.mark.e2e]
 BOOT_SECONDS = 20.0
 V2_NODES = ("vn2-0", "vn2-1")
 PODS_PER_NODE = 3  # v2 holds 200 per node; scaled down so a 12-pod burst fills both
+REPORTED_PODS = "110"  # what each node tells kube-scheduler: more than tideover lets it hold
 V2_LABELS = {"type": "virtual-kubelet", "virtualization": "virtualnode2", "kubernetes.io/os": "linux"}
 # The repository documents the key and effect (pods tolerate it with operator Exists); the value is not documented.
 V2_TAINT = ("virtual-kubelet.io/provider", "azure", "NoSchedule")
@@ -39,7 +42,8 @@ V2_TOLERATION = {"key": "virtual-kubelet.io/provider", "operator": "Exists", "ef
 
 AUTOSCALED_STACK = {
     "provisioning_seconds": BOOT_SECONDS,
-    "tideover_overrides": {"controllers": {"returnToVm": {"enabled": False}}},
+    "tideover_overrides": {"controllers": {"returnToVm": {"enabled": False}},
+                           "virtualNodes": {"maxPodsPerNode": PODS_PER_NODE}},
 }
 
 
@@ -49,7 +53,7 @@ def v2_nodes(stack: AutoscaledStack) -> Iterator[tuple[str, ...]]:
     cluster = stack.cluster
     for name in V2_NODES:
         cluster.add_virtual_kubelet(name, labels=V2_LABELS, taint=V2_TAINT,
-                                    capacity={"cpu": "1000", "memory": "4Ti", "pods": str(PODS_PER_NODE)})
+                                    capacity={"cpu": "1000", "memory": "4Ti", "pods": REPORTED_PODS})
     stack.core.patch_node(VIRTUAL, {"spec": {"unschedulable": True}})
     try:
         yield V2_NODES
@@ -91,10 +95,13 @@ def test_a_burst_spills_across_several_v2_nodes_each_within_its_capacity(
         wait_until(stack, lambda: per_node() == dict.fromkeys(v2_nodes, PODS_PER_NODE), 45,
                    "both v2 nodes full (3 pods each)")
         ns.hold(lambda: all(count <= PODS_PER_NODE for count in per_node().values()), 4,
-                "no v2 node may take more than it holds")
+                "no v2 node may take more than maxPodsPerNode, though it reports room for 110")
         assert VIRTUAL not in ns.placements().values(), "a pod reached the cordoned legacy virtual node"
         for name in v2_nodes:
             assert stack.tideover.metric("tideover_pods_on_virtual_nodes", {"node": name}) == PODS_PER_NODE
+        # tideover, not kube-scheduler (which sees room for 110), kept the rest of the burst off the full nodes.
+        full = {"verb": "filter", "outcome": "withheld-virtual-nodes-full"}
+        assert stack.tideover.metric("tideover_decisions_total", full) >= 1
         # The rest of the burst waits for, then runs on, the new VMs.
         def on_vms() -> int:  # ns.summary() counts only the legacy node as virtual
             return sum(1 for node in ns.placements().values() if node is not None and node not in v2_nodes)

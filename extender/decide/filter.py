@@ -25,6 +25,7 @@ from extender.decide.guards import (
     NO_RECENT_SPILLS,
     CapacityGuard,
     RecentSpills,
+    full_virtual_nodes,
     incompatibilities,
     incompatibility_reason,
     virtual_capacity_problems,
@@ -55,6 +56,8 @@ class FilterOutcome(StrEnum):
     WITHHELD_SUBNET_FULL = "withheld-subnet-full"
     WITHHELD_WORKLOAD_CAP = "withheld-workload-cap"
     WITHHELD_NAMESPACE_SPEND_CAP = "withheld-namespace-spend-cap"
+    # Every virtual candidate is full (virtualNodes.maxPodsPerNode, else its allocatable pods, counting recent spills).
+    WITHHELD_VIRTUAL_NODES_FULL = "withheld-virtual-nodes-full"
     NOT_SYNCED = "not-synced"
 
     @property
@@ -83,6 +86,8 @@ class FilterDecision:
     virtual_cost_per_hour: float | None = None
     # The pools whose new nodes could host the pod (set once the pools were looked at).
     fitting_pools: tuple[str, ...] = ()
+    # The virtual nodes kept (those with room): where a spilled pod may land, for the SpillLedger's per-node count.
+    spill_nodes: tuple[str, ...] = ()
 
 
 def _problems_suffix(policy: WorkloadPolicy) -> str:
@@ -182,21 +187,24 @@ class _Request:
 
     @cached_property
     def full_virtual(self) -> dict[str, str]:
-        """The virtual candidates with no room left (virtual nodes v2 hold 200 pods each), with the reason."""
-        limit = self.config.virtual_nodes.max_pods_per_node
-        full: dict[str, str] = {}
-        for name in self.virtual:
-            bound, capacity = self.snapshot.virtual_node_room(name, limit)
-            if capacity is not None and bound >= capacity:
-                full[name] = f"virtual node {name} is full: {bound} of {capacity:.0f} pods"
-        return full
+        """The virtual candidates with no room left (virtual nodes v2 hold 200 pods each, counting the recent spills
+        that may land on each), with the reason."""
+        return full_virtual_nodes(
+            self.virtual, self.snapshot, self.config.virtual_nodes.max_pods_per_node, self.recent_spills
+        )
 
     def keep(self, outcome: FilterOutcome, reason: str, **extra: Any) -> FilterDecision:
-        """Every candidate stays (the virtual nodes too, when there are any), except virtual nodes without room."""
+        """Every candidate stays (the virtual nodes too, when there are any), except virtual nodes without room. A
+        spill with no virtual node left is no spill: the pod waits (withheld-virtual-nodes-full)."""
         full = self.full_virtual
         nodes = tuple(name for name in self.everything if name not in full) if full else self.everything
+        spill_nodes = tuple(name for name in self.virtual if name not in full)
+        if outcome.spilled and self.virtual and not spill_nodes:
+            outcome = FilterOutcome.WITHHELD_VIRTUAL_NODES_FULL
+            reason = "virtual node withheld: " + "; ".join(full.values())
         return FilterDecision(
-            outcome, nodes, dict(full), {}, reason + self.suffix, self.policy, self.unknown_nodes, **extra
+            outcome, nodes, dict(full), {}, reason + self.suffix, self.policy, self.unknown_nodes,
+            spill_nodes=spill_nodes, **extra,
         )
 
     def withhold(self, outcome: FilterOutcome, reason: str, **extra: Any) -> FilterDecision:
@@ -433,6 +441,7 @@ WAITING_OUTCOMES = frozenset({
     FilterOutcome.WITHHELD_SUBNET_FULL,
     FilterOutcome.WITHHELD_WORKLOAD_CAP,
     FilterOutcome.WITHHELD_NAMESPACE_SPEND_CAP,
+    FilterOutcome.WITHHELD_VIRTUAL_NODES_FULL,
 })
 
 

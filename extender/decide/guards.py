@@ -10,6 +10,8 @@ only once a virtual node is the pod's last option (never on the fast path), what
 * **Capacity** (:func:`virtual_capacity_problems`): the ACI subnet's IPs (``virtualNodes.subnet``), the
   workload's share (``tideover.io/max-virtual-replicas`` and ``tideover.io/max-virtual-percent``) and the
   namespace's estimated spend (``virtualNodes.namespaceSpendCapsPerHour``).
+* **Room per virtual node** (:func:`full_virtual_nodes`): each virtual node holds ``virtualNodes.maxPodsPerNode``
+  pods (else its allocatable pods); virtual nodes v2 hold 200 each.
 
 A workload is the pod's controller owner: for a Deployment that is its ReplicaSet, so during a rollout the
 old and the new ReplicaSet are capped separately. A pod without an owner is a workload of one.
@@ -17,7 +19,10 @@ old and the new ReplicaSet are capped separately. A pod without an owner is a wo
 kube-scheduler binds a pod asynchronously, and the snapshot shows the binding a little later (watch latency
 plus the cluster view's coalescing). Within that window a burst of one workload would see the same count
 and spill past its cap, so the capacity checks also count the spills tideover allowed that the snapshot does
-not show yet (:class:`RecentSpills`, kept by a :class:`SpillLedger`).
+not show yet (:class:`RecentSpills`, kept by a :class:`SpillLedger`). Per virtual node too: tideover does not know
+which of the virtual nodes it kept kube-scheduler will pick, so a recent spill counts against each of them until
+the snapshot shows where it went. That is stricter than the truth for a moment (a burst over two empty nodes of
+200 may place 200 before the snapshot catches up, not 400), never looser: no node takes more than it holds.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -306,9 +311,32 @@ class RecentSpills:
     pods: int = 0
     by_owner: Mapping[str, int] = field(default_factory=dict)  # owner uid -> recent spills
     spend_by_namespace: Mapping[str, float] = field(default_factory=dict)  # USD per hour
+    # Virtual node -> recent spills that may land on it (each counts on every virtual node its filter kept).
+    by_node: Mapping[str, int] = field(default_factory=dict)
 
 
 NO_RECENT_SPILLS = RecentSpills()
+
+
+def full_virtual_nodes(
+    candidates: Sequence[str], snapshot: ClusterSnapshot, max_pods_per_node: int | None,
+    recent_spills: RecentSpills = NO_RECENT_SPILLS,
+) -> dict[str, str]:
+    """The virtual ``candidates`` with no room for one more pod, each with the reason: the pods bound to it plus the
+    recent spills that may land on it reach what it holds (``max_pods_per_node``, else its allocatable pods; a node
+    that says neither is never full)."""
+    full: dict[str, str] = {}
+    for name in candidates:
+        bound, capacity = snapshot.virtual_node_room(name, max_pods_per_node)
+        recent = recent_spills.by_node.get(name, 0)
+        if capacity is None or bound + recent < capacity:
+            continue
+        if recent:
+            full[name] = (f"virtual node {name} is full: {bound} of {capacity:.0f} pods, and {recent} pod(s) "
+                          "tideover let spill there are not bound yet")
+        else:
+            full[name] = f"virtual node {name} is full: {bound} of {capacity:.0f} pods"
+    return full
 
 
 def subnet_problem(on_virtual: int, subnet: VirtualSubnet) -> str | None:
@@ -428,25 +456,26 @@ class _Spill:
     namespace: str
     cost_per_hour: float
     at: float  # the ledger's clock
+    nodes: frozenset[str] = frozenset()  # the virtual nodes the filter kept: where the pod may land
 
 
 _N = TypeVar("_N", int, float)
 
 
 class _Without(Mapping[str, _N]):
-    """``base`` with ``amount`` taken off ``key`` (the pod being filtered left out), without copying ``base``; a
-    value that reaches zero reads as absent."""
+    """``base`` with ``amount`` taken off each of ``keys`` (the pod being filtered left out), without copying
+    ``base``; a value that reaches zero reads as absent."""
 
-    __slots__ = ("_amount", "_base", "_key")
+    __slots__ = ("_amount", "_base", "_keys")
 
-    def __init__(self, base: Mapping[str, _N], key: str | None, amount: _N) -> None:
+    def __init__(self, base: Mapping[str, _N], keys: Collection[str | None], amount: _N) -> None:
         self._base: Mapping[str, _N] = base
-        self._key = key
+        self._keys = keys
         self._amount: _N = amount
 
     def __getitem__(self, key: str) -> _N:
         value = self._base[key]
-        if key == self._key:
+        if key in self._keys:
             value = value - self._amount
             if value <= 1e-12:
                 raise KeyError(key)
@@ -487,24 +516,30 @@ class SpillLedger:
         self._order: deque[tuple[float, str]] = deque()  # (at, uid) in settle order, stale ones included
         self._by_owner: dict[str, int] = {}
         self._spend: dict[str, float] = {}
+        self._by_node: dict[str, int] = {}
         self._matched: frozenset[str] | None = None  # the snapshot's virtual pod uids last matched
 
     def __len__(self) -> int:
         return len(self._spills)
 
-    def settle(self, pod: PodFacts, spilled: bool, cost_per_hour: float | None) -> None:
-        """Record the filter's verdict for ``pod``: a spill is remembered, anything else forgets the pod."""
+    def settle(
+        self, pod: PodFacts, spilled: bool, cost_per_hour: float | None, nodes: Iterable[str] = ()
+    ) -> None:
+        """Record the filter's verdict for ``pod``: a spill is remembered (with ``nodes``, the virtual nodes the
+        filter kept for it), anything else forgets the pod."""
         if not pod.uid:
             return
         with self._lock:
             self._remove(pod.uid)
             if spilled:
-                spill = _Spill(pod.owner_uid, pod.namespace, cost_per_hour or 0.0, self._clock())
+                spill = _Spill(pod.owner_uid, pod.namespace, cost_per_hour or 0.0, self._clock(), frozenset(nodes))
                 self._spills[pod.uid] = spill
                 self._order.append((spill.at, pod.uid))
                 if spill.owner_uid:
                     self._by_owner[spill.owner_uid] = self._by_owner.get(spill.owner_uid, 0) + 1
                 self._spend[spill.namespace] = self._spend.get(spill.namespace, 0.0) + spill.cost_per_hour
+                for node in spill.nodes:
+                    self._by_node[node] = self._by_node.get(node, 0) + 1
 
     def view(self, snapshot: ClusterSnapshot, exclude_uid: str | None = None) -> RecentSpills:
         """The spills the snapshot does not show yet, except ``exclude_uid`` (the pod being filtered)."""
@@ -517,12 +552,14 @@ class SpillLedger:
                 return NO_RECENT_SPILLS
             excluded = self._spills.get(exclude_uid) if exclude_uid else None
             by_owner, spend = MappingProxyType(self._by_owner), MappingProxyType(self._spend)
+            by_node = MappingProxyType(self._by_node)
             if excluded is None:
-                return RecentSpills(len(self._spills), by_owner, spend)
+                return RecentSpills(len(self._spills), by_owner, spend, by_node)
             return RecentSpills(
                 len(self._spills) - 1,
-                _Without(by_owner, excluded.owner_uid, 1),
-                _Without(spend, excluded.namespace, excluded.cost_per_hour),
+                _Without(by_owner, (excluded.owner_uid,), 1),
+                _Without(spend, (excluded.namespace,), excluded.cost_per_hour),
+                _Without(by_node, excluded.nodes, 1),
             )
 
     def _remove(self, uid: str) -> None:
@@ -537,6 +574,10 @@ class SpillLedger:
             self._spend[spill.namespace] -= spill.cost_per_hour
             if self._spend[spill.namespace] <= 1e-12:
                 del self._spend[spill.namespace]
+        for node in spill.nodes:
+            self._by_node[node] -= 1
+            if self._by_node[node] <= 0:
+                del self._by_node[node]
 
     def _expire(self, now: float) -> None:
         while self._order and now - self._order[0][0] > self.ttl_seconds:

@@ -125,7 +125,8 @@ class ExtenderService:
             recent_spills = self.spills.view(snap, exclude_uid=parsed.pod.uid)
             decision = decide_filter(parsed.pod, parsed.node_names, snap, self.config, kinds, recent_spills)
             if decision.outcome is not FilterOutcome.NOT_SYNCED:
-                self.spills.settle(parsed.pod, decision.outcome.spilled, decision.virtual_cost_per_hour)
+                self.spills.settle(parsed.pod, decision.outcome.spilled, decision.virtual_cost_per_hour,
+                                   decision.spill_nodes)
         self._decision_counter("filter", decision.outcome.value).inc()
         self._count_annotation_problems(decision.policy.problems)
         if decision.unknown_nodes:

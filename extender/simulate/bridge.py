@@ -243,7 +243,7 @@ def filter_pod(
 ) -> FilterDecision:
     """tideover's filter, as the HTTP edge calls it: with the ledger's spills in flight, then settled."""
     decision = decide_filter(facts, candidates, view, config, recent_spills=ledger.view(view, exclude_uid=facts.uid))
-    ledger.settle(facts, decision.outcome.spilled, decision.virtual_cost_per_hour)
+    ledger.settle(facts, decision.outcome.spilled, decision.virtual_cost_per_hour, decision.spill_nodes)
     return decision
 
 
