@@ -284,3 +284,15 @@ def test_the_readme_reference_is_the_model_s(capsys: pytest.CaptureFixture[str])
     end = readme.index("<!-- config-reference end -->")
     assert main(["config-reference"]) == 0
     assert readme[start:end] == capsys.readouterr().out
+
+
+def test_every_aks_offering_names_settings_that_exist() -> None:
+    """The reference's AKS offering column: each entry of AKS_OFFERINGS is a setting or a section of them."""
+    from extender.model.reference import AKS_OFFERINGS, aks_offering, settings
+
+    paths = [setting.path for setting in settings()]
+    stale = [key for key in AKS_OFFERINGS if not any(p == key or p.startswith(key + ".") for p in paths)]
+    assert stale == []
+    assert aks_offering("virtualNodes.maxPodsPerNode").startswith("virtual nodes v2")
+    assert aks_offering("autoscaler.stuckAction") == aks_offering("autoscaler")  # the section's, by prefix
+    assert aks_offering("server.port") == "any"

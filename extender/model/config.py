@@ -373,7 +373,9 @@ class VirtualNodes(_Model):
             "extenders: to it, a pending pod that tolerates the virtual node fits there, so it never adds a VM "
             "for it. The taint shows it the pod does not fit, so it scales up; once the scale-up is pending the "
             "taint comes off and the pod may spill. Workloads that must run now (tideover.io/spill: when-full) "
-            "also tolerate tideover.io/spill-window. Set false only where no cluster-autoscaler runs."
+            "also tolerate tideover.io/spill-window. Karpenter (Node Auto Provisioning) needs the taint too: it "
+            "counts every node, the virtual one included, as an existing node a pending pod may fit on. Set false "
+            "only where neither runs."
         ),
     )
 
@@ -462,7 +464,8 @@ class VmPools(_Model):
     provisioning_seconds: PositiveFloat = Field(
         default=240.0,
         description=(
-            "Seconds from a VMSS scale-up's start until the new node is Ready, until observed times refine it. "
+            "Seconds from a VMSS scale-up's start (with Karpenter: a NodeClaim's creation) until the new node is "
+            "Ready, until observed times refine it. "
             "Public reports: 2-4 minutes usually, up to 15 for a first node; 240 s is the common case."
         ),
     )

@@ -1,13 +1,13 @@
-"""The configuration reference, generated from the model: every setting's path, default and description (its unit
-and the reason for its default). ``tideover config-reference`` prints it; the README's table is this output, and a
-test keeps the two equal."""
+"""The configuration reference, generated from the model: every setting's path, default, the AKS offering it is for
+(:data:`AKS_OFFERINGS`) and description (its unit and the reason for its default). ``tideover config-reference``
+prints it; the README's table is this output, and a test keeps the two equal."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, get_args, get_origin
+from typing import Any, Final, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -15,12 +15,48 @@ from pydantic_core import PydanticUndefined
 
 from extender.model.config import TideoverConfig
 
+# AKS's offerings a setting concerns: virtual nodes (the legacy add-on, or v2, the Helm-based "virtual nodes on ACI")
+# and capacity (cluster-autoscaler on VMSS node pools, or Node Auto Provisioning, AKS's managed Karpenter).
+ANY: Final = "any"
+CA = "cluster autoscaler"
+NAP = "Node Auto Provisioning (Karpenter)"
+V2 = "virtual nodes v2"
+_BOTH = f"{CA}; {NAP}"
+# A setting's path, or a prefix of paths (the longest wins) -> the offering it is for. Any other setting: ANY.
+AKS_OFFERINGS: Final[Mapping[str, str]] = {
+    "virtualNodes.selector": f"{ANY} (add virtualization=virtualnode2 to select only the {V2} nodes)",
+    "virtualNodes.pricing.sidecarCpu": f"{V2} (legacy add-on: 0)",
+    "virtualNodes.pricing.sidecarMemoryGib": f"{V2} (legacy add-on: 0)",
+    "virtualNodes.maxPodsPerNode": f"{V2}: 200 (legacy add-on: unset)",
+    "virtualNodes.gateTaint": _BOTH,
+    "vmPools.poolLabel": f"{CA}: kubernetes.azure.com/agentpool; {NAP}: karpenter.sh/nodepool",
+    "vmPools.pools[].name": f"{CA}: the agent pool; {NAP}: the NodePool",
+    "vmPools.pools[].nodeGroup": CA,
+    "vmPools.pools[].provisioningSeconds": _BOTH,
+    "vmPools.provisioningSeconds": _BOTH,
+    "autoscaler": _BOTH,
+    "autoscaler.capacitySignal": f"{CA}: cluster-autoscaler; {NAP}: karpenter",
+    "autoscaler.statusNamespace": CA,
+    "autoscaler.statusConfigMap": CA,
+    "autoscaler.statusMaxAgeSeconds": CA,
+}
+
+
+def aks_offering(path: str) -> str:
+    """The AKS offering the setting at ``path`` is for (:data:`AKS_OFFERINGS`)."""
+    matches = [key for key in AKS_OFFERINGS if path == key or path.startswith(key + ".")]
+    return AKS_OFFERINGS[max(matches, key=len)] if matches else ANY
+
 
 @dataclass(frozen=True, slots=True)
 class Setting:
     path: str  # camelCase, as written in the file: virtualNodes.pricing.vcpuPerSecond
     default: str
     description: str
+
+    @property
+    def offering(self) -> str:
+        return aks_offering(self.path)
 
 
 _REQUIRED = object()
@@ -84,8 +120,10 @@ def missing_descriptions(model: type[BaseModel] = TideoverConfig) -> list[str]:
 
 def markdown() -> str:
     """The reference as a Markdown table."""
-    rows = ["| setting | default | meaning, unit, and why this default |", "|---|---|---|"]
+    rows = ["| setting | default | AKS offering | meaning, unit, and why this default |", "|---|---|---|---|"]
     for setting in settings():
-        default, description = (text.replace("|", "\\|") for text in (setting.default, setting.description))
-        rows.append(f"| `{setting.path}` | {default} | {description} |")
+        default, offering, description = (
+            text.replace("|", "\\|") for text in (setting.default, setting.offering, setting.description)
+        )
+        rows.append(f"| `{setting.path}` | {default} | {offering} | {description} |")
     return "\n".join(rows) + "\n"
