@@ -19,7 +19,7 @@ from extender.decide.filter import FilterOutcome, decide_filter
 from extender.decide.guards import NO_RECENT_SPILLS, RecentSpills, SpillLedger, full_virtual_nodes
 from extender.model.config import GIB, TideoverConfig, parse_config
 from extender.model.objects import pod_facts
-from extender.model.snapshot import NodeKind, PodPlacement
+from extender.model.snapshot import NodeKind, PodPlacement, pod_placement
 from tests.support.factories import NOW, cluster, pod, snapshot, status_yaml, virtual_node
 
 V2_TAINT = {"key": "virtual-kubelet.io/provider", "effect": "NoSchedule"}
@@ -199,3 +199,40 @@ def test_the_ledger_counts_a_spill_on_each_virtual_node_it_may_land_on_and_forge
     shown = snapshot(NODES, PENDING, pods=[PodPlacement(namespace="default", name="a", uid=a.uid, node_name="vn2-0",
                                                         phase="Running", owner_uid=a.owner_uid)])
     assert dict(ledger.view(shown).by_node) == {"vn2-1": 1}
+
+
+# -- the kube-proxy sidecar opt-out (Docs/PodCustomizations.md, "Disable Kube-Proxy") --------------------------------
+
+INJECT = "microsoft.containerinstance.virtualnode.injectkubeproxy"
+CCE = "microsoft.containerinstance.virtualnode.ccepolicy"
+V2_PRICING = {"virtualNodes": {"pricing": {"sidecarCpu": 0.1, "sidecarMemoryGib": 0.1}}}
+
+
+@pytest.mark.parametrize(
+    ("annotations", "sidecar"),
+    [
+        pytest.param({}, True, id="default-injected"),
+        pytest.param({INJECT: "false"}, False, id="opted-out"),
+        pytest.param({INJECT: "False"}, False, id="opted-out-any-case"),
+        pytest.param({INJECT: "true"}, True, id="asked-for"),
+        pytest.param({INJECT: "no"}, True, id="only-false-opts-out"),
+        pytest.param({CCE: "cGFja2FnZQ==", INJECT: "true"}, False, id="confidential-never-gets-one"),
+    ],
+)
+def test_the_sidecar_is_charged_unless_the_pod_opts_out_or_is_confidential(
+    annotations: dict[str, str], sidecar: bool
+) -> None:
+    config = parse_config(V2_PRICING)
+    manifest = pod("web-1", cpu="2", memory="4Gi", annotations=annotations)
+    facts = pod_facts(manifest)
+    assert facts.kube_proxy_sidecar is sidecar
+    pricing = config.virtual_nodes.pricing
+    expected = pricing.pod_cost_per_hour(2.0, 4 * GIB, sidecar=sidecar)
+    assert pricing.pod_cost_per_hour(2, 4 * GIB, sidecar=True) > pricing.pod_cost_per_hour(2, 4 * GIB, sidecar=False)
+    decision = decide_filter(facts, ["virtual-node-aci-linux"], snapshot(cluster(1), PENDING, config=config), config)
+    assert decision.outcome is FilterOutcome.SPILL_CAPACITY_PENDING
+    assert decision.virtual_cost_per_hour == pytest.approx(expected)
+    # The namespace's spend, counted from the watched pod once it runs there, charges the same.
+    manifest["spec"]["nodeName"] = "virtual-node-aci-linux"
+    running = snapshot(cluster(1), PENDING, config=config, pods=[pod_placement(manifest)])
+    assert running.virtual_spend_by_namespace["default"] == pytest.approx(expected)

@@ -88,7 +88,7 @@ class PodTally:
         )
 
     def _cost(self, pod: PodPlacement) -> float:
-        return self._pricing.pod_cost_per_hour(pod.cpu, pod.memory)
+        return self._pricing.pod_cost_per_hour(pod.cpu, pod.memory, sidecar=pod.kube_proxy_sidecar)
 
 
 def _decrement(counts: dict[str, int], key: str) -> int:

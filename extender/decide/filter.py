@@ -156,7 +156,9 @@ class _Request:
     @cached_property
     def cost(self) -> float:
         """USD per hour the pod would cost on the virtual node."""
-        return self.config.virtual_nodes.pricing.pod_cost_per_hour(self.pod.cpu, self.pod.memory)
+        return self.config.virtual_nodes.pricing.pod_cost_per_hour(
+            self.pod.cpu, self.pod.memory, sidecar=self.pod.kube_proxy_sidecar
+        )
 
     @cached_property
     def pool_fits(self) -> tuple[tuple[PoolView, ...], dict[str, list[str]]]:

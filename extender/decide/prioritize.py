@@ -39,7 +39,8 @@ def _cost_per_hour(pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverCon
         snapshot.allocatable_cpu[safe], snapshot.allocatable_memory[safe], snapshot.price_per_hour[safe],
     )
     if is_virtual.any():
-        cost = np.where(is_virtual, config.virtual_nodes.pricing.pod_cost_per_hour(pod.cpu, pod.memory), cost)
+        virtual = config.virtual_nodes.pricing.pod_cost_per_hour(pod.cpu, pod.memory, sidecar=pod.kube_proxy_sidecar)
+        cost = np.where(is_virtual, virtual, cost)
     return cost
 
 

@@ -104,7 +104,10 @@ class VirtualNodePricing(_Model):
         description=(
             "Cores added to every pod's container group by the provider (cores). Virtual nodes v2 (the Helm-based "
             "virtual nodes on ACI) inject a kube-proxy sidecar that reserves 0.1 core by default (its Helm value "
-            "kubeProxy.reservedCPUCores): set 0.1 there. The legacy AKS virtual node add-on adds none: 0."
+            "kubeProxy.reservedCPUCores): set 0.1 there. The legacy AKS virtual node add-on adds none: 0. Not "
+            "charged to a pod annotated microsoft.containerinstance.virtualnode.injectkubeproxy: \"false\", nor to "
+            "a confidential pod (it has a microsoft.containerinstance.virtualnode.ccepolicy): neither gets the "
+            "sidecar."
         ),
     )
     sidecar_memory_gib: NonNegativeFloat = Field(
@@ -115,11 +118,12 @@ class VirtualNodePricing(_Model):
         ),
     )
 
-    def pod_cost_per_hour(self, cpu: float, memory: float) -> float:
+    def pod_cost_per_hour(self, cpu: float, memory: float, *, sidecar: bool = True) -> float:
         """USD per hour for a pod requesting ``cpu`` cores and ``memory`` bytes on the virtual node (plus the
-        provider's sidecar, before ACI's minimum allocation)."""
+        provider's sidecar unless the pod opts out, ``sidecar`` False; before ACI's minimum allocation)."""
+        extra_cpu, extra_gib = (self.sidecar_cpu, self.sidecar_memory_gib) if sidecar else (0.0, 0.0)
         return virtual_cost_per_hour(
-            cpu + self.sidecar_cpu, memory + self.sidecar_memory_gib * GIB,
+            cpu + extra_cpu, memory + extra_gib * GIB,
             vcpu_price_per_second=self.vcpu_per_second, gib_price_per_second=self.gib_per_second,
             min_cpu=self.min_cpu, min_memory=self.min_memory_gib * GIB,
         )

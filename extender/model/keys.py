@@ -48,6 +48,12 @@ AUTOSCALER_LAST_UPDATED: Final = "cluster-autoscaler.kubernetes.io/last-updated"
 TO_BE_DELETED: Final = "ToBeDeletedByClusterAutoscaler"
 AUTOSCALER_DELETION_TAINTS: Final = frozenset({TO_BE_DELETED, "DeletionCandidateOfClusterAutoscaler"})
 
+# --- virtual nodes v2's pod annotations (microsoft/virtualnodesOnAzureContainerInstances Docs/PodCustomizations.md) --
+# "false": no kube-proxy sidecar in the pod's container group (the default is to inject one).
+INJECT_KUBE_PROXY: Final = "microsoft.containerinstance.virtualnode.injectkubeproxy"
+# A confidential pod's policy: such a pod never gets the kube-proxy sidecar, whatever INJECT_KUBE_PROXY says.
+CCE_POLICY: Final = "microsoft.containerinstance.virtualnode.ccepolicy"
+
 # --- well-known node labels ------------------------------------------------------------------------------------------
 OS_LABELS: Final = ("kubernetes.io/os", "beta.kubernetes.io/os")
 # Labels that differ node by node, so a pool's template of its *next* node must not carry them.

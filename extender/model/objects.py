@@ -18,6 +18,8 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
+from extender.model.keys import CCE_POLICY, INJECT_KUBE_PROXY
+
 Json = Mapping[str, Any]
 
 EMPTY: Mapping[str, str] = {}
@@ -168,6 +170,19 @@ class PodFacts:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def kube_proxy_sidecar(self) -> bool:
+        return kube_proxy_injected(self.annotations)
+
+
+def kube_proxy_injected(annotations: Mapping[str, Any]) -> bool:
+    """Whether virtual nodes v2 add their kube-proxy sidecar to the pod's container group (and so to its cost): yes
+    unless the pod's ``microsoft.containerinstance.virtualnode.injectkubeproxy`` is "false", or it is a confidential
+    pod (it has a ``ccepolicy``), which never gets one (virtualnodesOnAzureContainerInstances, PodCustomizations.md)."""
+    if annotations.get(CCE_POLICY):
+        return False
+    return str(annotations.get(INJECT_KUBE_PROXY, "")).strip().lower() != "false"
 
 
 def _requests(container: Json, path: str) -> tuple[float, float]:

@@ -50,6 +50,7 @@ from extender.model.objects import (
     ObjectError,
     PodFacts,
     PodOwner,
+    kube_proxy_injected,
     parse_go_time,
     parse_time,
     pod_facts,
@@ -117,6 +118,8 @@ class PodPlacement:
     unschedulable: bool = False
     # The whole pod's facts, kept only while it is unschedulable: what tideover tells it about its wait.
     pending_facts: PodFacts | None = field(default=None, compare=False, repr=False)
+    # Virtual nodes v2 add their kube-proxy sidecar to its container group (objects.kube_proxy_injected).
+    kube_proxy_sidecar: bool = True
 
     @property
     def active(self) -> bool:
@@ -181,6 +184,7 @@ def pod_placement(pod: Mapping[str, Any]) -> PodPlacement:
         scheduling={key: spec[key] for key in ("tolerations", "nodeSelector", "affinity") if key in spec},
         unschedulable=unschedulable,
         pending_facts=facts,
+        kube_proxy_sidecar=kube_proxy_injected(annotations),
     )
 
 
@@ -591,7 +595,8 @@ def _pod_counts(config: TideoverConfig, node_index: NodeIndex, pods: Iterable[Po
             virtual_uids.add(pod.uid)
             if pod.owner_uid:
                 virtual_by_owner[pod.owner_uid] = virtual_by_owner.get(pod.owner_uid, 0) + 1
-            spend[pod.namespace] = spend.get(pod.namespace, 0.0) + pricing.pod_cost_per_hour(pod.cpu, pod.memory)
+            spend[pod.namespace] = spend.get(pod.namespace, 0.0) + pricing.pod_cost_per_hour(
+                pod.cpu, pod.memory, sidecar=pod.kube_proxy_sidecar)
 
     return PodCounts(
         pods_on_virtual_nodes=on_virtual,
