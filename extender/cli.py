@@ -206,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain_parser = sub.add_parser("explain", help="what tideover would decide for a pod, from a kubectl dump")
     explain_parser.add_argument("--snapshot", type=Path, required=True,
-                                help="output of: kubectl get nodes,pods,configmaps -A -o yaml ('-' for stdin)")
+                                help="output of: kubectl get nodes,pods,configmaps -A -o yaml ('-' for stdin); with "
+                                     "Karpenter (Node Auto Provisioning) add nodeclaims,nodepools")
     explain_parser.add_argument("--pod", type=Path, required=True, help="the pod manifest (YAML or JSON)")
     explain_parser.add_argument("--config", type=Path, help="tideover config file")
     explain_parser.add_argument("--at", help="evaluate as of this ISO 8601 time (default: now)")

@@ -208,9 +208,10 @@ class FakeCustomObjectsApi(FakeCoreV1Api):
     """Karpenter's NodeClaims and NodePools, scripted like the core resources; ``served=False``: their CRDs are not
     installed (every list answers 404)."""
 
-    def __init__(self, served: bool = True) -> None:
+    def __init__(self, served: bool = True, refused: int = 404) -> None:
         super().__init__()
         self.served = served
+        self.refused = refused
         for plural in ("nodeclaims", "nodepools"):
             self.lists[plural], self.watches[plural] = [], []
 
@@ -218,7 +219,7 @@ class FakeCustomObjectsApi(FakeCoreV1Api):
         assert (group, version) == ("karpenter.sh", "v1")
         if not self.served:
             self.calls.append((plural, kwargs))
-            raise ApiException(status=404, reason="Not Found")
+            raise ApiException(status=self.refused, reason="Not Found" if self.refused == 404 else "Forbidden")
         return self._serve(plural, kwargs)
 
 
@@ -257,14 +258,32 @@ def test_watches_nodeclaims_and_nodepools_when_karpenter_is_the_signal(api: Fake
         view.stop()
 
 
-def test_without_karpenters_crds_the_view_syncs_and_auto_reads_the_autoscaler(api: FakeCoreV1Api) -> None:
-    custom = FakeCustomObjectsApi(served=False)
-    view = _karpenter_view(api, custom, "auto")
+@pytest.mark.parametrize(
+    ("refused", "signal", "source", "problem"),
+    [
+        (404, "auto", "cluster-autoscaler", None),
+        (403, "auto", "cluster-autoscaler", None),
+        (404, "karpenter", "karpenter", "Karpenter's CRDs are not installed"),
+        (403, "karpenter", "karpenter", "403 Forbidden"),
+    ],
+)
+def test_without_karpenters_crds_or_rights_the_view_syncs_and_says_why(
+    api: FakeCoreV1Api, refused: int, signal: str, source: str, problem: str | None
+) -> None:
+    """auto then reads the autoscaler; karpenter is never pending, and its evidence says why."""
+    custom = FakeCustomObjectsApi(served=False, refused=refused)
+    nodes = [vm_node("vm-1", labels={"karpenter.sh/nodepool": "general"}), virtual_node()]
+    api.lists["nodes"].append(lambda: _Response(_list_body(nodes, "10")))
+    view = _karpenter_view(api, custom, signal)
     view.start()
     try:
         _wait_for(view.ready)
-        assert view.snapshot().capacity_source == "cluster-autoscaler"
+        snap = view.snapshot()
+        assert snap.capacity_source == source
         assert {plural for plural, _ in custom.calls} == {"nodeclaims", "nodepools"}
+        if problem is not None:
+            assert not snap.pools["general"].capacity.pending
+            assert problem in snap.pools["general"].capacity.evidence[0]
     finally:
         view.stop()
 

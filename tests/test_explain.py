@@ -180,3 +180,33 @@ def test_every_bad_input_is_one_message_naming_file_object_and_field(
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert err.startswith(f"error: {tmp_path}/{expected}"), err
+
+
+def test_explain_reads_karpenter_nodeclaims_and_nodepools(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A Node Auto Provisioning dump (no status ConfigMap): with capacitySignal auto, a NodeClaim launched and not
+    Ready makes its NodePool pending, and the pod spills; without the claim it waits, in Karpenter's words."""
+    config = tmp_path / "tideover.yaml"
+    config.write_text(yaml.safe_dump({"autoscaler": {"capacitySignal": "auto"},
+                                      "vmPools": {"poolLabel": "karpenter.sh/nodepool"}}))
+    nodes = [*cluster(2)]
+    for node in nodes[:2]:
+        node["metadata"]["labels"]["karpenter.sh/nodepool"] = "general"
+    busy = [pod(f"busy-{i}", cpu="1800m", node_name=nodes[i]["metadata"]["name"], tolerate_virtual=False)
+            | {"status": {"phase": "Running"}} for i in range(2)]
+    nodepool = {"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": "general"}}
+    claim = {"apiVersion": "karpenter.sh/v1", "kind": "NodeClaim",
+             "metadata": {"name": "general-x1", "labels": {"karpenter.sh/nodepool": "general"},
+                          "creationTimestamp": iso(NOW)},
+             "status": {"conditions": [{"type": "Launched", "status": "True"}]}}
+    pod_file = _write_pod(tmp_path, pod("web-11"))
+    outcomes = []
+    for extra in ([], [claim]):
+        dump = tmp_path / "dump.yaml"
+        dump.write_text(yaml.safe_dump({"kind": "List", "items": [*nodes, *busy, nodepool, *extra]}))
+        assert main(["explain", "--snapshot", str(dump), "--pod", str(pod_file), "--config", str(config),
+                     "--at", iso(NOW), "--json"]) == 0
+        outcomes.append(json.loads(capsys.readouterr().out))
+    assert outcomes[0]["outcome"] == "withheld-no-scale-up"
+    assert "no NodeClaim launching for NodePools [general]" in outcomes[0]["reason"]
+    assert outcomes[1]["outcome"] == "spill-capacity-pending"
+    assert "karpenter: 1 NodeClaim(s) of NodePool general not Ready yet" in outcomes[1]["reason"]

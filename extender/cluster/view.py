@@ -73,6 +73,7 @@ class _Store:
     nodeclaims: dict[str, NodeClaimFacts] = field(default_factory=dict)
     nodepools: dict[str, NodePoolFacts] = field(default_factory=dict)
     nodeclaims_served: bool = False  # the NodeClaim CRD answered the last list
+    karpenter_problem: str = "NodeClaims not listed yet"  # why not, when it did not
 
 
 class ClusterView:
@@ -300,8 +301,8 @@ class ClusterView:
                 if error.status == 410:
                     resource_version = None
                     continue
-                if error.status == 404 and resource in KARPENTER_RESOURCES:
-                    self._not_served(resource)
+                if error.status in (403, 404) and resource in KARPENTER_RESOURCES:
+                    self._not_served(resource, error.status)
                     resource_version = None
                     self._stopping.wait(CRD_RETRY_SECONDS)
                     continue
@@ -370,15 +371,19 @@ class ClusterView:
                 self._watches.remove(w)
         return resource_version
 
-    def _not_served(self, resource: str) -> None:
-        """Karpenter's CRD is not installed: nothing to read, and nothing to wait for before serving."""
+    def _not_served(self, resource: str, status: int) -> None:
+        """Karpenter's CRD is not installed (404), or tideover may not read it (403: the chart grants it only for
+        capacitySignal karpenter or auto): nothing to read, and nothing to wait for before serving."""
+        problem = (f"{resource} (karpenter.sh/v1) are not served: Karpenter's CRDs are not installed" if status == 404
+                   else f"{resource} (karpenter.sh/v1) may not be read (403 Forbidden): check the RBAC")
         with self._lock:
             getattr(self._store, resource).clear()
             if resource == "nodeclaims":
                 self._store.nodeclaims_served = False
+                self._store.karpenter_problem = problem
         if resource not in self._synced:
-            log.info("cluster view: %s are not served (Karpenter's CRD is not installed); looking again every "
-                     "%.0fs", resource, CRD_RETRY_SECONDS)
+            log.log(logging.INFO if status == 404 else logging.WARNING, "cluster view: %s; looking again every %.0fs",
+                    problem, CRD_RETRY_SECONDS)
         self._mark_synced(resource)
 
     def _karpenter_read(self) -> KarpenterRead:
@@ -387,7 +392,7 @@ class ClusterView:
             return NOT_WATCHED
         store = self._store
         if not store.nodeclaims_served:
-            return KarpenterRead(served=False, problem="the NodeClaim CRD (karpenter.sh/v1) is not served")
+            return KarpenterRead(served=False, problem=store.karpenter_problem)
         return KarpenterRead(served=True, claims=tuple(store.nodeclaims.values()), nodepools=dict(store.nodepools))
 
     def _mark_synced(self, resource: str) -> None:

@@ -1,15 +1,15 @@
 """``tideover explain``: what tideover would decide for a pod, from a ``kubectl get -o yaml`` dump.
 
-The dump supplies nodes, pods and the autoscaler's status ConfigMap; the snapshot and the decisions are
-built by the same code the server runs. kube-scheduler's own filters run before an extender's, so this
-module approximates the ones that matter here (node Ready and schedulable, taints, required node
+The dump supplies nodes, pods and the autoscaler's status ConfigMap (or Karpenter's NodeClaims and NodePools); the
+snapshot and the decisions are built by the same code the server runs. kube-scheduler's own filters run before an
+extender's, so this module approximates the ones that matter here (node Ready and schedulable, taints, required node
 affinity, CPU/memory/pod count) to get the candidate list; each rejected node says why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from extender.decide.filter import FilterDecision, decide_filter
 from extender.decide.matching import describe_taint, required_node_affinity_mismatch, untolerated_taint
 from extender.decide.prioritize import ScoreDecision, decide_scores
 from extender.model.config import TideoverConfig, UniqueKeyLoader, yaml_problem
+from extender.model.karpenter import KarpenterRead, nodeclaim_facts, nodepool_facts
 from extender.model.objects import ObjectError, PodFacts, config_map_facts, node_facts, pod_facts
 from extender.model.snapshot import ClusterSnapshot, build_snapshot, pod_placement, read_autoscaler_config_map
 from scoring.cost import GIB as GIB_BYTES
@@ -93,14 +94,21 @@ class Dump:
     nodes: list[Mapping[str, Any]]
     pods: list[Mapping[str, Any]]
     config_maps: list[Mapping[str, Any]]
+    # Karpenter's (AKS Node Auto Provisioning), when the dump has them: kubectl get nodeclaims,nodepools -o yaml.
+    nodeclaims: list[Mapping[str, Any]] = field(default_factory=list)
+    nodepools: list[Mapping[str, Any]] = field(default_factory=list)
 
 
 # What explain reads of each kind, checked up front: an object it cannot read is the input's error, not a traceback.
-_CHECKS = {"Node": node_facts, "Pod": pod_facts, "ConfigMap": config_map_facts}
+_CHECKS: dict[str, Callable[[Mapping[str, Any], str], object]] = {
+    "Node": node_facts, "Pod": pod_facts, "ConfigMap": config_map_facts,
+    # Karpenter's objects are read leniently, as the cluster view reads them.
+    "NodeClaim": lambda obj, _path: nodeclaim_facts(obj), "NodePool": lambda obj, _path: nodepool_facts(obj),
+}
 
 
 def read_dump(text: str, source: str = "snapshot") -> Dump:
-    by_kind: dict[str, list[Mapping[str, Any]]] = {"Node": [], "Pod": [], "ConfigMap": []}
+    by_kind: dict[str, list[Mapping[str, Any]]] = {kind: [] for kind in _CHECKS}
     for item in _items(_load_yaml_documents(text, source), source):
         kind = item.obj.get("kind")
         if not isinstance(kind, str):
@@ -116,7 +124,7 @@ def read_dump(text: str, source: str = "snapshot") -> Dump:
         by_kind[kind].append(item.obj)
     if not by_kind["Node"]:
         raise DumpError(f"{source}: no Node objects found (use: kubectl get nodes,pods,configmaps -A -o yaml)")
-    return Dump(by_kind["Node"], by_kind["Pod"], by_kind["ConfigMap"])
+    return Dump(by_kind["Node"], by_kind["Pod"], by_kind["ConfigMap"], by_kind["NodeClaim"], by_kind["NodePool"])
 
 
 def read_pod(text: str, source: str = "pod") -> PodFacts:
@@ -144,10 +152,15 @@ def snapshot_from_dump(dump: Dump, config: TideoverConfig, now: datetime) -> Clu
         None,
     )
     read = read_autoscaler_config_map(found)
-    if found is None:
+    # A dump with NodePools is of a cluster with Karpenter: there, no status ConfigMap is what auto looks for.
+    karpenter = KarpenterRead(
+        served=True, claims=tuple(map(nodeclaim_facts, dump.nodeclaims)),
+        nodepools={facts.name: facts for facts in map(nodepool_facts, dump.nodepools)},
+    ) if dump.nodepools else KarpenterRead(served=False, problem="no NodePool in the dump")
+    if found is None and not dump.nodepools:
         read = replace(read, problem="status ConfigMap not in the dump")
     pods = [pod_placement(p) for p in dump.pods]
-    return build_snapshot(config=config, nodes=nodes, pods=pods, autoscaler=read, now=now)
+    return build_snapshot(config=config, nodes=nodes, pods=pods, autoscaler=read, now=now, karpenter=karpenter)
 
 
 def scheduler_prefilter(

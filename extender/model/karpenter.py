@@ -72,21 +72,36 @@ class NodeClaimFacts:
     deleting: bool
 
 
+def _map(value: Any) -> Mapping[str, Any]:
+    """A mapping, or an empty one for anything else: these objects are read leniently (a field of the wrong type
+    counts as absent), as the API server has already checked them against the CRD's schema."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> Sequence[Any]:
+    return value if isinstance(value, list) else ()
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A time without a zone is taken as UTC (the API always writes one; a hand-written dump may not)."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
 def _condition(conditions: Sequence[Any], kind: str) -> Mapping[str, Any] | None:
     return next((c for c in conditions if isinstance(c, Mapping) and c.get("type") == kind), None)
 
 
 def nodeclaim_facts(claim: Mapping[str, Any]) -> NodeClaimFacts:
     """The facts of one ``karpenter.sh/v1`` NodeClaim (its JSON shape)."""
-    metadata = claim.get("metadata") or {}
-    conditions = (claim.get("status") or {}).get("conditions") or []
+    metadata = _map(claim.get("metadata"))
+    conditions = _list(_map(claim.get("status")).get("conditions"))
     launched = _condition(conditions, "Launched")
     ready = _condition(conditions, "Ready")
     launched_status = None if launched is None else {"True": True, "False": False}.get(str(launched.get("status")))
     return NodeClaimFacts(
         name=str(metadata.get("name", "")),
-        nodepool=(metadata.get("labels") or {}).get(NODEPOOL_LABEL),
-        created=parse_time(metadata.get("creationTimestamp")),
+        nodepool=_map(metadata.get("labels")).get(NODEPOOL_LABEL),
+        created=_aware(parse_time(metadata.get("creationTimestamp"))),
         launched=launched_status,
         launch_message=str((launched or {}).get("message") or (launched or {}).get("reason") or ""),
         ready=ready is not None and ready.get("status") == "True",
@@ -162,17 +177,15 @@ class NodePoolFacts:
 def nodepool_facts(pool: Mapping[str, Any]) -> NodePoolFacts:
     """The facts of one ``karpenter.sh/v1`` NodePool (spec.template.metadata.labels, spec.template.spec.taints and
     .requirements)."""
-    template = (pool.get("spec") or {}).get("template") or {}
-    spec = template.get("spec") or {}
-    labels = {str(k): str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()}
-    for requirement in spec.get("requirements") or []:
-        if not isinstance(requirement, Mapping):
-            continue
-        values = requirement.get("values") or []
+    template = _map(_map(pool.get("spec")).get("template"))
+    spec = _map(template.get("spec"))
+    labels = {str(k): str(v) for k, v in _map(_map(template.get("metadata")).get("labels")).items()}
+    for requirement in map(_map, _list(spec.get("requirements"))):
+        values = _list(requirement.get("values"))
         if requirement.get("operator") == "In" and len(values) == 1:
             labels.setdefault(str(requirement.get("key")), str(values[0]))
-    taints = tuple(dict(t) for t in spec.get("taints") or [] if isinstance(t, Mapping))
-    return NodePoolFacts(name=str((pool.get("metadata") or {}).get("name", "")), labels=labels, taints=taints)
+    taints = tuple(dict(t) for t in _list(spec.get("taints")) if isinstance(t, Mapping))
+    return NodePoolFacts(name=str(_map(pool.get("metadata")).get("name", "")), labels=labels, taints=taints)
 
 
 @dataclass(frozen=True)
