@@ -366,3 +366,16 @@ def test_candidates_are_sorted_in_request_order(virtual_count: int, with_unknown
     assert virtual == tuple(n for n in candidates if n in virtuals)
     assert unknown == (("not-seen-yet",) if with_unknown else ())
     assert other == tuple(n for n in candidates if n not in virtuals)  # a node not seen yet counts as a VM
+
+
+def test_model_cache_tells_a_pod_without_the_v2_sidecar_from_one_with_it() -> None:
+    """Virtual nodes v2 charge their kube-proxy sidecar unless the pod opts out: same requests, another cost."""
+    config = parse_config({"virtualNodes": {"pricing": {"sidecarCpu": 0.1, "sidecarMemoryGib": 0.1}}})
+    snap = snapshot(cluster(1), NO_ACTIVITY, config=config)
+    cache = ModelCache()
+    with_sidecar = cache.models(pod_facts(pod(name="a", cpu="2", memory="4Gi")), snap, config)
+    opted_out = pod_facts(pod(name="b", cpu="2", memory="4Gi",
+                              annotations={"microsoft.containerinstance.virtualnode.injectkubeproxy": "false"}))
+    without = cache.models(opted_out, snap, config)
+    virtual = snap.index[VIRTUAL_NODE]
+    assert without.cost_per_hour[virtual] < with_sidecar.cost_per_hour[virtual]

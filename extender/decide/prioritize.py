@@ -69,17 +69,21 @@ def _start_seconds(pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverCon
 
 @dataclass(frozen=True, slots=True)
 class NodeModels:
-    """What one pod shape (requests and images) would cost and how long it would take to start on every node of
-    a snapshot's node index, in ``index`` order. Both depend on the nodes alone, not on the pods placed, so one
-    computation serves every identical pod (a workload's replicas) until a node changes."""
+    """What one pod shape (requests, images, whether v2's kube-proxy sidecar is charged) would cost and how long it
+    would take to start on every node of a snapshot's node index, in ``index`` order. Both depend on the nodes alone,
+    not on the pods placed, so one computation serves every identical pod (a workload's replicas) until a node
+    changes."""
 
     cost_per_hour: Floats
     start_seconds: Floats
 
 
-def pod_shape(pod: PodFacts) -> tuple[float, float, tuple[str, ...]]:
+PodShape = tuple[float, float, tuple[str, ...], bool]
+
+
+def pod_shape(pod: PodFacts) -> PodShape:
     """What :func:`node_models` reads of a pod."""
-    return pod.cpu, pod.memory, pod.images
+    return pod.cpu, pod.memory, pod.images, pod.kube_proxy_sidecar
 
 
 def node_models(pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverConfig) -> NodeModels:
@@ -102,7 +106,7 @@ class ModelCache:
     def __init__(self, max_shapes: int = 256) -> None:
         self.max_shapes = max_shapes
         self._index: object = None
-        self._models: dict[tuple[float, float, tuple[str, ...]], NodeModels] = {}
+        self._models: dict[PodShape, NodeModels] = {}
 
     def models(self, pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverConfig) -> NodeModels:
         index = snapshot.node_index
