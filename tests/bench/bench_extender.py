@@ -10,7 +10,9 @@ For each cluster size (VM nodes plus the AKS virtual node), each verb and each r
 - ``asgi``: the FastAPI app called as an ASGI application in an asyncio loop, with a minimal request
   (routing, body reading, parsing, the decision, JSON encoding, metrics) -- no sockets;
 - ``loopback``: a uvicorn server in a child process on 127.0.0.1, sent one request at a time on a keep-alive
-  ``http.client`` connection, as kube-scheduler calls an extender once per scheduling cycle.
+  ``http.client`` connection, as kube-scheduler calls an extender once per scheduling cycle;
+- ``loopback-noop``: the same requests to the do-nothing extender (``--noop``, on by default): what any HTTP
+  extender in Python costs, so that the difference is tideover's own.
 
 Each case is warmed up, then timed request by request. NodeNames cases run to the request count; full
 Nodes cases (megabytes a request) also stop at ``--budget`` seconds, and report how many they made.
@@ -457,17 +459,18 @@ def serve(count: int, port: int) -> None:
 
 
 class LoopbackServer:
-    def __init__(self, count: int) -> None:
+    """tideover's app over ``count`` nodes in a child process; with ``noop``, the do-nothing extender of the
+    throughput benchmark (e2e/bench/noop_extender.py: bare ASGI, orjson, every node kept and scored 0) instead,
+    under the same uvicorn settings: the floor of any Python HTTP extender, for a side-by-side ratio."""
+
+    def __init__(self, count: int, noop: bool = False) -> None:
         self.port = _free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "tests.bench.bench_extender",
-            "--serve",
-            str(count),
-            "--port",
-            str(self.port),
-        ]
+        command = [sys.executable, "-m", "tests.bench.bench_extender", "--serve", str(count), "--port", str(self.port)]
+        if noop:
+            command = [
+                sys.executable, "-m", "uvicorn", "e2e.bench.noop_extender:app", "--host", "127.0.0.1",
+                "--port", str(self.port), "--no-access-log", "--no-proxy-headers", "--log-level", "warning",
+            ]
         self.process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
         deadline = time.monotonic() + 120
         while True:
@@ -630,6 +633,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also measure over loopback through uvicorn in a child process (default on)",
     )
     parser.add_argument(
+        "--noop",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --loopback, also time the do-nothing extender (e2e/bench/noop_extender.py) on the same requests "
+        "(path loopback-noop; default on)",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="profile the target cases even if they are met"
     )
     parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
@@ -656,6 +666,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if count == TARGET_NODES:
             target_app = app
         server = LoopbackServer(count) if args.loopback else None
+        floor = LoopbackServer(count, noop=True) if args.loopback and args.noop else None
         try:
             for case in cases(nodes):
                 plan = plan_for(count, case, args.requests, args.budget)
@@ -665,14 +676,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ]
                 if server is not None:
                     measured.append(("loopback", time_loopback(server, case, plan)))
+                if floor is not None:
+                    measured.append(("loopback-noop", time_loopback(floor, case, plan)))
                 for path, (times, gcs) in measured:
                     results.append(Result(count, case.verb, case.form, path, len(case.body), times, gcs))
                 if count == TARGET_NODES and case.form == "names":
                     target_cases[case.verb] = case
                 print(f"  {case.verb} {case.form}: done", flush=True)
         finally:
-            if server is not None:
-                server.stop()
+            for running in (server, floor):
+                if running is not None:
+                    running.stop()
 
     print()
     print(table(results))
