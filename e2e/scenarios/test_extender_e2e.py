@@ -7,13 +7,15 @@ No cluster-autoscaler runs here, so no scale-up is ever pending (see test_autosc
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 from kubernetes import client as k8s
 
 from e2e.conftest import E2E
 from e2e.harness.cluster import VIRTUAL_NODE_NAME, LocalCluster
-from e2e.harness.pki import Pki
-from e2e.harness.tideover import ROOT, TideoverProcess, scheduler_config
+from e2e.harness.pki import CertPair, Pki
+from e2e.harness.tideover import DEFAULT_CONFIG, ROOT, TideoverProcess, scheduler_config
 from e2e.harness.workloads import Namespace, add_vm_nodes, deployment, pod
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kind]  # kind: its stack fixture has a kind target
@@ -189,10 +191,31 @@ def _overflow_gets_tideovers_reason(cluster: LocalCluster, ns: Namespace) -> Non
             "tideover's reason, from the TLS-serving tideover")
 
 
+def _refuses_other_clients(tideover: TideoverProcess, pki: Pki, stranger: Pki) -> None:
+    """Without a client certificate (401), with one of another name (403) or from another CA (the TLS handshake
+    fails): refused, nothing decided and nothing recorded in the spill ledger."""
+    forged = {"Pod": pod("forged", cpu="1", tolerate_gate=True), "Nodes": None, "NodeNames": [VIRTUAL_NODE_NAME]}
+    forged["Pod"]["metadata"].update({"namespace": "default", "uid": "forged-uid"})
+    decisions = tideover.metric("tideover_decisions_total", {"verb": "filter"})
+    ledger = tideover.metric("tideover_spill_ledger_entries")
+    status, reply = tideover.post("/filter", forged)
+    assert (status, reply) == (401, {"Error": "a client certificate signed by server.clientCAFile is required to "
+                                              "call tideover's verbs"})
+    other = pki.issue("other", "some-controller", client=True)
+    status, reply = tideover.post("/filter", forged, client=(other.cert, other.key))
+    assert status == 403 and "(some-controller) is not one of server.clientSubjects" in reply["Error"]
+    foreign = stranger.issue("scheduler", "system:kube-scheduler", client=True)
+    with pytest.raises(OSError):  # urllib's URLError or the SSL error: the handshake is refused
+        tideover.post("/filter", forged, client=(foreign.cert, foreign.key))
+    assert tideover.metric("tideover_decisions_total", {"verb": "filter"}) == decisions
+    assert tideover.metric("tideover_spill_ledger_entries") == ledger
+
+
 @pytest.mark.local_only  # the kind cluster's kube-scheduler is configured once, at cluster creation
-def test_scheduler_calls_tideover_over_https(stack: tuple[LocalCluster, TideoverProcess], ns: Namespace) -> None:
-    """config/scheduler-config-https.yaml (enableHTTPS, tlsConfig.caFile and serverName) against
-    ``tideover serve --tls-cert-file --tls-key-file``: the scheduler's requests reach tideover over TLS."""
+def test_scheduler_calls_tideover_over_mutual_tls(stack: tuple[LocalCluster, TideoverProcess], ns: Namespace) -> None:
+    """config/scheduler-config-https.yaml (enableHTTPS, tlsConfig caFile, serverName, certFile and keyFile) against
+    ``tideover serve --tls-cert-file --tls-key-file --client-ca-file`` with server.clientSubjects: the scheduler's
+    requests reach tideover over mutual TLS, and other clients are refused."""
     cluster, _ = stack
     work = cluster.work_dir / "tls"
     work.mkdir(exist_ok=True)
@@ -200,42 +223,71 @@ def test_scheduler_calls_tideover_over_https(stack: tuple[LocalCluster, Tideover
     # The certificate names the Service (the serverName the config checks) and the loopback address.
     pair = pki.issue("tideover", "tideover.kube-system.svc", server=True,
                      dns_names=("tideover.kube-system.svc",), ips=("127.0.0.1",))
-    secure = TideoverProcess(cluster.kubeconfig, work, tls=(pair.cert, pair.key, pki.ca.cert)).start()
+    scheduler = pki.issue("scheduler", "system:kube-scheduler", client=True)
+    config = {**DEFAULT_CONFIG, "server": {**DEFAULT_CONFIG["server"], "clientSubjects": ["system:kube-scheduler"]}}
+    secure = TideoverProcess(cluster.kubeconfig, work, config, tls=(pair.cert, pair.key, pki.ca.cert),
+                             client_ca=pki.ca.cert).start()
     original = cluster.scheduler_config_source
     try:
         assert secure.url.startswith("https://")
-        cluster.restart_scheduler(scheduler_config(secure.url, work / "scheduler-https.yaml", ca_file=pki.ca.cert))
+        cluster.restart_scheduler(scheduler_config(secure.url, work / "scheduler-https.yaml", ca_file=pki.ca.cert,
+                                                   client=(scheduler.cert, scheduler.key)))
         _overflow_gets_tideovers_reason(cluster, ns)
         assert secure.metric("tideover_decisions_total", {"verb": "filter"}) > 0
+        _refuses_other_clients(secure, pki, Pki(work / "stranger"))
     finally:
         secure.stop()
         cluster.restart_scheduler(original)
 
 
-def test_scheduler_calls_tideover_over_https_in_kind(
+def test_scheduler_calls_tideover_over_mutual_tls_in_kind(
     stack: tuple[LocalCluster, TideoverProcess], ns: Namespace, e2e: E2E
 ) -> None:
     """The same on the kind cluster, as users deploy it: the Deployment patched with config/deployment-tls-patch.yaml
-    (a Secret tideover-tls), and the control plane's kube-scheduler restarted with
-    config/scheduler-config-https.yaml (its caFile /etc/kubernetes/tideover/ca.crt in the mounted directory)."""
+    (a Secret tideover-tls) plus --client-ca-file, and the control plane's kube-scheduler restarted with
+    config/scheduler-config-https.yaml (its caFile, certFile and keyFile in /etc/kubernetes/tideover). Clients without
+    the certificate are refused; the Secret renewed in place mid-run is served without a restart and the scheduler
+    keeps calling."""
     from e2e.kind.target import NODE_PORT, KindCluster, KindTideover
 
     if e2e.target != "kind":
-        pytest.skip("the kind variant (TIDEOVER_E2E_TARGET=kind); test_scheduler_calls_tideover_over_https is local")
+        pytest.skip("the kind variant (TIDEOVER_E2E_TARGET=kind); the local one is the test above")
     cluster, tideover = stack
     assert isinstance(cluster, KindCluster) and isinstance(tideover, KindTideover)
     pki = Pki(cluster.work_dir / "tls")
-    pair = pki.issue("tideover", "tideover.kube-system.svc", server=True,
-                     dns_names=("tideover.kube-system.svc",), ips=("127.0.0.1",))
+
+    def serving() -> CertPair:
+        return pki.issue("tideover", "tideover.kube-system.svc", server=True,
+                         dns_names=("tideover.kube-system.svc",), ips=("127.0.0.1",))
+
+    scheduler = pki.issue("scheduler", "system:kube-scheduler", client=True)
     https = ROOT / "config" / "scheduler-config-https.yaml"
     try:
-        tideover.serve_tls(pair.cert, pair.key, pki.ca.cert)
-        cluster.reconfigure_scheduler(https, f"https://127.0.0.1:{NODE_PORT}",
-                                      {"ca.crt": pki.ca.cert.read_bytes()})
+        pair = serving()
+        tideover.serve_tls(pair.cert, pair.key, pki.ca.cert, client_ca=True)
+        cluster.reconfigure_scheduler(https, f"https://127.0.0.1:{NODE_PORT}", {
+            "ca.crt": pki.ca.cert.read_bytes(), "client.crt": scheduler.cert.read_bytes(),
+            "client.key": scheduler.key.read_bytes()})
         before = tideover.metric("tideover_decisions_total", {"verb": "filter"})
         _overflow_gets_tideovers_reason(cluster, ns)
         assert tideover.url.startswith("https://")
         assert tideover.metric("tideover_decisions_total", {"verb": "filter"}) > before
+        status, reply = tideover.post("/filter", {"Pod": pod("forged"), "Nodes": None, "NodeNames": []})
+        assert status == 401, reply
+        foreign = Pki(cluster.work_dir / "stranger").issue("scheduler", "system:kube-scheduler", client=True)
+        with pytest.raises(OSError):
+            tideover.post("/filter", {"Pod": pod("forged"), "Nodes": None, "NodeNames": []},
+                          client=(foreign.cert, foreign.key))
+        renewed = serving()
+        tideover.rotate_tls(renewed.cert, renewed.key, pki.ca.cert)
+        served = ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(renewed.cert.read_text()))
+        ns.wait(lambda: ssl.get_server_certificate(("127.0.0.1", NODE_PORT)) == served, 150,
+                "tideover to serve the renewed certificate")
+        decided = tideover.metric("tideover_decisions_total", {"verb": "filter"})
+        ns.create_pod(pod("after-rotation", cpu="1", tolerate_gate=True))
+        ns.wait(lambda: any("virtual node withheld" in m for m in ns.events("FailedScheduling", "after-rotation")),
+                60, "tideover's reason after the rotation")
+        assert tideover.metric("tideover_decisions_total", {"verb": "filter"}) > decided
     finally:
         cluster.reconfigure_scheduler(ROOT / "config" / "scheduler-config.yaml", f"http://127.0.0.1:{NODE_PORT}")
         tideover.serve_http()
