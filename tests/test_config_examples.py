@@ -473,11 +473,14 @@ def test_tls_patch_serves_https_with_probes_to_match() -> None:
     args = container["args"]
     assert args[: len(_container()["args"])] == _container()["args"], "the patch replaces args whole"
     cert, key = Path(args[args.index("--tls-cert-file") + 1]), Path(args[args.index("--tls-key-file") + 1])
-    (mount,) = container["volumeMounts"]
-    assert cert.parent == key.parent == Path(mount["mountPath"])
-    assert not Path(mount["mountPath"]).is_relative_to("/etc/tideover"), "no mount inside the ConfigMap volume"
-    (volume,) = patch["spec"]["template"]["spec"]["volumes"]
-    assert volume["name"] == mount["name"] and volume["secret"]["secretName"]
+    client_ca = Path(args[args.index("--client-ca-file") + 1])  # mutual TLS
+    mounts = {Path(mount["mountPath"]): mount["name"] for mount in container["volumeMounts"]}
+    assert cert.parent == key.parent and {cert.parent, client_ca.parent} == set(mounts)
+    assert not any(path.is_relative_to("/etc/tideover") for path in mounts), "no mount inside the ConfigMap volume"
+    volumes = {volume["name"]: volume for volume in patch["spec"]["template"]["spec"]["volumes"]}
+    assert set(volumes) == set(mounts.values())
+    assert volumes[mounts[client_ca.parent]]["secret"]["items"] == [{"key": "ca.crt", "path": client_ca.name}]
+    assert len({volume["secret"]["secretName"] for volume in volumes.values()}) == 1  # one Secret holds all three
     assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
     assert container["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
 

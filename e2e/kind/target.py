@@ -371,10 +371,10 @@ class KindTideover(TideoverProcess):
             raise
         self._wait_rolled(replicas, timeout)
 
-    def serve_tls(self, cert: Path, key: Path, ca: Path, *, client_ca: bool = False) -> None:
-        """HTTPS, as config/deployment-tls-patch.yaml configures it: the Secret tideover-tls from ``cert`` and
-        ``key``, the patch applied to the Deployment, waited for until the new pod serves (checked with ``ca``).
-        ``client_ca``: mutual TLS, clients signed by ``ca`` (the Secret's ca.crt, --client-ca-file)."""
+    def serve_tls(self, cert: Path, key: Path, ca: Path) -> None:
+        """HTTPS with mutual TLS, as config/deployment-tls-patch.yaml configures it: the Secret tideover-tls from
+        ``cert``, ``key`` and ``ca`` (which also signs the clients allowed), the patch applied to the Deployment,
+        waited for until the new pod serves (checked with ``ca``)."""
         core = self.cluster.core_v1()
         secret = {"metadata": {"name": TLS_SECRET, "namespace": NAMESPACE}, "type": "kubernetes.io/tls",
                   "data": {"tls.crt": _b64(cert), "tls.key": _b64(key), "ca.crt": _b64(ca)}}
@@ -383,9 +383,6 @@ class KindTideover(TideoverProcess):
         core.create_namespaced_secret(NAMESPACE, secret)
         self._plain_template = self.cluster.deployment(TIDEOVER_DEPLOYMENT)["spec"]["template"]
         patch = yaml.safe_load((ROOT / "config" / "deployment-tls-patch.yaml").read_text())
-        if client_ca:
-            (container,) = patch["spec"]["template"]["spec"]["containers"]
-            container["args"] += ["--client-ca-file", "/etc/tideover-tls/ca.crt"]
         self._apps().patch_namespaced_deployment(TIDEOVER_DEPLOYMENT, NAMESPACE, patch)
         self.tls, self.url = (cert, key, ca), f"https://127.0.0.1:{NODE_PORT}"
         self._wait_rolled(1, None)

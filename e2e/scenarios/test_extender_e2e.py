@@ -7,7 +7,10 @@ No cluster-autoscaler runs here, so no scale-up is ever pending (see test_autosc
 
 from __future__ import annotations
 
+import json
 import ssl
+from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
@@ -240,11 +243,56 @@ def test_scheduler_calls_tideover_over_mutual_tls(stack: tuple[LocalCluster, Tid
         cluster.restart_scheduler(original)
 
 
+# Run in a pod of the cluster (tideover's own image, for its Python): POST /filter to the Service without a client
+# certificate, then with one from another CA; print one JSON line per attempt.
+_IN_CLUSTER_CLIENT = """
+import json, os, ssl, urllib.error, urllib.request
+url = "https://tideover.kube-system.svc:8888/filter"
+body = json.dumps({"Pod": {"metadata": {"name": "forged", "namespace": "default", "uid": "forged"}},
+                   "NodeNames": []}).encode()
+for name in ("none", "foreign"):
+    context = ssl.create_default_context(cadata=os.environ["CA"])
+    if name == "foreign":
+        for key in ("CERT", "KEY"):
+            with open(f"/tmp/{key}", "w") as out:
+                out.write(os.environ[key])
+        context.load_cert_chain("/tmp/CERT", "/tmp/KEY")
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            result = {"status": response.status}
+    except urllib.error.HTTPError as error:
+        result = {"status": error.code, "body": error.read().decode()}
+    except OSError as error:
+        result = {"status": None, "error": str(error)}
+    print(json.dumps({"client": name, **result}), flush=True)
+"""
+
+
+def _in_cluster_attempts(ns: Namespace, ca: Path, foreign: CertPair) -> dict[str, Any]:
+    """The results of _IN_CLUSTER_CLIENT, run as a pod on a kind node."""
+    env = [{"name": "CA", "value": ca.read_text()}, {"name": "CERT", "value": foreign.cert.read_text()},
+           {"name": "KEY", "value": foreign.key.read_text()}]
+    ns.create_pod({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "intruder"}, "spec": {
+        "restartPolicy": "Never", "nodeSelector": {"tideover.io/kind-node": "true"},
+        "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}],
+        "containers": [{"name": "client", "image": "tideover:e2e", "imagePullPolicy": "Never",
+                        "command": ["python", "-c", _IN_CLUSTER_CLIENT], "env": env}]}})
+
+    def phase() -> str:
+        return str(ns.core.read_namespaced_pod("intruder", ns.name).status.phase)
+
+    ns.wait(lambda: phase() in ("Succeeded", "Failed"), 90, "the in-cluster client to finish")
+    log = ns.core.read_namespaced_pod_log("intruder", ns.name)
+    attempts = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    return {attempt.pop("client"): attempt for attempt in attempts}
+
+
 def test_scheduler_calls_tideover_over_mutual_tls_in_kind(
     stack: tuple[LocalCluster, TideoverProcess], ns: Namespace, e2e: E2E
 ) -> None:
     """The same on the kind cluster, as users deploy it: the Deployment patched with config/deployment-tls-patch.yaml
-    (a Secret tideover-tls) plus --client-ca-file, and the control plane's kube-scheduler restarted with
+    (a Secret tideover-tls with the client CA), and the control plane's kube-scheduler restarted with
     config/scheduler-config-https.yaml (its caFile, certFile and keyFile in /etc/kubernetes/tideover). Clients without
     the certificate are refused; the Secret renewed in place mid-run is served without a restart and the scheduler
     keeps calling."""
@@ -264,7 +312,7 @@ def test_scheduler_calls_tideover_over_mutual_tls_in_kind(
     https = ROOT / "config" / "scheduler-config-https.yaml"
     try:
         pair = serving()
-        tideover.serve_tls(pair.cert, pair.key, pki.ca.cert, client_ca=True)
+        tideover.serve_tls(pair.cert, pair.key, pki.ca.cert)
         cluster.reconfigure_scheduler(https, f"https://127.0.0.1:{NODE_PORT}", {
             "ca.crt": pki.ca.cert.read_bytes(), "client.crt": scheduler.cert.read_bytes(),
             "client.key": scheduler.key.read_bytes()})
@@ -272,12 +320,15 @@ def test_scheduler_calls_tideover_over_mutual_tls_in_kind(
         _overflow_gets_tideovers_reason(cluster, ns)
         assert tideover.url.startswith("https://")
         assert tideover.metric("tideover_decisions_total", {"verb": "filter"}) > before
-        status, reply = tideover.post("/filter", {"Pod": pod("forged"), "Nodes": None, "NodeNames": []})
-        assert status == 401, reply
+        ledger = tideover.metric("tideover_spill_ledger_entries")
+        refused = tideover.metric("tideover_bad_requests_total", {"verb": "filter", "status": "401"})
         foreign = Pki(cluster.work_dir / "stranger").issue("scheduler", "system:kube-scheduler", client=True)
-        with pytest.raises(OSError):
-            tideover.post("/filter", {"Pod": pod("forged"), "Nodes": None, "NodeNames": []},
-                          client=(foreign.cert, foreign.key))
+        attempts = _in_cluster_attempts(ns, pki.ca.cert, foreign)
+        assert attempts["none"]["status"] == 401, attempts
+        assert "client certificate signed by server.clientCAFile is required" in attempts["none"]["body"]
+        assert attempts["foreign"]["status"] is None, attempts  # the TLS handshake refused it
+        assert tideover.metric("tideover_bad_requests_total", {"verb": "filter", "status": "401"}) == refused + 1
+        assert tideover.metric("tideover_spill_ledger_entries") == ledger
         renewed = serving()
         tideover.rotate_tls(renewed.cert, renewed.key, pki.ca.cert)
         served = ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(renewed.cert.read_text()))
