@@ -111,6 +111,16 @@ def test_the_verbs_answer_a_client_certificate_of_an_allowed_subject(served: Ser
     assert response.json()["NodeNames"] == ["vm-1"]
 
 
+def test_a_forwarded_for_header_does_not_change_whose_certificate_counts(served: Served) -> None:
+    """The request is matched to its connection's certificate by address: a client on 127.0.0.1 naming another one in
+    X-Forwarded-For (which uvicorn honours from 127.0.0.1 by default) is still itself."""
+    scheduler = served.ca.issue("scheduler", "system:kube-scheduler", client=True)
+    body = orjson.dumps(names_args(pod(), ["vm-1"]))
+    with served.client(scheduler) as client:
+        response = client.post(f"{served.url}/filter", content=body, headers={"X-Forwarded-For": "10.0.0.9"})
+    assert response.status_code == 200
+
+
 def test_no_client_certificate_is_401_with_the_reason(served: Served) -> None:
     for verb in ("filter", "prioritize", "anything-else"):
         with served.client(None) as client:

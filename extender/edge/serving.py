@@ -4,8 +4,10 @@ and with server.healthPort a plain-HTTP port for probes and Prometheus. One uvic
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -35,21 +37,24 @@ def edge_tls(server: Server) -> Edge:
 
 
 def build_servers(app: FastAPI, server: Server, edge: Edge, log_level: str) -> list[uvicorn.Server]:
-    common = {"log_level": log_level.lower(), "access_log": False, "log_config": None}
+    # proxy_headers off: scope["client"] must stay the connection's own address, under which Peers holds its
+    # certificate (uvicorn would otherwise take X-Forwarded-For from a client on 127.0.0.1).
+    common: dict[str, Any] = {
+        "log_level": log_level.lower(), "access_log": False, "log_config": None, "proxy_headers": False,
+    }
     tls = edge.tls
-    factory: Callable[[uvicorn.Config, Callable[[], object]], object] | None = (
+    factory: Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]], ssl.SSLContext] | None = (
         (lambda _config, _default: tls.context()) if tls is not None else None
     )
-    protocol = (
+    protocol: type[asyncio.Protocol] | str = (
         peer_recording_protocol(AutoHTTPProtocol, edge.client_auth.peers) if edge.client_auth is not None else "auto"
     )
     servers = [uvicorn.Server(uvicorn.Config(
-        app, host=server.host, port=server.port, http=protocol, ssl_context_factory=factory,  # type: ignore[arg-type]
-        **common,  # type: ignore[arg-type]
+        app, host=server.host, port=server.port, http=protocol, ssl_context_factory=factory, **common,
     ))]
     if server.health_port is not None:
         servers.append(uvicorn.Server(uvicorn.Config(
-            health_app(app), host=server.host, port=server.health_port, lifespan="off", **common,  # type: ignore[arg-type]
+            health_app(app), host=server.host, port=server.health_port, lifespan="off", **common,
         )))
     return servers
 
