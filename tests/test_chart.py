@@ -154,6 +154,13 @@ def test_notes_print_the_scheduler_configuration(tmp_path: Path) -> None:
     plain = yaml.safe_load((chart.CONFIG_DIR / "scheduler-config.yaml").read_text())
     assert snippet["extenders"] == plain["extenders"], "NOTES.txt's snippet is config/scheduler-config.yaml's extender"
     assert "rollout status deployment/tideover" in notes
+    rendered = chart.helm("template", "tideover", str(copy), "--namespace", "kube-system", "--show-only",
+                          "templates/notes.yaml", "--values", str(chart.EXAMPLES / "mtls-values.yaml"))
+    notes = yaml.safe_load(rendered)["data"]["notes"]
+    snippet = yaml.safe_load(notes[notes.index("apiVersion: kubescheduler"):notes.index("\nA kube-scheduler")])
+    https = yaml.safe_load((chart.CONFIG_DIR / "scheduler-config-https.yaml").read_text())
+    (extender,) = snippet["extenders"]
+    assert extender["tlsConfig"] == https["extenders"][0]["tlsConfig"], "mutual TLS: the snippet presents the client"
 
 
 def _restricted_problems(pod_spec: Json) -> list[str]:
