@@ -288,6 +288,16 @@ def _in_cluster_attempts(ns: Namespace, ca: Path, foreign: CertPair) -> dict[str
     return {attempt.pop("client"): attempt for attempt in attempts}
 
 
+def _restarts(tideover: TideoverProcess) -> dict[str, int]:
+    """tideover's pods by name, with their containers' restart counts."""
+    from e2e.kind.target import KindTideover
+
+    assert isinstance(tideover, KindTideover)
+    return {pod["metadata"]["name"]: sum(status.get("restartCount", 0)
+                                         for status in (pod.get("status") or {}).get("containerStatuses") or [])
+            for pod in tideover.pods()}
+
+
 def test_scheduler_calls_tideover_over_mutual_tls_in_kind(
     stack: tuple[LocalCluster, TideoverProcess], ns: Namespace, e2e: E2E
 ) -> None:
@@ -330,10 +340,13 @@ def test_scheduler_calls_tideover_over_mutual_tls_in_kind(
         assert tideover.metric("tideover_bad_requests_total", {"verb": "filter", "status": "401"}) == refused + 1
         assert tideover.metric("tideover_spill_ledger_entries") == ledger
         renewed = serving()
+        serving_pods = _restarts(tideover)
         tideover.rotate_tls(renewed.cert, renewed.key, pki.ca.cert)
         served = ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(renewed.cert.read_text()))
-        ns.wait(lambda: ssl.get_server_certificate(("127.0.0.1", NODE_PORT)) == served, 150,
-                "tideover to serve the renewed certificate")
+        waited = ns.wait(lambda: ssl.get_server_certificate(("127.0.0.1", NODE_PORT)) == served, 150,
+                         "tideover to serve the renewed certificate")
+        print(f"[e2e] the renewed certificate served after {waited:.1f}s, without a restart")
+        assert _restarts(tideover) == serving_pods  # the same pods, no container restarted
         decided = tideover.metric("tideover_decisions_total", {"verb": "filter"})
         ns.create_pod(pod("after-rotation", cpu="1", tolerate_gate=True))
         ns.wait(lambda: any("virtual node withheld" in m for m in ns.events("FailedScheduling", "after-rotation")),
