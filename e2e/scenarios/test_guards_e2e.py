@@ -153,8 +153,8 @@ def test_forged_pods_cannot_fill_the_ledger(
     stack: tuple[LocalCluster, TideoverProcess], ns: Namespace, pending: str,
 ) -> None:
     """Issue 16 (2): /filter requests for pods nobody created, claiming the workload's ReplicaSet, while capacity is
-    pending: tideover withholds the virtual node from each and records none, so the workload's cap still lets its
-    real pods spill (had the forgeries counted, a 25% cap would let none of them)."""
+    pending: tideover answers each (after server.podWatchGraceSeconds) and records none, so the workload's cap still
+    lets its real pods spill (had the forgeries counted, a 25% cap would let none of them)."""
     _, tideover = stack
     ns.create_deployment(deployment("capped", 0, cpu="1", annotations={"tideover.io/max-virtual-percent": "25"}))
     ns.wait(lambda: bool(ns.apps.list_namespaced_replica_set(ns.name).items), 30, "the ReplicaSet")
@@ -164,9 +164,6 @@ def test_forged_pods_cannot_fill_the_ledger(
         status, reply = tideover.post("/filter", {"Pod": _forged_pod(ns.name, index, owner_uid), "Nodes": None,
                                                   "NodeNames": [VIRTUAL]})
         assert status == 200, reply
-        assert reply["NodeNames"] == []
-        assert "holds no Pending, unbound pod" in reply["FailedAndUnresolvableNodes"][VIRTUAL]
     assert tideover.metric("tideover_spill_ledger_entries") == ledger
-    assert tideover.metric("tideover_decisions_total", {"outcome": "withheld-pod-not-seen"}) >= 10
     ns.scale("capped", 8)
     ns.wait(lambda: ns.summary("app=capped")["virtual"] == 2, 60, "two real pods on the virtual node")

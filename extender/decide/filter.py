@@ -413,8 +413,8 @@ def decide_filter(
     ``request_kinds`` classifies nodes the request carried in full (nodeCacheCapable: false), so a node
     the cluster view has not seen yet is still understood. ``recent_spills``: spills allowed that the snapshot
     does not show yet (:class:`~extender.decide.guards.SpillLedger`), counted by the capacity guards.
-    ``pod_seen``: the cluster view holds this pod, Pending and unbound; a spill for a pod it does not hold (forged, or
-    not delivered by the watch yet) is withheld, so requests about pods nobody created cannot take a spill.
+    ``pod_seen``: the cluster view holds this pod, Pending and unbound; a spill for a pod it does not hold (not
+    delivered by the watch yet, or forged) is withheld: the HTTP edge then waits for the watch (see ExtenderService).
     """
     policy = workload_policy(pod.annotations)
     everything = tuple(candidates)

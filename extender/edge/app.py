@@ -117,7 +117,8 @@ class ExtenderService:
 
     def filter(self, body: bytes, final: bool = True) -> tuple[int, Any] | None:
         """The reply; None (only when not ``final``) when the pod would spill but the cluster view does not hold it
-        yet: the caller asks again shortly, with ``final`` once server.podWatchGraceSeconds have passed."""
+        yet: the caller asks again shortly, with ``final`` once server.podWatchGraceSeconds have passed. Then the pod
+        is answered as any other, but a pod the view does not hold is never recorded in the ledger."""
         parsed = self._parse("filter", body)
         if isinstance(parsed, tuple):
             return parsed
@@ -132,7 +133,9 @@ class ExtenderService:
             }
         with self._decide:
             recent_spills = self.spills.view(snap, exclude_uid=parsed.pod.uid)
-            decision = decide_filter(parsed.pod, parsed.node_names, snap, self.config, kinds, recent_spills, seen)
+            decision = decide_filter(
+                parsed.pod, parsed.node_names, snap, self.config, kinds, recent_spills, pod_seen=seen or final
+            )
             if decision.outcome is FilterOutcome.WITHHELD_POD_NOT_SEEN and not final:
                 return None
             if seen and decision.outcome is not FilterOutcome.NOT_SYNCED:  # an unseen pod changes nothing

@@ -674,9 +674,9 @@ class Server(_Model):
         default=1.0,
         description=(
             "Seconds a /filter that would spill a pod the cluster view does not hold (uid, namespace, name, owner; "
-            "Pending, unbound) waits for the pod watch to deliver it before the virtual node is withheld. The view "
-            "trails kube-scheduler's informer by milliseconds; a withheld pod waits for the next cluster event (up to "
-            "5 minutes in a quiet cluster), so a real pod is better waited for. Forged pods are never recorded."
+            "Pending, unbound) waits for the pod watch to deliver it, so that the spill is recorded in the ledger and "
+            "counted by the caps. The view trails kube-scheduler's informer by milliseconds. After the wait the pod is "
+            "answered unrecorded: a forged pod never enters the ledger, and a real one is never held back."
         ),
     )
     max_body_bytes: Int = Field(
