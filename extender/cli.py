@@ -36,6 +36,8 @@ class ServeSettings(BaseSettings):
     port: int | None = Field(default=None, validation_alias="TIDEOVER_LISTEN_PORT")
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    client_ca_file: Path | None = None
+    health_port: int | None = None
     log_level: str = "info"
 
 
@@ -63,7 +65,6 @@ def _kube_api_client(kubeconfig: Path | None) -> Any:
 def serve(settings: ServeSettings) -> int:
     """The composition root: builds every component and wires them together, in the order they depend on each
     other, then serves until stopped. One function on purpose: the wiring is read in one place."""
-    import uvicorn
     from kubernetes import client
 
     from extender.cluster.view import ClusterView
@@ -72,6 +73,8 @@ def serve(settings: ServeSettings) -> int:
     from extender.controllers.loop import ControllerLoop, LeaderElector
     from extender.controllers.port import ApiWrites
     from extender.edge.app import ExtenderService, create_app
+    from extender.edge.serving import build_servers, edge_tls
+    from extender.edge.serving import run as run_servers
     from extender.telemetry.metrics import Metrics
 
     source = str(settings.config) if settings.config else "defaults"
@@ -82,6 +85,8 @@ def serve(settings: ServeSettings) -> int:
             "port": settings.port,
             "tlsCertFile": str(settings.tls_cert_file) if settings.tls_cert_file else None,
             "tlsKeyFile": str(settings.tls_key_file) if settings.tls_key_file else None,
+            "clientCAFile": str(settings.client_ca_file) if settings.client_ca_file else None,
+            "healthPort": settings.health_port,
         }.items()
         if value is not None
     }
@@ -104,8 +109,12 @@ def serve(settings: ServeSettings) -> int:
     waiting = WaitingNotifier(recorder.emit, config, leading=elector.leading.is_set)
     view.add_pod_listener(waiting.on_pod_change)
     view.add_snapshot_listener(waiting.on_snapshot)
-    service = ExtenderService(config, view.snapshot, metrics, on_filter_decision=notifier.on_filter_decision)
-    app = create_app(service, view.ready)
+    service = ExtenderService(
+        config, view.snapshot, metrics, on_filter_decision=notifier.on_filter_decision, pod_seen=view.holds_pending
+    )
+    metrics.watch_ledger(lambda: len(service.spills))
+    edge = edge_tls(config.server)
+    app = create_app(service, view.ready, edge.client_auth)
 
     recorder.start()
     spill_state.start()
@@ -113,17 +122,12 @@ def serve(settings: ServeSettings) -> int:
     elector.start()
     server = config.server
     log.info(
-        "serving on %s://%s:%d (config: %s)", "https" if server.tls_cert_file else "http", server.host, server.port,
-        source,
-    )
-    uvicorn_config = uvicorn.Config(
-        app, host=server.host, port=server.port, log_level=settings.log_level.lower(), access_log=False,
-        ssl_certfile=str(server.tls_cert_file) if server.tls_cert_file else None,
-        ssl_keyfile=str(server.tls_key_file) if server.tls_key_file else None,
-        log_config=None, proxy_headers=False,  # no proxy in front: the scheduler's address is the client's
+        "serving on %s://%s:%d%s%s (config: %s)", "https" if server.tls_cert_file else "http", server.host,
+        server.port, " (client certificates required)" if edge.client_auth else "",
+        f", health and metrics also on http port {server.health_port}" if server.health_port else "", source,
     )
     try:
-        uvicorn.Server(uvicorn_config).run()
+        run_servers(build_servers(app, server, edge, settings.log_level))
     finally:
         view.stop()
         recorder.stop()
@@ -197,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--port", type=int, help="overrides server.port")
     serve_parser.add_argument("--tls-cert-file", type=Path, help="overrides server.tlsCertFile (serve HTTPS)")
     serve_parser.add_argument("--tls-key-file", type=Path, help="overrides server.tlsKeyFile")
+    serve_parser.add_argument("--client-ca-file", type=Path, help="overrides server.clientCAFile (mutual TLS)")
+    serve_parser.add_argument("--health-port", type=int, help="overrides server.healthPort")
     serve_parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
     check = sub.add_parser("check-config", help="validate a config file and report every problem")

@@ -87,17 +87,18 @@ def test_schema_config_part_is_the_configuration_model() -> None:
 
 
 def test_tls_rendering_agrees_with_the_kustomize_patch() -> None:
-    """tls.enabled renders what config/deployment-tls-patch.yaml makes of config/deployment.yaml."""
-    objects = _objects(chart.template(sets={"tls.enabled": "true"}))
+    """tls.enabled with tls.clientAuth.enabled renders what config/deployment-tls-patch.yaml makes of
+    config/deployment.yaml."""
+    objects = _objects(chart.template(sets={"tls.enabled": "true", "tls.clientAuth.enabled": "true"}))
     container = _container(objects)
     patch = yaml.safe_load((chart.CONFIG_DIR / "deployment-tls-patch.yaml").read_text())
     (patched,) = patch["spec"]["template"]["spec"]["containers"]
     assert container["args"] == patched["args"]
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["scheme"] == "HTTPS"
-    assert patched["volumeMounts"][0] in container["volumeMounts"]
+    assert all(mount in container["volumeMounts"] for mount in patched["volumeMounts"])
     volumes = objects[("Deployment", "tideover")]["spec"]["template"]["spec"]["volumes"]
-    assert patch["spec"]["template"]["spec"]["volumes"][0] in volumes
+    assert all(volume in volumes for volume in patch["spec"]["template"]["spec"]["volumes"])
     assert ("Secret", "tideover-tls") not in objects, "no Secret without a certificate in the values"
 
 
@@ -153,6 +154,13 @@ def test_notes_print_the_scheduler_configuration(tmp_path: Path) -> None:
     plain = yaml.safe_load((chart.CONFIG_DIR / "scheduler-config.yaml").read_text())
     assert snippet["extenders"] == plain["extenders"], "NOTES.txt's snippet is config/scheduler-config.yaml's extender"
     assert "rollout status deployment/tideover" in notes
+    rendered = chart.helm("template", "tideover", str(copy), "--namespace", "kube-system", "--show-only",
+                          "templates/notes.yaml", "--values", str(chart.EXAMPLES / "mtls-values.yaml"))
+    notes = yaml.safe_load(rendered)["data"]["notes"]
+    snippet = yaml.safe_load(notes[notes.index("apiVersion: kubescheduler"):notes.index("\nA kube-scheduler")])
+    https = yaml.safe_load((chart.CONFIG_DIR / "scheduler-config-https.yaml").read_text())
+    (extender,) = snippet["extenders"]
+    assert extender["tlsConfig"] == https["extenders"][0]["tlsConfig"], "mutual TLS: the snippet presents the client"
 
 
 def _restricted_problems(pod_spec: Json) -> list[str]:
@@ -248,3 +256,33 @@ def test_karpenter_objects_are_readable_only_when_the_signal_can_use_them(
     rules = _karpenter_rules(values, sets)
     expected = [{"apiGroups": ["karpenter.sh"], "resources": ["nodeclaims", "nodepools"], "verbs": ["list", "watch"]}]
     assert rules == (expected if granted else [])
+
+
+def test_mutual_tls_rendering() -> None:
+    """ci/mtls-values.yaml: the client CA mounted and passed, kube-scheduler's client certificate from the same issuer
+    with the name config.server.clientSubjects allows, probes and ServiceMonitor on the plain health port, and the
+    NetworkPolicy's monitoring rule on that port only."""
+    objects = _objects(chart.template([chart.EXAMPLES / "mtls-values.yaml"]))
+    container = _container(objects)
+    assert container["args"][-2:] == ["--client-ca-file", "/etc/tideover-client-ca/ca.crt"]
+    assert {"name": "client-ca", "mountPath": "/etc/tideover-client-ca", "readOnly": True} in container["volumeMounts"]
+    volumes = objects[("Deployment", "tideover")]["spec"]["template"]["spec"]["volumes"]
+    client_ca = next(v for v in volumes if v["name"] == "client-ca")
+    serving = objects[("Certificate", "tideover")]["spec"]
+    assert client_ca["secret"]["secretName"] == serving["secretName"]  # the issuer's ca.crt in the serving Secret
+    client = objects[("Certificate", "tideover-scheduler-client")]["spec"]
+    assert client["issuerRef"] == serving["issuerRef"] and client["usages"][0] == "client auth"
+    config = yaml.safe_load(objects[("ConfigMap", "tideover-config")]["data"]["tideover.yaml"])
+    assert client["commonName"] in config["server"]["clientSubjects"]
+    health = config["server"]["healthPort"]
+    assert {"name": "health", "containerPort": health, "protocol": "TCP"} in container["ports"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["port"] == "health" and "scheme" not in container[probe]["httpGet"]
+    endpoint = objects[("ServiceMonitor", "tideover")]["spec"]["endpoints"][0]
+    assert (endpoint["port"], endpoint["scheme"]) == ("health", "http")
+    assert {"name": "health", "port": health, "targetPort": "health", "protocol": "TCP"} in (
+        objects[("Service", "tideover")]["spec"]["ports"])
+    verbs, metrics = objects[("NetworkPolicy", "tideover")]["spec"]["ingress"]
+    assert verbs["ports"] == [{"port": 8888, "protocol": "TCP"}]
+    assert metrics["ports"] == [{"port": health, "protocol": "TCP"}]
+    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]

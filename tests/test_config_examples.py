@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from e2e.harness.pki import Pki
 from extender.cli import main as cli_main
 from extender.cluster.view import ClusterView
 from extender.decide.matching import required_node_affinity_mismatch, untolerated_taint
@@ -283,6 +284,7 @@ def test_scheduler_config_url_prefix_points_at_the_service(name: str) -> None:
         assert url.scheme == "https" and extender["enableHTTPS"] is True
         tls = extender["tlsConfig"]
         assert tls["caFile"] and not tls.get("insecure", False)
+        assert tls["certFile"] and tls["keyFile"]  # mutual TLS: the scheduler presents its client certificate
         assert tls["serverName"] == url.hostname
     else:
         assert url.scheme == "http" and not extender.get("enableHTTPS", False)
@@ -353,7 +355,10 @@ def test_kube_scheduler_accepts_the_scheduler_config(name: str, tmp_path: Path) 
     doc["clientConnection"] = {"kubeconfig": str(kubeconfig)}
     tls = doc["extenders"][0].get("tlsConfig")
     if tls and tls.get("caFile"):
-        tls["caFile"] = str(_self_signed_ca(tmp_path))  # the real path exists only on the scheduler's host
+        tls["caFile"] = str(_self_signed_ca(tmp_path))  # the real paths exist only on the scheduler's host
+    if tls and tls.get("certFile"):
+        client = Pki(tmp_path / "client").issue("client", "system:kube-scheduler", client=True)
+        tls["certFile"], tls["keyFile"] = str(client.cert), str(client.key)
     config = tmp_path / name
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     written = tmp_path / "written.yaml"
@@ -468,11 +473,14 @@ def test_tls_patch_serves_https_with_probes_to_match() -> None:
     args = container["args"]
     assert args[: len(_container()["args"])] == _container()["args"], "the patch replaces args whole"
     cert, key = Path(args[args.index("--tls-cert-file") + 1]), Path(args[args.index("--tls-key-file") + 1])
-    (mount,) = container["volumeMounts"]
-    assert cert.parent == key.parent == Path(mount["mountPath"])
-    assert not Path(mount["mountPath"]).is_relative_to("/etc/tideover"), "no mount inside the ConfigMap volume"
-    (volume,) = patch["spec"]["template"]["spec"]["volumes"]
-    assert volume["name"] == mount["name"] and volume["secret"]["secretName"]
+    client_ca = Path(args[args.index("--client-ca-file") + 1])  # mutual TLS
+    mounts = {Path(mount["mountPath"]): mount["name"] for mount in container["volumeMounts"]}
+    assert cert.parent == key.parent and {cert.parent, client_ca.parent} == set(mounts)
+    assert not any(path.is_relative_to("/etc/tideover") for path in mounts), "no mount inside the ConfigMap volume"
+    volumes = {volume["name"]: volume for volume in patch["spec"]["template"]["spec"]["volumes"]}
+    assert set(volumes) == set(mounts.values())
+    assert volumes[mounts[client_ca.parent]]["secret"]["items"] == [{"key": "ca.crt", "path": client_ca.name}]
+    assert len({volume["secret"]["secretName"] for volume in volumes.values()}) == 1  # one Secret holds all three
     assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
     assert container["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
 

@@ -148,6 +148,11 @@ def chart_schema() -> dict[str, Any]:
                 "certManager": {"type": "object", "additionalProperties": False, "properties": {
                     "enabled": {"type": "boolean"}, "issuerRef": obj, "duration": string, "renewBefore": string,
                 }},
+                "clientAuth": {"type": "object", "additionalProperties": False, "properties": {
+                    "enabled": {"type": "boolean"}, "caSecretName": string,
+                    "clientSecretName": {"type": "string", "minLength": 1}, "clientNamespace": string,
+                    "commonName": {"type": "string", "minLength": 1},
+                }},
             }},
             "networkPolicy": {"type": "object", "additionalProperties": False, "properties": {
                 "enabled": {"type": "boolean"},

@@ -3,6 +3,7 @@ KubeSchedulerConfiguration (config/scheduler-config.yaml, the one users deploy) 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -47,13 +48,20 @@ def _substitute(text: str, key: str, value: str, source: Path) -> str:
     return patched
 
 
-def scheduler_config(url: str, dest: Path, *, ca_file: Path | None = None) -> Path:
-    """config/scheduler-config.yaml (or, with ``ca_file``, config/scheduler-config-https.yaml) with its
-    urlPrefix pointed at ``url`` (and its caFile at ``ca_file``); everything else as shipped."""
+def scheduler_config(
+    url: str, dest: Path, *, ca_file: Path | None = None, client: tuple[Path, Path] | None = None
+) -> Path:
+    """config/scheduler-config.yaml (or, with ``ca_file`` and ``client``, config/scheduler-config-https.yaml) with its
+    urlPrefix pointed at ``url`` (its caFile at ``ca_file``, its certFile and keyFile at ``client``); everything else
+    as shipped."""
     source = SCHEDULER_CONFIG if ca_file is None else SCHEDULER_CONFIG_HTTPS
     text = _substitute(source.read_text(), "urlPrefix", url, source)
     if ca_file is not None:
+        if client is None:
+            raise ValueError("config/scheduler-config-https.yaml presents a client certificate: pass client")
         text = _substitute(text, "caFile", str(ca_file), source)
+        text = _substitute(text, "certFile", str(client[0]), source)
+        text = _substitute(text, "keyFile", str(client[1]), source)
     dest.write_text(text)
     return dest
 
@@ -63,9 +71,11 @@ class TideoverProcess:
 
     def __init__(
         self, kubeconfig: Path, work_dir: Path, config: dict[str, Any] | None = None, port: int | None = None,
-        *, tls: tuple[Path, Path, Path] | None = None,
+        *, tls: tuple[Path, Path, Path] | None = None, client_ca: Path | None = None,
     ) -> None:
-        """``tls``: (certificate, key, CA certificate) to serve HTTPS with --tls-cert-file/--tls-key-file."""
+        """``tls``: (certificate, key, CA certificate) to serve HTTPS with --tls-cert-file/--tls-key-file;
+        ``client_ca``: require client certificates it signed (--client-ca-file)."""
+        self.client_ca = client_ca
         self.kubeconfig = kubeconfig
         self.work_dir = work_dir
         self.port = port or free_port()
@@ -83,6 +93,8 @@ class TideoverProcess:
         ]
         if self.tls is not None:
             command += ["--tls-cert-file", str(self.tls[0]), "--tls-key-file", str(self.tls[1])]
+        if self.client_ca is not None:
+            command += ["--client-ca-file", str(self.client_ca)]
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
@@ -140,6 +152,20 @@ class TideoverProcess:
             return error.code, error.read().decode()
         except OSError:
             return 0, ""
+
+    def post(self, path: str, body: Any, client: tuple[Path, Path] | None = None) -> tuple[int, Any]:
+        """POST JSON as a client other than kube-scheduler would: (status, decoded reply). ``client``: a client
+        certificate and key to present."""
+        context = ssl.create_default_context(cafile=str(self.tls[2])) if self.tls is not None else None
+        if context is not None and client is not None:
+            context.load_cert_chain(*client)
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5, context=context) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         """The sum of a metric's samples matching ``labels`` (0 when absent)."""

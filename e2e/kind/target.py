@@ -372,11 +372,12 @@ class KindTideover(TideoverProcess):
         self._wait_rolled(replicas, timeout)
 
     def serve_tls(self, cert: Path, key: Path, ca: Path) -> None:
-        """HTTPS, as config/deployment-tls-patch.yaml configures it: the Secret tideover-tls from ``cert`` and
-        ``key``, the patch applied to the Deployment, waited for until the new pod serves (checked with ``ca``)."""
+        """HTTPS with mutual TLS, as config/deployment-tls-patch.yaml configures it: the Secret tideover-tls from
+        ``cert``, ``key`` and ``ca`` (which also signs the clients allowed), the patch applied to the Deployment,
+        waited for until the new pod serves (checked with ``ca``)."""
         core = self.cluster.core_v1()
         secret = {"metadata": {"name": TLS_SECRET, "namespace": NAMESPACE}, "type": "kubernetes.io/tls",
-                  "data": {"tls.crt": _b64(cert), "tls.key": _b64(key)}}
+                  "data": {"tls.crt": _b64(cert), "tls.key": _b64(key), "ca.crt": _b64(ca)}}
         with contextlib.suppress(ApiException):
             core.delete_namespaced_secret(TLS_SECRET, NAMESPACE)
         core.create_namespaced_secret(NAMESPACE, secret)
@@ -385,6 +386,18 @@ class KindTideover(TideoverProcess):
         self._apps().patch_namespaced_deployment(TIDEOVER_DEPLOYMENT, NAMESPACE, patch)
         self.tls, self.url = (cert, key, ca), f"https://127.0.0.1:{NODE_PORT}"
         self._wait_rolled(1, None)
+
+    def rotate_tls(self, cert: Path, key: Path, ca: Path) -> None:
+        """Replace the Secret's files in place, as cert-manager's renewal does; the kubelet updates the mounted
+        volume on its next sync of the pod (up to about a minute)."""
+        body = {"data": {"tls.crt": _b64(cert), "tls.key": _b64(key), "ca.crt": _b64(ca)}}
+        core = self.cluster.core_v1()
+        core.patch_namespaced_secret(TLS_SECRET, NAMESPACE, body)
+        # The kubelet refreshes a Secret volume when it syncs the pod: periodically (about a minute), or at once on a
+        # change of the pod. An annotation (not the template: no rollout) saves the suite that minute.
+        for pod in self.pods():
+            annotations = {"tideover.io/e2e-tls-rotated": str(time.time())}
+            core.patch_namespaced_pod(pod["metadata"]["name"], NAMESPACE, {"metadata": {"annotations": annotations}})
 
     def serve_http(self) -> None:
         """Back to the Deployment as it was before :meth:`serve_tls`, and the Secret deleted."""

@@ -7,13 +7,18 @@ No cluster-autoscaler runs here, so no scale-up is ever pending (see test_autosc
 
 from __future__ import annotations
 
+import json
+import ssl
+from pathlib import Path
+from typing import Any
+
 import pytest
 from kubernetes import client as k8s
 
 from e2e.conftest import E2E
 from e2e.harness.cluster import VIRTUAL_NODE_NAME, LocalCluster
-from e2e.harness.pki import Pki
-from e2e.harness.tideover import ROOT, TideoverProcess, scheduler_config
+from e2e.harness.pki import CertPair, Pki
+from e2e.harness.tideover import DEFAULT_CONFIG, ROOT, TideoverProcess, scheduler_config
 from e2e.harness.workloads import Namespace, add_vm_nodes, deployment, pod
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kind]  # kind: its stack fixture has a kind target
@@ -189,10 +194,31 @@ def _overflow_gets_tideovers_reason(cluster: LocalCluster, ns: Namespace) -> Non
             "tideover's reason, from the TLS-serving tideover")
 
 
+def _refuses_other_clients(tideover: TideoverProcess, pki: Pki, stranger: Pki) -> None:
+    """Without a client certificate (401), with one of another name (403) or from another CA (the TLS handshake
+    fails): refused, nothing decided and nothing recorded in the spill ledger."""
+    forged = {"Pod": pod("forged", cpu="1", tolerate_gate=True), "Nodes": None, "NodeNames": [VIRTUAL_NODE_NAME]}
+    forged["Pod"]["metadata"].update({"namespace": "default", "uid": "forged-uid"})
+    decisions = tideover.metric("tideover_decisions_total", {"verb": "filter"})
+    ledger = tideover.metric("tideover_spill_ledger_entries")
+    status, reply = tideover.post("/filter", forged)
+    assert (status, reply) == (401, {"Error": "a client certificate signed by server.clientCAFile is required to "
+                                              "call tideover's verbs"})
+    other = pki.issue("other", "some-controller", client=True)
+    status, reply = tideover.post("/filter", forged, client=(other.cert, other.key))
+    assert status == 403 and "(some-controller) is not one of server.clientSubjects" in reply["Error"]
+    foreign = stranger.issue("scheduler", "system:kube-scheduler", client=True)
+    with pytest.raises(OSError):  # urllib's URLError or the SSL error: the handshake is refused
+        tideover.post("/filter", forged, client=(foreign.cert, foreign.key))
+    assert tideover.metric("tideover_decisions_total", {"verb": "filter"}) == decisions
+    assert tideover.metric("tideover_spill_ledger_entries") == ledger
+
+
 @pytest.mark.local_only  # the kind cluster's kube-scheduler is configured once, at cluster creation
-def test_scheduler_calls_tideover_over_https(stack: tuple[LocalCluster, TideoverProcess], ns: Namespace) -> None:
-    """config/scheduler-config-https.yaml (enableHTTPS, tlsConfig.caFile and serverName) against
-    ``tideover serve --tls-cert-file --tls-key-file``: the scheduler's requests reach tideover over TLS."""
+def test_scheduler_calls_tideover_over_mutual_tls(stack: tuple[LocalCluster, TideoverProcess], ns: Namespace) -> None:
+    """config/scheduler-config-https.yaml (enableHTTPS, tlsConfig caFile, serverName, certFile and keyFile) against
+    ``tideover serve --tls-cert-file --tls-key-file --client-ca-file`` with server.clientSubjects: the scheduler's
+    requests reach tideover over mutual TLS, and other clients are refused."""
     cluster, _ = stack
     work = cluster.work_dir / "tls"
     work.mkdir(exist_ok=True)
@@ -200,42 +226,132 @@ def test_scheduler_calls_tideover_over_https(stack: tuple[LocalCluster, Tideover
     # The certificate names the Service (the serverName the config checks) and the loopback address.
     pair = pki.issue("tideover", "tideover.kube-system.svc", server=True,
                      dns_names=("tideover.kube-system.svc",), ips=("127.0.0.1",))
-    secure = TideoverProcess(cluster.kubeconfig, work, tls=(pair.cert, pair.key, pki.ca.cert)).start()
+    scheduler = pki.issue("scheduler", "system:kube-scheduler", client=True)
+    config = {**DEFAULT_CONFIG, "server": {**DEFAULT_CONFIG["server"], "clientSubjects": ["system:kube-scheduler"]}}
+    secure = TideoverProcess(cluster.kubeconfig, work, config, tls=(pair.cert, pair.key, pki.ca.cert),
+                             client_ca=pki.ca.cert).start()
     original = cluster.scheduler_config_source
     try:
         assert secure.url.startswith("https://")
-        cluster.restart_scheduler(scheduler_config(secure.url, work / "scheduler-https.yaml", ca_file=pki.ca.cert))
+        cluster.restart_scheduler(scheduler_config(secure.url, work / "scheduler-https.yaml", ca_file=pki.ca.cert,
+                                                   client=(scheduler.cert, scheduler.key)))
         _overflow_gets_tideovers_reason(cluster, ns)
         assert secure.metric("tideover_decisions_total", {"verb": "filter"}) > 0
+        _refuses_other_clients(secure, pki, Pki(work / "stranger"))
     finally:
         secure.stop()
         cluster.restart_scheduler(original)
 
 
-def test_scheduler_calls_tideover_over_https_in_kind(
+# Run in a pod of the cluster (tideover's own image, for its Python): POST /filter to the Service without a client
+# certificate, then with one from another CA; print one JSON line per attempt.
+_IN_CLUSTER_CLIENT = """
+import json, os, ssl, urllib.error, urllib.request
+url = "https://tideover.kube-system.svc:8888/filter"
+body = json.dumps({"Pod": {"metadata": {"name": "forged", "namespace": "default", "uid": "forged"}},
+                   "NodeNames": []}).encode()
+for name in ("none", "foreign"):
+    context = ssl.create_default_context(cadata=os.environ["CA"])
+    if name == "foreign":
+        for key in ("CERT", "KEY"):
+            with open(f"/tmp/{key}", "w") as out:
+                out.write(os.environ[key])
+        context.load_cert_chain("/tmp/CERT", "/tmp/KEY")
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            result = {"status": response.status}
+    except urllib.error.HTTPError as error:
+        result = {"status": error.code, "body": error.read().decode()}
+    except OSError as error:
+        result = {"status": None, "error": str(error)}
+    print(json.dumps({"client": name, **result}), flush=True)
+"""
+
+
+def _in_cluster_attempts(ns: Namespace, ca: Path, foreign: CertPair) -> dict[str, Any]:
+    """The results of _IN_CLUSTER_CLIENT, run as a pod on a kind node."""
+    env = [{"name": "CA", "value": ca.read_text()}, {"name": "CERT", "value": foreign.cert.read_text()},
+           {"name": "KEY", "value": foreign.key.read_text()}]
+    ns.create_pod({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "intruder"}, "spec": {
+        "restartPolicy": "Never", "nodeSelector": {"tideover.io/kind-node": "true"},
+        "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}],
+        "containers": [{"name": "client", "image": "tideover:e2e", "imagePullPolicy": "Never",
+                        "command": ["python", "-c", _IN_CLUSTER_CLIENT], "env": env}]}})
+
+    def phase() -> str:
+        return str(ns.core.read_namespaced_pod("intruder", ns.name).status.phase)
+
+    ns.wait(lambda: phase() in ("Succeeded", "Failed"), 90, "the in-cluster client to finish")
+    log = ns.core.read_namespaced_pod_log("intruder", ns.name)
+    attempts = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    return {attempt.pop("client"): attempt for attempt in attempts}
+
+
+def _restarts(tideover: TideoverProcess) -> dict[str, int]:
+    """tideover's pods by name, with their containers' restart counts."""
+    from e2e.kind.target import KindTideover
+
+    assert isinstance(tideover, KindTideover)
+    return {pod["metadata"]["name"]: sum(status.get("restartCount", 0)
+                                         for status in (pod.get("status") or {}).get("containerStatuses") or [])
+            for pod in tideover.pods()}
+
+
+def test_scheduler_calls_tideover_over_mutual_tls_in_kind(
     stack: tuple[LocalCluster, TideoverProcess], ns: Namespace, e2e: E2E
 ) -> None:
     """The same on the kind cluster, as users deploy it: the Deployment patched with config/deployment-tls-patch.yaml
-    (a Secret tideover-tls), and the control plane's kube-scheduler restarted with
-    config/scheduler-config-https.yaml (its caFile /etc/kubernetes/tideover/ca.crt in the mounted directory)."""
+    (a Secret tideover-tls with the client CA), and the control plane's kube-scheduler restarted with
+    config/scheduler-config-https.yaml (its caFile, certFile and keyFile in /etc/kubernetes/tideover). Clients without
+    the certificate are refused; the Secret renewed in place mid-run is served without a restart and the scheduler
+    keeps calling."""
     from e2e.kind.target import NODE_PORT, KindCluster, KindTideover
 
     if e2e.target != "kind":
-        pytest.skip("the kind variant (TIDEOVER_E2E_TARGET=kind); test_scheduler_calls_tideover_over_https is local")
+        pytest.skip("the kind variant (TIDEOVER_E2E_TARGET=kind); the local one is the test above")
     cluster, tideover = stack
     assert isinstance(cluster, KindCluster) and isinstance(tideover, KindTideover)
     pki = Pki(cluster.work_dir / "tls")
-    pair = pki.issue("tideover", "tideover.kube-system.svc", server=True,
-                     dns_names=("tideover.kube-system.svc",), ips=("127.0.0.1",))
+
+    def serving() -> CertPair:
+        return pki.issue("tideover", "tideover.kube-system.svc", server=True,
+                         dns_names=("tideover.kube-system.svc",), ips=("127.0.0.1",))
+
+    scheduler = pki.issue("scheduler", "system:kube-scheduler", client=True)
     https = ROOT / "config" / "scheduler-config-https.yaml"
     try:
+        pair = serving()
         tideover.serve_tls(pair.cert, pair.key, pki.ca.cert)
-        cluster.reconfigure_scheduler(https, f"https://127.0.0.1:{NODE_PORT}",
-                                      {"ca.crt": pki.ca.cert.read_bytes()})
+        cluster.reconfigure_scheduler(https, f"https://127.0.0.1:{NODE_PORT}", {
+            "ca.crt": pki.ca.cert.read_bytes(), "client.crt": scheduler.cert.read_bytes(),
+            "client.key": scheduler.key.read_bytes()})
         before = tideover.metric("tideover_decisions_total", {"verb": "filter"})
         _overflow_gets_tideovers_reason(cluster, ns)
         assert tideover.url.startswith("https://")
         assert tideover.metric("tideover_decisions_total", {"verb": "filter"}) > before
+        ledger = tideover.metric("tideover_spill_ledger_entries")
+        refused = tideover.metric("tideover_bad_requests_total", {"verb": "filter", "status": "401"})
+        foreign = Pki(cluster.work_dir / "stranger").issue("scheduler", "system:kube-scheduler", client=True)
+        attempts = _in_cluster_attempts(ns, pki.ca.cert, foreign)
+        assert attempts["none"]["status"] == 401, attempts
+        assert "client certificate signed by server.clientCAFile is required" in attempts["none"]["body"]
+        assert attempts["foreign"]["status"] is None, attempts  # the TLS handshake refused it
+        assert tideover.metric("tideover_bad_requests_total", {"verb": "filter", "status": "401"}) == refused + 1
+        assert tideover.metric("tideover_spill_ledger_entries") == ledger
+        renewed = serving()
+        serving_pods = _restarts(tideover)
+        tideover.rotate_tls(renewed.cert, renewed.key, pki.ca.cert)
+        served = ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(renewed.cert.read_text()))
+        waited = ns.wait(lambda: ssl.get_server_certificate(("127.0.0.1", NODE_PORT)) == served, 150,
+                         "tideover to serve the renewed certificate")
+        print(f"[e2e] the renewed certificate served after {waited:.1f}s, without a restart")
+        assert _restarts(tideover) == serving_pods  # the same pods, no container restarted
+        decided = tideover.metric("tideover_decisions_total", {"verb": "filter"})
+        ns.create_pod(pod("after-rotation", cpu="1", tolerate_gate=True))
+        ns.wait(lambda: any("virtual node withheld" in m for m in ns.events("FailedScheduling", "after-rotation")),
+                60, "tideover's reason after the rotation")
+        assert tideover.metric("tideover_decisions_total", {"verb": "filter"}) > decided
     finally:
         cluster.reconfigure_scheduler(ROOT / "config" / "scheduler-config.yaml", f"http://127.0.0.1:{NODE_PORT}")
         tideover.serve_http()

@@ -136,3 +136,34 @@ def test_workload_capped_at_25_percent_spills_at_most_a_quarter(
     waiting = [n for n, node in ns.placements("app=capped").items() if node is None]
     ns.wait(lambda: _reason_reported(ns, waiting[0], "tideover.io/max-virtual-percent=25 allows 2 of 8"), 30,
             "the cap's reason in FailedScheduling")
+
+
+def _forged_pod(namespace: str, index: int, owner_uid: str) -> dict[str, Any]:
+    """A pod nobody created, claiming to belong to ``owner_uid``'s ReplicaSet, that would spill."""
+    forged = pod(f"forged-{index}", cpu="1", tolerate_gate=True)
+    forged["metadata"].update({
+        "namespace": namespace, "uid": str(uuid.uuid4()),
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "capped", "uid": owner_uid,
+                             "controller": True}],
+    })
+    return forged
+
+
+def test_forged_pods_cannot_fill_the_ledger(
+    stack: tuple[LocalCluster, TideoverProcess], ns: Namespace, pending: str,
+) -> None:
+    """Issue 16 (2): /filter requests for pods nobody created, claiming the workload's ReplicaSet, while capacity is
+    pending: tideover answers each (after server.podWatchGraceSeconds) and records none, so the workload's cap still
+    lets its real pods spill (had the forgeries counted, a 25% cap would let none of them)."""
+    _, tideover = stack
+    ns.create_deployment(deployment("capped", 0, cpu="1", annotations={"tideover.io/max-virtual-percent": "25"}))
+    ns.wait(lambda: bool(ns.apps.list_namespaced_replica_set(ns.name).items), 30, "the ReplicaSet")
+    owner_uid = ns.apps.list_namespaced_replica_set(ns.name).items[0].metadata.uid
+    ledger = tideover.metric("tideover_spill_ledger_entries")
+    for index in range(10):
+        status, reply = tideover.post("/filter", {"Pod": _forged_pod(ns.name, index, owner_uid), "Nodes": None,
+                                                  "NodeNames": [VIRTUAL]})
+        assert status == 200, reply
+    assert tideover.metric("tideover_spill_ledger_entries") == ledger
+    ns.scale("capped", 8)
+    ns.wait(lambda: ns.summary("app=capped")["virtual"] == 2, 60, "two real pods on the virtual node")

@@ -37,7 +37,7 @@ from extender.model.karpenter import (
     nodeclaim_facts,
     nodepool_facts,
 )
-from extender.model.objects import NodeFacts, ObjectError, node_facts
+from extender.model.objects import NodeFacts, ObjectError, PodFacts, node_facts
 from extender.model.snapshot import (
     ClusterSnapshot,
     NodeIndex,
@@ -129,6 +129,20 @@ class ClusterView:
         with self._lock:
             return list(self._store.pods.values())
 
+    def holds_pending(self, pod: PodFacts) -> bool:
+        """Whether the pod watch delivered this pod (its uid, with the namespace, name and controller owner the request
+        gives), Pending and not bound. Reads the live store, which each watch event updates ahead of the next
+        snapshot, so a pod kube-scheduler has just seen is found; one dict read, without the lock (the request path
+        never waits on it)."""
+        placement = self._store.pods.get(pod.uid) if pod.uid else None
+        return (
+            placement is not None
+            and (placement.namespace, placement.name, placement.owner_uid) == (pod.namespace, pod.name, pod.owner_uid)
+            and placement.node_name is None
+            and placement.phase in (None, "Pending")
+            and not placement.terminating
+        )
+
     def sync_ages(self) -> dict[str, float]:
         now = time.monotonic()
         return {resource: now - at for resource, at in self._last_sync.items()}
@@ -194,11 +208,12 @@ class ClusterView:
                     self._apply_node("ADDED", item)
             elif resource == "pods":
                 old = self._store.pods
-                self._store.pods = {}
+                pods: dict[str, PodPlacement] = {}
                 self._tally = None
                 for item in items:  # placements (from _list), or raw pods
                     placement = item if isinstance(item, PodPlacement) else pod_placement(item)
-                    self._store.pods[placement.uid] = placement
+                    pods[placement.uid] = placement
+                self._store.pods = pods  # whole: holds_pending reads it without the lock
                 for uid, placement in self._store.pods.items():
                     self._notify_pod(old.get(uid), placement)
                 for uid in old.keys() - self._store.pods.keys():  # deleted while the watch was down

@@ -58,6 +58,7 @@ class FilterOutcome(StrEnum):
     WITHHELD_NAMESPACE_SPEND_CAP = "withheld-namespace-spend-cap"
     # Every virtual candidate is full (virtualNodes.maxPodsPerNode, else its allocatable pods, counting recent spills).
     WITHHELD_VIRTUAL_NODES_FULL = "withheld-virtual-nodes-full"
+    WITHHELD_POD_NOT_SEEN = "withheld-pod-not-seen"
     NOT_SYNCED = "not-synced"
 
     @property
@@ -405,12 +406,15 @@ def decide_filter(
     config: TideoverConfig,
     request_kinds: Mapping[str, NodeKind] | None = None,
     recent_spills: RecentSpills = NO_RECENT_SPILLS,
+    pod_seen: bool = True,
 ) -> FilterDecision:
     """Which of ``candidates`` (the nodes that passed kube-scheduler's own filters) may host ``pod``.
 
     ``request_kinds`` classifies nodes the request carried in full (nodeCacheCapable: false), so a node
     the cluster view has not seen yet is still understood. ``recent_spills``: spills allowed that the snapshot
     does not show yet (:class:`~extender.decide.guards.SpillLedger`), counted by the capacity guards.
+    ``pod_seen``: the cluster view holds this pod, Pending and unbound; a spill for a pod it does not hold (not
+    delivered by the watch yet, or forged) is withheld: the HTTP edge then waits for the watch (see ExtenderService).
     """
     policy = workload_policy(pod.annotations)
     everything = tuple(candidates)
@@ -426,10 +430,15 @@ def decide_filter(
         )
     request = _Request(pod, snapshot, config, policy, recent_spills, everything,
                        *_sort_candidates(everything, snapshot, request_kinds))
-    for step in FILTER_STEPS:
-        if (decision := step(request)) is not None:
-            return decision
-    return _capacity_pending(request)
+    decision = next((found for step in FILTER_STEPS if (found := step(request)) is not None), None)
+    decision = decision or _capacity_pending(request)
+    if decision.outcome.spilled and not pod_seen:
+        return request.withhold(
+            FilterOutcome.WITHHELD_POD_NOT_SEEN,
+            f"tideover's cluster view holds no Pending, unbound pod {pod.key} with uid {pod.uid or '(none)'}; a "
+            "spill is allowed only for pods it has seen (kube-scheduler retries the pod)",
+        )
+    return decision
 
 
 # Filter outcomes under which a pod that tolerates the virtual node waits because of tideover: the gate is closed

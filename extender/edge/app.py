@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -21,11 +22,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from extender.decide.filter import FilterDecision, FilterOutcome, decide_filter
 from extender.decide.guards import SpillLedger
 from extender.decide.prioritize import ModelCache, decide_scores
+from extender.edge.tls import Peers, refusal
 from extender.edge.wire import (
     ExtenderArgs,
     WireError,
@@ -70,8 +72,12 @@ class ExtenderService:
         snapshot: Callable[[], ClusterSnapshot],
         metrics: Metrics,
         on_filter_decision: DecisionListener | None = None,
+        pod_seen: Callable[[PodFacts], bool] | None = None,
     ) -> None:
+        """``pod_seen``: whether the cluster view holds the pod, Pending and unbound (ClusterView.holds_pending); only
+        such pods may take a spill and enter the ledger. None: every pod counts as seen (tests without a view)."""
         self.config = config
+        self.pod_seen = pod_seen
         self.snapshot = snapshot
         self.metrics = metrics
         self.on_filter_decision = on_filter_decision
@@ -109,10 +115,14 @@ class ExtenderService:
         for problem in decision_problems:
             self.metrics.invalid_annotations.labels(problem.annotation).inc()
 
-    def filter(self, body: bytes) -> tuple[int, Any]:
+    def filter(self, body: bytes, final: bool = True) -> tuple[int, Any] | None:
+        """The reply; None (only when not ``final``) when the pod would spill but the cluster view does not hold it
+        yet: the caller asks again shortly, with ``final`` once server.podWatchGraceSeconds have passed. Then the pod
+        is answered as any other, but a pod the view does not hold is never recorded in the ledger."""
         parsed = self._parse("filter", body)
         if isinstance(parsed, tuple):
             return parsed
+        seen = self.pod_seen is None or self.pod_seen(parsed.pod)
         snap = self.snapshot()
         kinds = None
         if parsed.nodes is not None:
@@ -123,8 +133,12 @@ class ExtenderService:
             }
         with self._decide:
             recent_spills = self.spills.view(snap, exclude_uid=parsed.pod.uid)
-            decision = decide_filter(parsed.pod, parsed.node_names, snap, self.config, kinds, recent_spills)
-            if decision.outcome is not FilterOutcome.NOT_SYNCED:
+            decision = decide_filter(
+                parsed.pod, parsed.node_names, snap, self.config, kinds, recent_spills, pod_seen=seen or final
+            )
+            if decision.outcome is FilterOutcome.WITHHELD_POD_NOT_SEEN and not final:
+                return None
+            if seen and decision.outcome is not FilterOutcome.NOT_SYNCED:  # an unseen pod changes nothing
                 self.spills.settle(parsed.pod, decision.outcome.spilled, decision.virtual_cost_per_hour,
                                    decision.spill_nodes)
         self._decision_counter("filter", decision.outcome.value).inc()
@@ -137,11 +151,11 @@ class ExtenderService:
             log.info("filter pod=%s outcome=%s: %s", parsed.pod.key, decision.outcome.value, decision.reason)
         elif decision.outcome is FilterOutcome.VM_FITS and log.isEnabledFor(logging.DEBUG):
             log.debug("filter pod=%s outcome=%s: %s", parsed.pod.key, decision.outcome.value, decision.reason)
-        if self.on_filter_decision is not None:
+        if self.on_filter_decision is not None and seen:  # no Events about pods tideover has not seen
             self.on_filter_decision(parsed.pod, decision)
         return 200, filter_reply(parsed, decision)
 
-    def prioritize(self, body: bytes) -> tuple[int, Any]:
+    def prioritize(self, body: bytes, final: bool = True) -> tuple[int, Any]:
         parsed = self._parse("prioritize", body)
         if isinstance(parsed, tuple):
             return parsed
@@ -190,6 +204,21 @@ async def _send(send: Send, status: int, body: bytes) -> None:
 
 
 VerbRoute = Callable[[Scope, Receive, Send], Awaitable[None]]
+# A verb: (body, final) -> (status, payload), or None to be asked again (only when not final).
+Handler = Callable[[bytes, bool], tuple[int, Any] | None]
+# How often a filter for a pod the cluster view does not hold yet looks again (server.podWatchGraceSeconds in all).
+UNSEEN_POD_POLL_SECONDS = 0.02
+# Served to anyone: probes and Prometheus present no client certificate (and are all server.healthPort serves).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+VERBS = ("filter", "prioritize")
+
+
+@dataclass(frozen=True)
+class ClientAuth:
+    """Mutual TLS: the connections' verified client certificates, and the names one must carry (empty: any)."""
+
+    peers: Peers
+    subjects: frozenset[str] = frozenset()
 
 
 class _AsgiEndpoint:
@@ -210,8 +239,12 @@ class _TideoverApp(FastAPI):
     methods and paths, /healthz, /readyz, /metrics) is FastAPI as usual."""
 
     verbs: Mapping[str, VerbRoute] = {}
+    client_auth: ClientAuth | None = None
+    metrics: Metrics | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.client_auth is not None and not await self._authorized(scope, send):
+            return
         if scope["type"] == "http" and scope["method"] == "POST":
             route = self.verbs.get(scope["path"])
             if route is not None:
@@ -219,9 +252,44 @@ class _TideoverApp(FastAPI):
                 return
         await super().__call__(scope, receive, send)
 
+    async def _authorized(self, scope: Scope, send: Send) -> bool:
+        """Mutual TLS, before anything else: every path but OPEN_PATHS needs the connection's verified client
+        certificate, and with server.clientSubjects one of those names; otherwise 401 (none shown) or 403 (another
+        name), with a one-line reason, and nothing read or decided."""
+        if self.client_auth is None or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            return True
+        refused = refusal(self.client_auth.peers.certificate(scope.get("client")), self.client_auth.subjects)
+        if refused is None:
+            return True
+        status, reason = refused
+        if self.metrics is not None:
+            verb = scope["path"].strip("/")
+            self.metrics.bad_requests.labels(verb if verb in VERBS else "other", str(status)).inc()
+        await _send(send, status, orjson.dumps(error_body(reason)))
+        return False
 
-def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
-    """The FastAPI app. ``ready`` says whether the cluster view has synced (for /readyz).
+
+class _OpenPathsOnly:
+    """The app as server.healthPort serves it: OPEN_PATHS, and 404 for everything else."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            reason = "this port serves /healthz, /readyz and /metrics only; the verbs are on server.port"
+            await _send(send, 404, orjson.dumps(error_body(reason)))
+            return
+        await self.app(scope, receive, send)
+
+
+def health_app(app: ASGIApp) -> ASGIApp:
+    return _OpenPathsOnly(app)
+
+
+def create_app(service: ExtenderService, ready: Callable[[], bool], client_auth: ClientAuth | None = None) -> FastAPI:
+    """The FastAPI app. ``ready`` says whether the cluster view has synced (for /readyz); ``client_auth``: mutual TLS
+    (server.clientCAFile), checked before anything else.
 
     Longer than most functions here on purpose: the routes are closures over the service, its worker and its
     metrics, and each is a few lines; apart they would need the same state passed around (issue 12 may replace
@@ -239,15 +307,24 @@ def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
     limit = service.config.server.max_body_bytes
     read_timeout = service.config.server.body_read_timeout_seconds
 
-    def answer(verb: str, handler: Callable[[bytes], tuple[int, Any]], body: bytes) -> tuple[int, bytes]:
-        """The reply's status and encoded body (a Nodes-form reply can be megabytes: encoded where it was made)."""
+    grace = service.config.server.pod_watch_grace_seconds
+
+    def answer(verb: str, handler: Handler, body: bytes, final: bool) -> tuple[int, bytes] | None:
+        """The reply's status and encoded body (a Nodes-form reply can be megabytes: encoded where it was made); None
+        when the handler asks to be called again (a pod the cluster view does not hold yet)."""
         try:
-            status, payload = handler(body)
+            reply = handler(body, final)
         except Exception:  # a bug must not take the scheduler's request down with a stack trace
             log.exception("%s failed", verb)
             metrics.bad_requests.labels(verb, "500").inc()
             return 500, orjson.dumps(error_body(f"internal error in tideover's {verb}; see tideover's log"))
-        return status, orjson.dumps(payload)
+        return None if reply is None else (reply[0], orjson.dumps(reply[1]))
+
+    async def run(verb: str, handler: Handler, body: bytes, final: bool) -> tuple[int, bytes] | None:
+        if len(body) <= INLINE_BODY_BYTES:
+            return answer(verb, handler, body, final)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(worker, answer, verb, handler, body, final)
 
     async def read(verb: str, scope: Scope, receive: Receive) -> bytes | tuple[int, bytes]:
         """The request's body, or the error reply when it cannot be read whole."""
@@ -267,7 +344,7 @@ def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
             message = f"(body): not received whole within {read_timeout:g}s (server.bodyReadTimeoutSeconds)"
             return 408, orjson.dumps(error_body(message))
 
-    def route(verb: str, handler: Callable[[bytes], tuple[int, Any]]) -> VerbRoute:
+    def route(verb: str, handler: Handler) -> VerbRoute:
         seconds = metrics.request_seconds.labels(verb)
 
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
@@ -276,11 +353,10 @@ def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
             if isinstance(body, tuple):
                 await _send(send, *body)
                 return
-            if len(body) <= INLINE_BODY_BYTES:
-                status, encoded = answer(verb, handler, body)
-            else:
-                loop = asyncio.get_running_loop()
-                status, encoded = await loop.run_in_executor(worker, answer, verb, handler, body)
+            deadline = started + grace  # a pod the watch has not delivered yet: wait for it, off the event loop's back
+            while (reply := await run(verb, handler, body, time.perf_counter() >= deadline)) is None:
+                await asyncio.sleep(UNSEEN_POD_POLL_SECONDS)
+            status, encoded = reply
             if status != 500:
                 seconds.observe(time.perf_counter() - started)
             await _send(send, status, encoded)
@@ -291,6 +367,7 @@ def create_app(service: ExtenderService, ready: Callable[[], bool]) -> FastAPI:
     for path, handle in routes.items():  # the route table shows them (and answers 405 to other methods)
         app.router.routes.append(Route(path, endpoint=_AsgiEndpoint(handle), methods=["POST"]))
     app.verbs = routes  # ... and POSTs are answered before any middleware or routing
+    app.client_auth, app.metrics = client_auth, metrics  # ... once the client certificate is checked
 
     @app.get("/healthz")
     async def healthz() -> Response:

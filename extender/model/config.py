@@ -647,6 +647,38 @@ class Server(_Model):
     tls_key_file: Path | None = Field(
         default=None, description="The private key of tlsCertFile (PEM); set both or neither."
     )
+    client_ca_file: Path | None = Field(
+        default=None, alias="clientCAFile",
+        description=(
+            "Mutual TLS: PEM CA bundle that signs the clients allowed to call the verbs (kube-scheduler's "
+            "tlsConfig certFile). Set, every path but /healthz, /readyz and /metrics needs a client certificate it "
+            "signed (none: 401; another CA: the TLS handshake fails). Needs tlsCertFile; reloaded on change, like it."
+        ),
+    )
+    client_subjects: list[str] = Field(
+        default_factory=list,
+        description=(
+            "With clientCAFile: the client certificate must carry one of these names as its subject common name or "
+            "a DNS/URI subject alternative name (else 403). Empty: any certificate clientCAFile signed. Unused "
+            "without clientCAFile (which the chart passes as --client-ca-file)."
+        ),
+    )
+    health_port: Int | None = Field(
+        default=None, ge=1, le=65535,
+        description=(
+            "Also serve /healthz, /readyz and /metrics (only those) over plain HTTP on this port, for kubelet's probes "
+            "and Prometheus, which present no client certificate. Unset: they are served on port only."
+        ),
+    )
+    pod_watch_grace_seconds: NonNegativeFloat = Field(
+        default=1.0,
+        description=(
+            "Seconds a /filter that would spill a pod the cluster view does not hold (uid, namespace, name, owner; "
+            "Pending, unbound) waits for the pod watch to deliver it, so that the spill is recorded in the ledger and "
+            "counted by the caps. The view trails kube-scheduler's informer by milliseconds. After the wait the pod is "
+            "answered unrecorded: a forged pod never enters the ledger, and a real one is never held back."
+        ),
+    )
     max_body_bytes: Int = Field(
         default=64 * 2**20, ge=1024,
         description=(
@@ -663,7 +695,7 @@ class Server(_Model):
         ),
     )
 
-    @field_validator("tls_cert_file", "tls_key_file")
+    @field_validator("tls_cert_file", "tls_key_file", "client_ca_file")
     @classmethod
     def _readable_file(cls, path: Path | None) -> Path | None:
         """The server would fail at start-up, after the config was declared good: say so now."""
@@ -683,6 +715,10 @@ class Server(_Model):
     def _tls_pair(self) -> Server:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tlsCertFile and tlsKeyFile must be set together")
+        if self.client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("clientCAFile needs tlsCertFile and tlsKeyFile: client certificates are checked over TLS")
+        if self.health_port is not None and self.health_port == self.port:
+            raise ValueError(f"healthPort must differ from port ({self.port})")
         return self
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -56,6 +56,15 @@ class Metrics:
             "Estimated USD spent on virtual nodes (requests at the configured prices).",
             registry=self.registry,
         )
+
+    def watch_ledger(self, entries: Callable[[], int]) -> None:
+        """The spill ledger's size, read at scrape time: spills allowed that the snapshot does not show yet."""
+        gauge = Gauge(
+            "tideover_spill_ledger_entries",
+            "Spills tideover allowed that its snapshot does not show on a virtual node yet (they count against caps).",
+            registry=self.registry,
+        )
+        gauge.set_function(lambda: float(entries()))
 
     def account_virtual_time(self, previous: ClusterSnapshot, new: ClusterSnapshot) -> None:
         """Snapshot listener: integrate pods and spend on virtual nodes over the time between snapshots."""

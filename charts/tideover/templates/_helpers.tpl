@@ -31,6 +31,11 @@ app.kubernetes.io/name: tideover
 {{- (.Values.config.server | default dict).port | default 8888 -}}
 {{- end -}}
 
+{{/* config.server.healthPort: plain HTTP for probes and metrics (empty when unset). */}}
+{{- define "tideover.healthPort" -}}
+{{- (.Values.config.server | default dict).healthPort | default "" -}}
+{{- end -}}
+
 {{- define "tideover.scheme" -}}
 {{- if .Values.tls.enabled }}HTTPS{{ else }}HTTP{{ end -}}
 {{- end -}}

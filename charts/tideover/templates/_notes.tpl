@@ -27,6 +27,10 @@ extenders:
     tlsConfig:
       serverName: {{ $name }}.{{ .Release.Namespace }}.svc
       caFile: /etc/kubernetes/tideover/ca.crt   # the CA that signed secret {{ .Values.tls.secretName }}
+      {{- if .Values.tls.clientAuth.enabled }}
+      certFile: /etc/kubernetes/tideover/client.crt   # tls.crt of secret {{ .Values.tls.clientAuth.clientSecretName }}
+      keyFile: /etc/kubernetes/tideover/client.key    # its tls.key
+      {{- end }}
 {{- end }}
 
 A kube-scheduler on a control-plane node's host network may not resolve cluster DNS: use the Service's ClusterIP
