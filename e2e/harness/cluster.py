@@ -62,6 +62,9 @@ DEFAULT_SCHEDULER_CONFIG: dict[str, Any] = {
 }
 
 
+# Taints the node lifecycle controller keeps on a node until it is Ready (kube-scheduler skips a node with them).
+CONDITION_TAINTS = frozenset({"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"})
+
 class ClusterError(RuntimeError):
     """The local cluster failed to start or to reach a wanted state."""
 
@@ -400,6 +403,11 @@ class LocalCluster:
             self.core_v1().delete_namespaced_pod(name, namespace, grace_period_seconds=0)
 
     def wait_node_ready(self, name: str, timeout: float = 60.0) -> None:
+        """Wait until the node is Ready and schedulable: the node lifecycle controller removes the
+        ``node.kubernetes.io/not-ready`` taint (added at creation) a moment after the kubelet (here kwok) reports
+        Ready, and until then kube-scheduler treats the node as infeasible. On a busy kind cluster that moment
+        was long enough for a burst to find one of two new nodes still tainted."""
+
         def ready() -> bool:
             try:
                 node = self.node(name)
@@ -408,9 +416,12 @@ class LocalCluster:
                     return False
                 raise
             conditions = node.get("status", {}).get("conditions") or []
-            return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+            taints = node.get("spec", {}).get("taints") or []
+            return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions) and not any(
+                t.get("key") in CONDITION_TAINTS for t in taints
+            )
 
-        self.wait_for(ready, timeout, f"node {name} Ready")
+        self.wait_for(ready, timeout, f"node {name} Ready and without a not-ready taint")
 
     def wait_pod_phase(
         self,
