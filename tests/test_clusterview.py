@@ -22,7 +22,8 @@ from tests.support.factories import NOW, VIRTUAL_NODE, pod, status_config_map, s
 
 
 class _Response:
-    def __init__(self, body: bytes = b"", lines: list[dict[str, Any]] | None = None, hold: float = 0.0) -> None:
+    def __init__(self, body: bytes = b"", lines: list[Any] | None = None, hold: float = 0.0) -> None:
+        """``lines``: watch events (dicts, encoded here) or raw bytes sent as they are."""
         self.data = body
         self.status = 200
         self._lines = lines or []
@@ -30,7 +31,7 @@ class _Response:
 
     def stream(self, amt: Any = None, decode_content: bool = False) -> Iterator[bytes]:
         for line in self._lines:
-            yield orjson.dumps(line) + b"\n"
+            yield line if isinstance(line, bytes) else orjson.dumps(line) + b"\n"
         time.sleep(self._hold)  # an open watch with nothing to say, until the server times it out
 
     def close(self) -> None:
@@ -118,6 +119,29 @@ def test_lists_watches_and_publishes_a_synced_snapshot(api: FakeCoreV1Api) -> No
         assert node_watch["resource_version"] == "10"
         assert node_watch["allow_watch_bookmarks"] is True
         assert set(view.sync_ages()) == {"nodes", "pods", "autoscaler-status"}
+    finally:
+        view.stop()
+
+
+def test_a_blank_line_in_a_watch_is_skipped_not_an_error(api: FakeCoreV1Api) -> None:
+    # The events are decoded with orjson (extender.cluster.view._OrjsonWatch); a blank line between two events must
+    # neither stop the watch nor lose the event after it.
+    api.lists["nodes"].append(lambda: _Response(_list_body([vm_node("vm-1")], "10")))
+    first, second = vm_node("vm-2"), vm_node("vm-3")
+    first["metadata"]["resourceVersion"], second["metadata"]["resourceVersion"] = "11", "12"
+    lines = [{"type": "ADDED", "object": first}, b"\n", b"  \n", {"type": "ADDED", "object": second}]
+    api.watches["nodes"].append(lambda: _Response(lines=lines, hold=0.05))
+    view = _view(api)
+    view.start()
+    try:
+        _wait_for(lambda: {"vm-2", "vm-3"} <= set(view.snapshot().nodes))
+
+        def node_calls(watching: bool) -> list[dict[str, Any]]:
+            return [kw for resource, kw in api.calls if resource == "nodes" and bool(kw.get("watch")) == watching]
+
+        _wait_for(lambda: len(node_calls(True)) >= 2)
+        assert node_calls(True)[1]["resource_version"] == "12"  # resumed after the last event
+        assert len(node_calls(False)) == 1  # and never relisted
     finally:
         view.stop()
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import os
 import signal
 import statistics
 import subprocess
@@ -63,11 +64,49 @@ TIDEOVER_CONFIG: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU seconds an extender process used, split by thread: its main thread (the event loop, which answers the
+    verbs) and all the others (for tideover: the watches, the snapshot publisher and the controllers)."""
+
+    main: float = 0.0
+    others: float = 0.0
+
+    def __sub__(self, other: CpuUse) -> CpuUse:
+        return CpuUse(self.main - other.main, self.others - other.others)
+
+
+def cpu_use(pid: int | None) -> CpuUse:
+    """The process's CPU time so far, from /proc (utime + stime of each thread); zero without a process."""
+    if pid is None:
+        return CpuUse()
+    tick = os.sysconf("SC_CLK_TCK")
+    main = others = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds = (int(fields[11]) + int(fields[12])) / tick  # utime, stime: fields 14 and 15 of stat(5)
+            if task.name == str(pid):
+                main += seconds
+            else:
+                others += seconds
+    return CpuUse(main, others)
+
+
 @dataclass
 class Result:
     config: str
     kind: str
     pods_per_second: list[float] = field(default_factory=list)
+    cpu: list[CpuUse] = field(default_factory=list)  # the extender's, per round, from the scheduler's start
+
+    def cpu_ms_per_pod(self, pods: int) -> str:
+        """Median CPU milliseconds per pod: main thread + other threads."""
+        if not self.cpu:
+            return "-"
+        main = statistics.median(use.main for use in self.cpu) * 1000 / pods
+        others = statistics.median(use.others for use in self.cpu) * 1000 / pods
+        return f"{main:.2f} + {others:.2f}"
 
     @property
     def best(self) -> float:
@@ -128,7 +167,7 @@ def replica_set(name: str, replicas: int, spec: dict[str, Any]) -> dict[str, Any
 
 
 @contextlib.contextmanager
-def noop_extender(work_dir: Path) -> Iterator[str]:
+def noop_extender(work_dir: Path) -> Iterator[tuple[str, int]]:
     port = free_port()
     log = (work_dir / "noop-extender.log").open("ab")
     process = subprocess.Popen(
@@ -140,7 +179,7 @@ def noop_extender(work_dir: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_http(url + "/healthz", process, 30.0)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         try:
@@ -202,7 +241,7 @@ def extender_for(
         process = TideoverProcess(cluster.kubeconfig, run_dir, TIDEOVER_CONFIG).start(timeout=120.0)
         try:
             with sampled(process.pid, profile, gil):
-                yield process.url
+                yield process.url, process.pid
         finally:
             process.stop()
 
@@ -291,8 +330,9 @@ class BindingClock:
 def one_round(
     cluster: LocalCluster, config: str, kind: str, pods: int, work_dir: Path, timeout: float,
     profile_dir: Path | None = None, gil: bool = False,
-) -> float:
-    """Pods per second from the first binding to the last, for one configuration and kind of pod."""
+) -> tuple[float, CpuUse]:
+    """Pods per second from the first binding to the last, for one configuration and kind of pod, and the CPU the
+    extender used from the scheduler's start until the last binding."""
     core = cluster.core_v1()
     apps = k8s.AppsV1Api(cluster.api_client())
     cluster.stop_component("kube-scheduler")
@@ -302,13 +342,15 @@ def one_round(
     clock = BindingClock(core)
     try:
         profile = profile_dir / f"{config}-{kind}-{time.monotonic_ns()}.txt" if profile_dir else None
-        with extender_for(config, cluster, work_dir, profile, gil) as url:
+        with extender_for(config, cluster, work_dir, profile, gil) as (url, pid):
             path = work_dir / f"scheduler-{config}.yaml"
             path.write_text(yaml.safe_dump(scheduler_config(config, url), sort_keys=False))
             cluster.scheduler_config_source = path
             cluster._write_scheduler_config()
+            before = cpu_use(pid)
             cluster.start_component("kube-scheduler")
             cluster.wait_for(lambda: len(clock.bound) >= pods, timeout, f"{pods} pods of {name} bound", interval=0.2)
+            used = cpu_use(pid) - before
             cluster.stop_component("kube-scheduler")
     finally:
         clock.stop()
@@ -318,7 +360,7 @@ def one_round(
     apps.delete_namespaced_replica_set(name, NAMESPACE, propagation_policy="Background")
     core.delete_collection_namespaced_pod(NAMESPACE, grace_period_seconds=0)
     cluster.wait_for(lambda: pod_count(core) == 0, timeout, f"pods of {name} deleted", interval=0.5)
-    return (len(times) - 1) / max(times[-1] - times[0], 1e-6)
+    return (len(times) - 1) / max(times[-1] - times[0], 1e-6), used
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -334,17 +376,20 @@ def ratio(results: dict[tuple[str, str], Result], config: str, kind: str, base: 
     return f"{max(mine) / max(theirs):.2f} / {paired:.2f}"
 
 
-def report(results: dict[tuple[str, str], Result], configs: Sequence[str], kinds: Sequence[str]) -> str:
+def report(
+    results: dict[tuple[str, str], Result], configs: Sequence[str], kinds: Sequence[str], pods: int
+) -> str:
     lines = ["| configuration | kind | pods/s, best | pods/s, median | rounds | vs none: best / paired "
-             "| vs noop: best / paired |",
-             "|---|---|---|---|---|---|---|"]
+             "| vs noop: best / paired | extender CPU ms per pod: main thread + others (median) |",
+             "|---|---|---|---|---|---|---|---|"]
     for config in configs:
         for kind in kinds:
             result = results[config, kind]
             rounds = " ".join(f"{v:.0f}" for v in result.pods_per_second)
             lines.append(
                 f"| {config} | {kind} | {result.best:.0f} | {statistics.median(result.pods_per_second):.0f} "
-                f"| {rounds} | {ratio(results, config, kind, 'none')} | {ratio(results, config, kind, 'noop')} |"
+                f"| {rounds} | {ratio(results, config, kind, 'none')} | {ratio(results, config, kind, 'noop')} "
+                f"| {result.cpu_ms_per_pod(pods)} |"
             )
     return "\n".join(lines)
 
@@ -376,9 +421,12 @@ def run(
             order = list(configs[round_ % len(configs):]) + list(configs[:round_ % len(configs)])
             for kind in kinds:
                 for config in order:
-                    rate = one_round(cluster, config, kind, pods, work_dir, timeout, profile_dir, gil)
+                    rate, cpu = one_round(cluster, config, kind, pods, work_dir, timeout, profile_dir, gil)
                     results[config, kind].pods_per_second.append(rate)
-                    progress(f"round {round_ + 1}/{rounds} {kind:10} {config:17} {rate:7.1f} pods/s")
+                    if config != "none":
+                        results[config, kind].cpu.append(cpu)
+                    progress(f"round {round_ + 1}/{rounds} {kind:10} {config:17} {rate:7.1f} pods/s; extender CPU "
+                             f"{cpu.main:.2f} s main thread + {cpu.others:.2f} s other threads")
     return results
 
 
@@ -413,8 +461,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.profile.mkdir(parents=True, exist_ok=True)
     results = run(args.nodes, args.pods, args.rounds, configs, kinds, profile_dir=args.profile, gil=args.profile_gil)
     print(f"\n{args.nodes} nodes, {args.pods} pods a round, {args.rounds} rounds; ratios: best round over best round, "
-          "and the median of the rounds' ratios (paired: the configurations of one round run back to back)\n")
-    print(report(results, configs, kinds))
+          "and the median of the rounds' ratios (paired: the configurations of one round run back to back); the "
+          "extender's CPU per pod from the scheduler's start to the last binding (its main thread answers the verbs)\n")
+    print(report(results, configs, kinds, args.pods))
     return 0
 
 

@@ -69,11 +69,17 @@ def autoscaled_stack(
         yield stack
         failed = request.session.testsfailed > 0
     finally:
-        stack.stop(failed=failed)
-        if failed:
-            print(f"[e2e] logs kept under {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        end_stack(stack, work, failed)
+
+
+def end_stack(stack: AutoscaledStack, work: Path, failed: bool, kept: str = "") -> None:
+    """Stop the stack; keep its work directory (its logs, and ``kept`` names what else) after a failure, else remove
+    it."""
+    stack.stop(failed=failed)
+    if failed:
+        print(f"[e2e] logs kept under {work}{kept}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _new_namespace(cluster: LocalCluster) -> Namespace:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -33,6 +32,7 @@ import yaml
 from e2e.harness import components
 from e2e.harness.autoscaled import AutoscaledStack, wait_until
 from e2e.harness.cluster import _die_with_parent, free_port
+from e2e.harness.stacks import end_stack
 from e2e.harness.tideover import ROOT
 from e2e.harness.workloads import Namespace, deployment
 from e2e.kind.target import make_autoscaled_stack
@@ -169,11 +169,7 @@ def burst(e2e: object) -> Iterator[tuple[Prometheus, float, float]]:
     finally:
         if prometheus is not None:
             prometheus.stop()
-        stack.stop(failed=failed)
-        if failed:
-            print(f"[e2e] logs kept under {work} (prometheus.log among them)")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        end_stack(stack, work, failed, " (prometheus.log among them)")
 
 
 def _run_burst(stack: AutoscaledStack) -> None:

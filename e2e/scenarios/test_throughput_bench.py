@@ -19,5 +19,7 @@ def test_the_throughput_benchmark_runs_every_configuration_and_binds_every_pod()
     assert set(results) == {(c, k) for c in throughput.CONFIGS for k in throughput.KINDS}
     for result in results.values():
         assert len(result.pods_per_second) == 1 and result.pods_per_second[0] > 0
-    table = throughput.report(results, throughput.CONFIGS, throughput.KINDS)
+        # The extenders' CPU is measured once a round; "none" runs no extender.
+        assert len(result.cpu) == (0 if result.config == "none" else 1)
+    table = throughput.report(results, throughput.CONFIGS, throughput.KINDS, pods=4)
     assert table.count("\n") == 1 + len(results)

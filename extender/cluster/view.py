@@ -65,6 +65,16 @@ class _WatchExpired(Exception):
     pass
 
 
+class _OrjsonWatch(watch.Watch):
+    """The client's watch (its stream, reconnection and error handling), decoding each event line with orjson
+    instead of the standard library's json: half the cost of an event (3.9 KB pod event: 11 µs against 23 µs), and
+    every pod change in the cluster is one. The objects stay raw dicts, as with ``deserialize=False``, and an ERROR
+    event lacks the ``raw_object`` the client's deserialisation would add (see ``_watch_once``)."""
+
+    def unmarshal_event(self, data: str, return_type: Any) -> Any:
+        return orjson.loads(data) if data and not data.isspace() else None
+
+
 @dataclass
 class _Store:
     nodes: dict[str, NodeFacts] = field(default_factory=dict)
@@ -354,16 +364,18 @@ class ClusterView:
     def _watch_once(
         self, resource: str, list_fn: Callable[..., Any], kwargs: dict[str, Any], resource_version: str
     ) -> str:
-        w = watch.Watch()
+        w = _OrjsonWatch()
         self._watches.append(w)
         try:
             stream = w.stream(
                 list_fn, resource_version=resource_version, timeout_seconds=self._watch_timeout,
-                allow_watch_bookmarks=True, deserialize=False, **kwargs,
+                allow_watch_bookmarks=True, **kwargs,
             )
             try:
                 for event in stream:
-                    kind = event.get("type")
+                    if not isinstance(event, dict):  # a blank line
+                        continue
+                    kind: str = event.get("type") or ""
                     obj = event.get("object") or {}
                     if kind == "ERROR":
                         raise _WatchExpired
@@ -376,8 +388,8 @@ class ClusterView:
                     if self._stopping.is_set():
                         break
             except KeyError as error:
-                # With deserialize=False the client looks for event['raw_object'] on ERROR events, which
-                # only deserialisation adds: the KeyError *is* the ERROR event (in practice 410 Gone).
+                # The client looks for event['raw_object'] on ERROR events, which only its own deserialisation
+                # adds: the KeyError *is* the ERROR event (in practice 410 Gone).
                 if error.args == ("raw_object",):
                     raise _WatchExpired from None
                 raise

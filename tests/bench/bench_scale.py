@@ -172,7 +172,11 @@ class FakeCoreV1:
 
 class Churn:
     """Pod events at a steady rate: a new pending pod, its binding to a VM, an update and a delete of older pods, and
-    every tenth event a probe bound to the virtual node (its lag is measured, then it is deleted)."""
+    every tenth event a probe bound to the virtual node (its lag is measured, then it is deleted).
+
+    Every event line is made before the clock starts (:meth:`prepare`): a real API server encodes them in another
+    process, so the churn thread only hands ready lines to the watch, and the view's own work is what competes with
+    the request path for the interpreter lock."""
 
     def __init__(self, api: FakeCoreV1, objects: Synthetic, rate: float) -> None:
         self.api = api
@@ -181,43 +185,43 @@ class Churn:
         self.sent = 0
         self.probes: dict[str, float] = {}  # uid -> when its event was sent
         self.lags: list[float] = []
+        self._lines: list[tuple[bytes, str | None]] = []  # (event line, the probe's uid)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._next = objects.pod_count
         self._thread = threading.Thread(target=self._run, daemon=True, name="churn")
 
-    def _event(self, kind: str, pod: Json) -> None:
-        self.api.pod_events.put(orjson.dumps({"type": kind, "object": pod}) + b"\n")
-        self.sent += 1
+    def _line(self, kind: str, pod: Json, probe: bool = False) -> tuple[bytes, str | None]:
+        return orjson.dumps({"type": kind, "object": pod}) + b"\n", pod["metadata"]["uid"] if probe else None
 
-    def _steps(self) -> Iterator[None]:
+    def _steps(self) -> Iterator[tuple[bytes, str | None]]:
         while True:
             index = self._next
             self._next += 1
-            pod = self.objects.pod(index, None, phase="Pending")
-            self._event("ADDED", pod)
-            yield
-            self._event("MODIFIED", self.objects.pod(index, self.objects.node_names[index % 97], phase="Running"))
-            yield
+            yield self._line("ADDED", self.objects.pod(index, None, phase="Pending"))
+            yield self._line("MODIFIED", self.objects.pod(index, self.objects.node_names[index % 97], phase="Running"))
             old = random.randrange(self.objects.pod_count)
-            self._event("MODIFIED", self.objects.pod(old, self.objects.node_names[old % len(self.objects.node_names)]))
-            yield
-            self._event("DELETED", self.objects.pod(random.randrange(self.objects.pod_count), None))
-            yield
-            probe = self.objects.pod(10_000_000 + index, VIRTUAL_NODE)
-            with self._lock:
-                self.probes[probe["metadata"]["uid"]] = time.monotonic()
-            self._event("ADDED", probe)
-            yield
+            names = self.objects.node_names
+            yield self._line("MODIFIED", self.objects.pod(old, names[old % len(names)]))
+            yield self._line("DELETED", self.objects.pod(random.randrange(self.objects.pod_count), None))
+            yield self._line("ADDED", self.objects.pod(10_000_000 + index, VIRTUAL_NODE), probe=True)
             for _ in range(4):
-                self._event("MODIFIED", self.objects.pod(index, self.objects.node_names[index % 97]))
-                yield
+                yield self._line("MODIFIED", self.objects.pod(index, self.objects.node_names[index % 97]))
+
+    def prepare(self, seconds: float) -> None:
+        """Make the event lines for ``seconds`` of churn (and a second more)."""
+        self._lines = list(itertools.islice(self._steps(), int((seconds + 1) / self.interval)))
 
     def _run(self) -> None:
         started = time.monotonic()
-        for count, _ in enumerate(self._steps(), start=1):
+        for count, (line, probe) in enumerate(self._lines, start=1):
             if self._stopping.is_set():
                 return
+            if probe is not None:
+                with self._lock:
+                    self.probes[probe] = time.monotonic()
+            self.api.pod_events.put(line)
+            self.sent += 1
             delay = started + count * self.interval - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
@@ -283,6 +287,8 @@ def measure(nodes: int, pods: int, rate: float, seconds: float, candidates: int 
     bodies = itertools.cycle(pod_bodies(names, shapes))
     service = ExtenderService(config, view.snapshot, Metrics())
     timings: dict[str, list[float]] = {"filter": [], "prioritize": []}
+    churn.prepare(seconds)
+    gc.collect()
     churn.start()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
