@@ -1149,3 +1149,43 @@ def test_cpu_heavy_work_does_not_block_healthz() -> None:
     assert status == 200
     assert len(latencies) >= 3 and max(latencies) < 0.3, latencies
 
+
+
+# -- the pod memo: prioritize reads the pod filter has just read -------------------------------------------------
+
+
+def _versioned(version: str | None = "7", **options: Any) -> dict[str, Any]:
+    obj = pod(uid="uid-1", **options)
+    if version is not None:
+        obj["metadata"]["resourceVersion"] = version
+    return orjson.loads(orjson.dumps(obj))  # a fresh copy, as each request decodes its own
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "shared", "cpu"),
+    [
+        pytest.param(_versioned(), _versioned(), True, 0.5, id="the-same-pod-again"),
+        pytest.param(_versioned(), _versioned(cpu="3"), False, 3.0, id="same-version-other-content"),
+        pytest.param(_versioned(), _versioned("8", cpu="2"), False, 2.0, id="a-new-version"),
+        pytest.param(_versioned(None), _versioned(None), False, 0.5, id="no-resource-version"),
+    ],
+)
+def test_pod_memo_reuses_only_the_same_pod(first: dict[str, Any], second: dict[str, Any], shared: bool,
+                                           cpu: float) -> None:
+    from extender.edge.wire import PodMemo
+
+    memo = PodMemo()
+    kept = memo.read(first)
+    again = memo.read(second)
+    assert (again is kept) is shared
+    assert again.cpu == cpu  # the facts are always those of the pod sent (a forged copy is read afresh)
+
+
+def test_pod_memo_keeps_at_most_its_size() -> None:
+    from extender.edge.wire import PodMemo
+
+    memo = PodMemo(size=2)
+    pods = [_versioned(str(version)) for version in range(3)]
+    facts = [memo.read(obj) for obj in pods]
+    assert memo.read(pods[2]) is facts[2]
+    assert memo.read(pods[0]) is not facts[0]  # the oldest went first

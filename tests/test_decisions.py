@@ -320,6 +320,47 @@ def test_cached_node_models_give_the_same_scores(pod_obj: dict[str, Any]) -> Non
         assert cached == direct
 
 
+_TWO_PRICES = parse_config({"vmPools": {"pools": [{"name": "nodepool1", "pricePerHour": 0.1},
+                                                 {"name": "spot", "pricePerHour": 0.03}]}})
+
+
+@pytest.mark.parametrize(
+    ("nodes", "candidates", "uniform", "fast"),
+    [
+        pytest.param(cluster(4), ["aks-nodepool1-000003", "aks-nodepool1-000001"], True, True, id="one-pool-vms"),
+        pytest.param(cluster(4), ["aks-nodepool1-000000", VIRTUAL_NODE], True, False, id="with-the-virtual-node"),
+        pytest.param(cluster(4), ["aks-nodepool1-000000", "ghost"], True, False, id="with-an-unknown-node"),
+        pytest.param([*cluster(3), vm_node("warm", images=[_WARM])], ["warm", "aks-nodepool1-000001"], False, False,
+                     id="an-image-some-vms-hold"),
+        pytest.param([*cluster(2), vm_node("big", cpu="8", memory="32Gi")], ["big", "aks-nodepool1-000000"], False,
+                     False, id="vms-of-two-sizes"),
+        pytest.param([*cluster(2), vm_node("cheap", "spot")], ["cheap", "aks-nodepool1-000000"], False, False,
+                     id="two-prices"),
+    ],
+)
+def test_uniform_vms_score_as_the_full_computation_does(
+    nodes: list[dict[str, Any]], candidates: list[str], uniform: bool, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One pool at one price with no image some VMs lack: every VM candidate scores the top score without the per-node
+    # maths. The shortcut must give what the full computation (vm_uniform off) gives, and apply only then.
+    import dataclasses
+
+    from extender.decide import prioritize
+
+    config = _TWO_PRICES
+    snap = snapshot(nodes, NO_ACTIVITY, config=config)
+    obj = pod(image="docker.io/library/nginx:1.27")
+    facts = pod_facts(obj)
+    models = node_models(facts, snap, config)
+    assert models.vm_uniform is uniform
+    full = decide_scores(facts, candidates, snap, config, dataclasses.replace(models, vm_uniform=False))
+    if fast:  # the shortcut combines no scores
+        monkeypatch.setattr(prioritize, "combined_scores", lambda *args, **kwargs: pytest.fail("not the shortcut"))
+    assert decide_scores(facts, candidates, snap, config, models) == full
+    assert decide_scores(facts, candidates, snap, config, models, frozenset(candidates)) == full
+    assert (len({score for _, score in full.scores}) == 1 and full.scores[0][1] == 10) is fast
+
+
 def test_model_cache_serves_a_shape_once_per_node_index() -> None:
     snap = snapshot(cluster(2), NO_ACTIVITY)
     cache = ModelCache()

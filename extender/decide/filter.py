@@ -235,14 +235,16 @@ _FEW_VIRTUAL = 16
 
 
 def _sort_candidates(
-    candidates: tuple[str, ...], snapshot: ClusterSnapshot, request_kinds: Mapping[str, NodeKind] | None
+    candidates: tuple[str, ...], snapshot: ClusterSnapshot, request_kinds: Mapping[str, NodeKind] | None,
+    candidate_set: frozenset[str] | None = None,
 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """(virtual, other, unknown) candidates. A node the view has not seen yet is almost always a VM that just
-    registered (virtual nodes are few and long-lived), so it counts as a node the pod fits on now."""
+    registered (virtual nodes are few and long-lived), so it counts as a node the pod fits on now. ``candidate_set``:
+    the candidates as a set, when the caller has one."""
     if request_kinds is None:
         # The usual request (NodeNames): set operations in C instead of a lookup per candidate in Python.
         # (A set's difference with a dict looks each candidate up; with a keys view, it walks every node.)
-        present = set(candidates)
+        present = set(candidates) if candidate_set is None else candidate_set
         if not present.difference(snapshot.nodes):
             virtual_hits = present.intersection(snapshot.virtual_nodes)
             if not virtual_hits:
@@ -407,6 +409,7 @@ def decide_filter(
     request_kinds: Mapping[str, NodeKind] | None = None,
     recent_spills: RecentSpills = NO_RECENT_SPILLS,
     pod_seen: bool = True,
+    candidate_set: frozenset[str] | None = None,
 ) -> FilterDecision:
     """Which of ``candidates`` (the nodes that passed kube-scheduler's own filters) may host ``pod``.
 
@@ -415,6 +418,7 @@ def decide_filter(
     does not show yet (:class:`~extender.decide.guards.SpillLedger`), counted by the capacity guards.
     ``pod_seen``: the cluster view holds this pod, Pending and unbound; a spill for a pod it does not hold (not
     delivered by the watch yet, or forged) is withheld: the HTTP edge then waits for the watch (see ExtenderService).
+    ``candidate_set``: ``candidates`` as a set, when the caller has one (the wire's check of the names makes it).
     """
     policy = workload_policy(pod.annotations)
     everything = tuple(candidates)
@@ -429,7 +433,7 @@ def decide_filter(
             "pod does not tolerate the virtual node's taint" + _problems_suffix(policy), policy,
         )
     request = _Request(pod, snapshot, config, policy, recent_spills, everything,
-                       *_sort_candidates(everything, snapshot, request_kinds))
+                       *_sort_candidates(everything, snapshot, request_kinds, candidate_set))
     decision = next((found for step in FILTER_STEPS if (found := step(request)) is not None), None)
     decision = decision or _capacity_pending(request)
     if decision.outcome.spilled and not pod_seen:

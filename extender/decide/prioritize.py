@@ -14,7 +14,7 @@ from extender.model.config import TideoverConfig
 from extender.model.objects import PodFacts
 from extender.model.policy import WorkloadPolicy, workload_policy
 from extender.model.snapshot import ClusterSnapshot
-from scoring.combine import Weights, combined_scores
+from scoring.combine import MAX_EXTENDER_PRIORITY, Weights, combined_scores
 from scoring.cost import vm_cost_per_hour
 from scoring.latency import missing_image_bytes, start_seconds
 
@@ -76,6 +76,14 @@ class NodeModels:
 
     cost_per_hour: Floats
     start_seconds: Floats
+    # Every VM node (every node not virtual) has the same cost and the same start latency for this shape: one pool at
+    # one price, and no image some VMs hold and others lack. Candidates that are all such nodes then all score the
+    # same, and prioritize need not compute their scores one by one.
+    vm_uniform: bool = False
+
+
+def _same_everywhere(values: Floats) -> bool:
+    return bool(values.size) and bool(np.all(values == values[0]))
 
 
 PodShape = tuple[float, float, tuple[str, ...], bool]
@@ -92,10 +100,12 @@ def node_models(pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverConfig
     every = np.arange(count, dtype=np.int64)
     known = np.ones(count, dtype=np.bool_)
     is_virtual = np.asarray(snapshot.is_virtual, dtype=np.bool_)
-    return NodeModels(
-        cost_per_hour=_cost_per_hour(pod, snapshot, config, every, is_virtual),
-        start_seconds=_start_seconds(pod, snapshot, config, every, known, is_virtual),
-    )
+    cost = _cost_per_hour(pod, snapshot, config, every, is_virtual)
+    latency = _start_seconds(pod, snapshot, config, every, known, is_virtual)
+    vms = ~is_virtual
+    uniform = (_same_everywhere(cost[vms]) and _same_everywhere(latency[vms])
+               and bool(np.isfinite(cost[vms][0]) and np.isfinite(latency[vms][0])))
+    return NodeModels(cost_per_hour=cost, start_seconds=latency, vm_uniform=uniform)
 
 
 class ModelCache:
@@ -125,15 +135,23 @@ class ModelCache:
         return models
 
 
+def _all_vms_known(candidates: Sequence[str], candidate_set: frozenset[str] | None, snapshot: ClusterSnapshot) -> bool:
+    """Whether every candidate is a node of the snapshot and none is virtual (set operations in C)."""
+    present = frozenset(candidates) if candidate_set is None else candidate_set
+    return not present.difference(snapshot.nodes) and present.isdisjoint(snapshot.virtual_nodes)
+
+
 def decide_scores(
     pod: PodFacts,
     candidates: Sequence[str],
     snapshot: ClusterSnapshot,
     config: TideoverConfig,
     models: NodeModels | None = None,
+    candidate_set: frozenset[str] | None = None,
 ) -> ScoreDecision:
     """Scores 0..10 per candidate from the cost and latency models. Unknown nodes score 0. ``models``, when
-    given, are :func:`node_models` of this pod's shape on this snapshot (from a :class:`ModelCache`)."""
+    given, are :func:`node_models` of this pod's shape on this snapshot (from a :class:`ModelCache`);
+    ``candidate_set``: the candidates as a set, when the caller has one."""
     policy = workload_policy(pod.annotations)
     names = list(candidates)
     count = len(names)
@@ -144,6 +162,16 @@ def decide_scores(
         return ScoreDecision(tuple((n, 0) for n in names), (0.0,) * count, (0.0,) * count, policy, tuple(names))
     if models is None:
         models = node_models(pod, snapshot, config)
+    if models.vm_uniform and _all_vms_known(names, candidate_set, snapshot):
+        # Equal cost and latency everywhere: every candidate is the best on both, so each scores the top score, as
+        # combined_scores would give it (a table-driven test holds the two paths equal).
+        first = index[names[0]]
+        return ScoreDecision(
+            scores=tuple(zip(names, repeat(MAX_EXTENDER_PRIORITY), strict=False)),
+            cost_per_hour=(float(models.cost_per_hour[first]),) * count,
+            start_seconds=(float(models.start_seconds[first]),) * count,
+            policy=policy,
+        )
     positions = np.fromiter(map(index.get, names, repeat(-1)), dtype=np.int64, count=count)
     known = positions >= 0
     safe = np.where(known, positions, 0)

@@ -30,6 +30,7 @@ from extender.decide.prioritize import ModelCache, decide_scores
 from extender.edge.tls import Peers, refusal
 from extender.edge.wire import (
     ExtenderArgs,
+    PodMemo,
     WireError,
     error_body,
     filter_error_reply,
@@ -90,6 +91,8 @@ class ExtenderService:
         self._counters: dict[tuple[str, str], Any] = {}
         # Prioritize's per-node cost and latency, per pod shape, until a node changes (a workload's replicas share).
         self._models = ModelCache()
+        # The pods last read: prioritize reads the pod filter has just read.
+        self._pods = PodMemo()
 
     def _decision_counter(self, verb: str, outcome: str) -> Any:
         """The decisions counter's child for (verb, outcome), looked up once (labels() locks and builds a key)."""
@@ -106,7 +109,7 @@ class ExtenderService:
             self.metrics.bad_requests.labels(verb, "400").inc()
             return 400, error_body(f"(body): not valid JSON: {error}")
         try:
-            return parse_extender_args(data)
+            return parse_extender_args(data, self._pods.read)
         except WireError as error:
             self.metrics.bad_requests.labels(verb, "400").inc()
             return 400, error_body(str(error))
@@ -134,7 +137,8 @@ class ExtenderService:
         with self._decide:
             recent_spills = self.spills.view(snap, exclude_uid=parsed.pod.uid)
             decision = decide_filter(
-                parsed.pod, parsed.node_names, snap, self.config, kinds, recent_spills, pod_seen=seen or final
+                parsed.pod, parsed.node_names, snap, self.config, kinds, recent_spills, pod_seen=seen or final,
+                candidate_set=parsed.name_set if parsed.form == "names" else None,
             )
             if decision.outcome is FilterOutcome.WITHHELD_POD_NOT_SEEN and not final:
                 return None
@@ -161,7 +165,8 @@ class ExtenderService:
             return parsed
         snap = self.snapshot()
         models = self._models.models(parsed.pod, snap, self.config)
-        decision = decide_scores(parsed.pod, parsed.node_names, snap, self.config, models)
+        names = parsed.name_set if parsed.form == "names" else None
+        decision = decide_scores(parsed.pod, parsed.node_names, snap, self.config, models, names)
         self._decision_counter("prioritize", "scored").inc()
         if decision.unknown_nodes:
             self.metrics.unknown_nodes.labels("prioritize").inc(len(decision.unknown_nodes))
