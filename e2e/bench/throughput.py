@@ -229,12 +229,13 @@ def sampled(pid: int | None, output: Path | None, gil: bool = False) -> Iterator
 @contextlib.contextmanager
 def extender_for(
     config: str, cluster: LocalCluster, work_dir: Path, profile: Path | None = None, gil: bool = False
-) -> Iterator[str | None]:
+) -> Iterator[tuple[str | None, int | None]]:
+    """The extender's URL and process id (None, None for ``none``)."""
     if config == "none":
-        yield None
+        yield None, None
     elif config.startswith("noop"):
-        with noop_extender(work_dir) as url:
-            yield url
+        with noop_extender(work_dir) as (url, pid):
+            yield url, pid
     else:
         run_dir = work_dir / f"tideover-{time.monotonic_ns()}"
         run_dir.mkdir()
