@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import os
 import signal
 import statistics
 import subprocess
@@ -41,6 +40,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import watch
 
+from e2e.bench.cpu import CpuUse, cpu_use
 from e2e.harness.cluster import LocalCluster, free_port
 from e2e.harness.tideover import ROOT, SCHEDULER_CONFIG, TideoverProcess
 from e2e.harness.workloads import pod_spec
@@ -62,35 +62,6 @@ TIDEOVER_CONFIG: dict[str, Any] = {
     "virtualNodes": {"gateTaint": False},
     "server": {"host": "127.0.0.1"},
 }
-
-
-@dataclass(frozen=True)
-class CpuUse:
-    """CPU seconds an extender process used, split by thread: its main thread (the event loop, which answers the
-    verbs) and all the others (for tideover: the watches, the snapshot publisher and the controllers)."""
-
-    main: float = 0.0
-    others: float = 0.0
-
-    def __sub__(self, other: CpuUse) -> CpuUse:
-        return CpuUse(self.main - other.main, self.others - other.others)
-
-
-def cpu_use(pid: int | None) -> CpuUse:
-    """The process's CPU time so far, from /proc (utime + stime of each thread); zero without a process."""
-    if pid is None:
-        return CpuUse()
-    tick = os.sysconf("SC_CLK_TCK")
-    main = others = 0.0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            seconds = (int(fields[11]) + int(fields[12])) / tick  # utime, stime: fields 14 and 15 of stat(5)
-            if task.name == str(pid):
-                main += seconds
-            else:
-                others += seconds
-    return CpuUse(main, others)
 
 
 @dataclass

@@ -45,6 +45,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 
+from e2e.bench.cpu import cpu_use
 from extender.edge.app import ExtenderService, create_app
 from extender.model.config import TideoverConfig
 from extender.model.snapshot import ClusterSnapshot
@@ -323,6 +324,7 @@ class Result:
     body_bytes: int
     times_ms: list[float]
     full_gcs: int | None  # generation-2 collections in this process while timing; None: another process
+    server_cpu_ms: float | None = None  # loopback: the server process's CPU per request (all its threads)
 
     def percentile(self, q: float) -> float:
         ordered = sorted(self.times_ms)
@@ -508,10 +510,20 @@ class LoopbackServer:
             self.process.wait()
 
 
-def time_loopback(server: LoopbackServer, case: Case, plan: Plan) -> tuple[list[float], None]:
+def time_loopback(server: LoopbackServer, case: Case, plan: Plan) -> tuple[list[float], None, float]:
+    """The times, and the server process's CPU milliseconds per request (over the warm-up and the timed calls)."""
     server.reconnect()
-    times, _ = time_sync(lambda: server.post(case), plan)
-    return times, None
+    calls = 0
+
+    def post() -> None:
+        nonlocal calls
+        calls += 1
+        server.post(case)
+
+    before = cpu_use(server.process.pid)
+    times, _ = time_sync(post, plan)
+    used = cpu_use(server.process.pid) - before
+    return times, None, 1000 * (used.main + used.others) / max(calls, 1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -532,6 +544,7 @@ def table(results: Sequence[Result]) -> str:
         "p99 ms",
         "max ms",
         "gen2 gc",
+        "server CPU ms/req",
     )
     rows = [header]
     for r in results:
@@ -548,6 +561,7 @@ def table(results: Sequence[Result]) -> str:
                 f"{r.percentile(0.99):.3f}",
                 f"{max(r.times_ms):.3f}",
                 "-" if r.full_gcs is None else str(r.full_gcs),
+                "-" if r.server_cpu_ms is None else f"{r.server_cpu_ms:.3f}",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -670,16 +684,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             for case in cases(nodes):
                 plan = plan_for(count, case, args.requests, args.budget)
-                measured: list[tuple[str, tuple[list[float], int | None]]] = [
-                    ("service", time_sync(service_call(service, case), plan)),
-                    ("asgi", time_asgi(app, case, plan)),
+                measured: list[tuple[str, list[float], int | None, float | None]] = [
+                    ("service", *time_sync(service_call(service, case), plan), None),
+                    ("asgi", *time_asgi(app, case, plan), None),
                 ]
                 if server is not None:
-                    measured.append(("loopback", time_loopback(server, case, plan)))
+                    measured.append(("loopback", *time_loopback(server, case, plan)))
                 if floor is not None:
-                    measured.append(("loopback-noop", time_loopback(floor, case, plan)))
-                for path, (times, gcs) in measured:
-                    results.append(Result(count, case.verb, case.form, path, len(case.body), times, gcs))
+                    measured.append(("loopback-noop", *time_loopback(floor, case, plan)))
+                for path, times, gcs, cpu in measured:
+                    results.append(Result(count, case.verb, case.form, path, len(case.body), times, gcs, cpu))
                 if count == TARGET_NODES and case.form == "names":
                     target_cases[case.verb] = case
                 print(f"  {case.verb} {case.form}: done", flush=True)
@@ -694,7 +708,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nmeasured in {time.perf_counter() - started:.0f}s; load average now {_load()} "
         "(other processes on the machine inflate p99 and max)"
     )
-    print("gen2 gc: full garbage collections in this process while the case was timed")
+    print("gen2 gc: full garbage collections in this process while the case was timed; server CPU: the loopback "
+          "server's CPU per request (all its threads, user and system; the clock ticks every 10 ms, so short cases "
+          "are coarse)")
     print()
     missed: list[str] = []
     for verb in ("filter", "prioritize"):

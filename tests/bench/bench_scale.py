@@ -195,18 +195,19 @@ class Churn:
         return orjson.dumps({"type": kind, "object": pod}) + b"\n", pod["metadata"]["uid"] if probe else None
 
     def _steps(self) -> Iterator[tuple[bytes, str | None]]:
+        names = self.objects.node_names
         while True:
             index = self._next
             self._next += 1
+            home = names[index % min(97, len(names))]  # the new pod's node
             yield self._line("ADDED", self.objects.pod(index, None, phase="Pending"))
-            yield self._line("MODIFIED", self.objects.pod(index, self.objects.node_names[index % 97], phase="Running"))
+            yield self._line("MODIFIED", self.objects.pod(index, home, phase="Running"))
             old = random.randrange(self.objects.pod_count)
-            names = self.objects.node_names
             yield self._line("MODIFIED", self.objects.pod(old, names[old % len(names)]))
             yield self._line("DELETED", self.objects.pod(random.randrange(self.objects.pod_count), None))
             yield self._line("ADDED", self.objects.pod(10_000_000 + index, VIRTUAL_NODE), probe=True)
             for _ in range(4):
-                yield self._line("MODIFIED", self.objects.pod(index, self.objects.node_names[index % 97]))
+                yield self._line("MODIFIED", self.objects.pod(index, home))
 
     def prepare(self, seconds: float) -> None:
         """Make the event lines for ``seconds`` of churn (and a second more)."""
