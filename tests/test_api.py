@@ -1189,3 +1189,41 @@ def test_pod_memo_keeps_at_most_its_size() -> None:
     facts = [memo.read(obj) for obj in pods]
     assert memo.read(pods[2]) is facts[2]
     assert memo.read(pods[0]) is not facts[0]  # the oldest went first
+
+
+def test_pod_memo_and_model_cache_survive_two_threads() -> None:
+    # Large requests are answered in a worker thread while small ones run on the event loop: both read and fill these
+    # caches. With the interpreter switching threads every microsecond, an eviction that iterated the map while the
+    # other thread inserted raised "dictionary changed size during iteration" (a 500 for that request).
+    import sys
+    import threading
+
+    from extender.decide.prioritize import ModelCache
+    from extender.edge.wire import PodMemo
+    from extender.model.objects import pod_facts
+
+    memo, models = PodMemo(size=2), ModelCache(max_shapes=2)
+    snap = snapshot([vm_node("vm-1"), virtual_node()], status_yaml("NoActivity"))
+    pods = [_versioned(str(version), cpu=f"{100 + version}m") for version in range(100)]
+    errors: list[str] = []
+
+    def work(offset: int) -> None:
+        try:
+            for _ in range(20):
+                for obj in pods[offset::2]:
+                    models.models(memo.read(obj), snap, TideoverConfig())
+        except Exception as error:  # the failure this test looks for
+            errors.append(repr(error))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(offset,)) for offset in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert memo.read(pods[-1]).cpu == pod_facts(pods[-1]).cpu

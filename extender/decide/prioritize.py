@@ -3,6 +3,7 @@ pod's priority class. A pure function of (pod, candidates, snapshot, config); un
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -111,27 +112,34 @@ def node_models(pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverConfig
 class ModelCache:
     """:func:`node_models` per pod shape, for the node index they were computed on: a new node index (a node
     added, removed or changed) empties it. At most ``max_shapes`` shapes are kept, the oldest dropped first.
-    Safe to share between threads: a race computes a shape twice, never mixes two indexes."""
+    Safe to share between threads: a race computes a shape twice, never mixes two indexes, and the lock keeps an
+    insertion from changing the map under another thread's eviction."""
 
     def __init__(self, max_shapes: int = 256) -> None:
         self.max_shapes = max_shapes
-        self._index: object = None
-        self._models: dict[PodShape, NodeModels] = {}
+        # (node index, its models by shape): one reference, so a reader takes an index and its models together.
+        self._state: tuple[object, dict[PodShape, NodeModels]] = (None, {})
+        self._lock = threading.Lock()
 
     def models(self, pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverConfig) -> NodeModels:
         index = snapshot.node_index
         if index is None:  # a snapshot not made by build_snapshot: nothing to key on
             return node_models(pod, snapshot, config)
         key = pod_shape(pod)
-        if self._index is index:
-            found = self._models.get(key)
+        cached_index, cached = self._state
+        if cached_index is index:
+            found = cached.get(key)
             if found is not None:
                 return found
-        else:
-            self._index, self._models = index, {}
-        models = self._models[key] = node_models(pod, snapshot, config)
-        while len(self._models) > self.max_shapes:
-            self._models.pop(next(iter(self._models)), None)
+        models = node_models(pod, snapshot, config)
+        with self._lock:
+            cached_index, cached = self._state
+            if cached_index is not index:
+                cached = {}
+                self._state = (index, cached)
+            cached[key] = models
+            while len(cached) > self.max_shapes:
+                del cached[next(iter(cached))]
         return models
 
 
