@@ -420,3 +420,14 @@ def test_model_cache_tells_a_pod_without_the_v2_sidecar_from_one_with_it() -> No
     without = cache.models(opted_out, snap, config)
     virtual = snap.index[VIRTUAL_NODE]
     assert without.cost_per_hour[virtual] < with_sidecar.cost_per_hour[virtual]
+
+
+def test_bounded_map_keeps_the_newest_size_entries() -> None:
+    from extender.model.bounded import BoundedMap
+
+    bounded: BoundedMap[str, int] = BoundedMap(2)
+    for number, key in enumerate("abc"):
+        bounded.put(key, number)
+    assert (len(bounded), bounded.get("a"), bounded.get("b"), bounded.get("c")) == (2, None, 1, 2)
+    bounded.put("b", 5)  # a key put again keeps its place and takes the new value
+    assert (bounded.get("b"), bounded.get("c")) == (5, 2)

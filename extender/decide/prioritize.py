@@ -11,6 +11,7 @@ from itertools import repeat
 import numpy as np
 from numpy.typing import NDArray
 
+from extender.model.bounded import BoundedMap
 from extender.model.config import TideoverConfig
 from extender.model.objects import PodFacts
 from extender.model.policy import WorkloadPolicy, workload_policy
@@ -112,14 +113,13 @@ def node_models(pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverConfig
 class ModelCache:
     """:func:`node_models` per pod shape, for the node index they were computed on: a new node index (a node
     added, removed or changed) empties it. At most ``max_shapes`` shapes are kept, the oldest dropped first.
-    Safe to share between threads: a race computes a shape twice, never mixes two indexes, and the lock keeps an
-    insertion from changing the map under another thread's eviction."""
+    Safe to share between threads: a race computes a shape twice, never mixes two indexes."""
 
     def __init__(self, max_shapes: int = 256) -> None:
         self.max_shapes = max_shapes
         # (node index, its models by shape): one reference, so a reader takes an index and its models together.
-        self._state: tuple[object, dict[PodShape, NodeModels]] = (None, {})
-        self._lock = threading.Lock()
+        self._state: tuple[object, BoundedMap[PodShape, NodeModels]] = (None, BoundedMap(max_shapes))
+        self._lock = threading.Lock()  # a new node index replaces the map once
 
     def models(self, pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverConfig) -> NodeModels:
         index = snapshot.node_index
@@ -135,11 +135,9 @@ class ModelCache:
         with self._lock:
             cached_index, cached = self._state
             if cached_index is not index:
-                cached = {}
+                cached = BoundedMap(self.max_shapes)
                 self._state = (index, cached)
-            cached[key] = models
-            while len(cached) > self.max_shapes:
-                del cached[next(iter(cached))]
+        cached.put(key, models)
         return models
 
 

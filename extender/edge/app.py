@@ -138,7 +138,7 @@ class ExtenderService:
             recent_spills = self.spills.view(snap, exclude_uid=parsed.pod.uid)
             decision = decide_filter(
                 parsed.pod, parsed.node_names, snap, self.config, kinds, recent_spills, pod_seen=seen or final,
-                candidate_set=parsed.name_set if parsed.form == "names" else None,
+                candidate_set=parsed.name_set,
             )
             if decision.outcome is FilterOutcome.WITHHELD_POD_NOT_SEEN and not final:
                 return None
@@ -165,8 +165,7 @@ class ExtenderService:
             return parsed
         snap = self.snapshot()
         models = self._models.models(parsed.pod, snap, self.config)
-        names = parsed.name_set if parsed.form == "names" else None
-        decision = decide_scores(parsed.pod, parsed.node_names, snap, self.config, models, names)
+        decision = decide_scores(parsed.pod, parsed.node_names, snap, self.config, models, parsed.name_set)
         self._decision_counter("prioritize", "scored").inc()
         if decision.unknown_nodes:
             self.metrics.unknown_nodes.labels("prioritize").inc(len(decision.unknown_nodes))

@@ -6,13 +6,13 @@ case-insensitively, so input keys are matched without regard to case; replies us
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from extender.decide.filter import FilterDecision
 from extender.decide.prioritize import ScoreDecision
+from extender.model.bounded import BoundedMap
 from extender.model.objects import Json, ObjectError, PodFacts, pod_facts
 
 
@@ -35,7 +35,7 @@ class ExtenderArgs:
     sent_node_names: bool  # the request carried NodeNames (reply with them too)
     # With both forms, the NodeNames sent: the NodeNames reply lists only these (the answer comes from Nodes).
     sent_names: frozenset[str] | None = None
-    # The NodeNames form's names as a set (made once while checking them; the filter sorts the candidates with it).
+    # The NodeNames form's names (node_names) as a set, made once while checking them; None in the Nodes form.
     name_set: frozenset[str] | None = None
 
 
@@ -83,13 +83,10 @@ class PodMemo:
     sends the same pod to filter and then to prioritize, so the second verb reads it for the cost of comparing the two
     (about 2 µs against 17 µs for a typical pod). A pod that differs from the one kept (a forged request, a
     client that reuses a version) is read afresh, so the facts are always those of the pod sent. Shared between
-    threads (large requests are answered in a worker thread): a race reads a pod twice, never mixes two, and the
-    lock keeps an insertion from changing the map under another thread's eviction."""
+    threads: a race reads a pod twice, never mixes two."""
 
     def __init__(self, size: int = 64) -> None:
-        self.size = size
-        self._pods: dict[tuple[str, str], tuple[Any, PodFacts]] = {}
-        self._lock = threading.Lock()
+        self._pods: BoundedMap[tuple[str, str], tuple[Any, PodFacts]] = BoundedMap(size)
 
     def read(self, pod: Any, path: str = "Pod") -> PodFacts:
         metadata = pod.get("metadata") if isinstance(pod, Mapping) else None
@@ -103,10 +100,7 @@ class PodMemo:
         if kept is not None and kept[0] == pod:
             return kept[1]
         facts = pod_facts(pod, path)
-        with self._lock:
-            self._pods[key] = (pod, facts)
-            while len(self._pods) > self.size:
-                del self._pods[next(iter(self._pods))]
+        self._pods.put(key, (pod, facts))
         return facts
 
 
