@@ -20,9 +20,10 @@ def test_the_request_benchmark_times_every_path(capsys: pytest.CaptureFixture[st
 
 
 def test_the_scale_benchmark_prints_its_figures(capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["--nodes", "20", "--pods", "600", "--events-per-second", "50", "--seconds", "1", "--candidates", "10"]
+    args = ["--nodes", "20", "--pods", "600", "--events-per-second", "50", "--seconds", "1", "--candidates", "10",
+            "--owner-sizes", "30,300"]
     assert bench_scale.main(args) == 0
     out = capsys.readouterr().out
-    for figure in ("initial sync:", "snapshot build after sync", "churn: ", "lag pod event -> snapshot", "filter ",
+    for figure in ("ReplicaSet of 30 pods", "ReplicaSet of 300 pods", "initial sync:", "snapshot build after sync", "churn: ", "lag pod event -> snapshot", "filter ",
                    "prioritize "):
         assert figure in out, figure

@@ -66,6 +66,29 @@ def test_per_event_counts_equal_a_whole_count(sequence: list[Event]) -> None:
         assert_same(tally.counts(), _pod_counts(CONFIG, INDEX, pods.values()))
 
 
+@settings(max_examples=200, deadline=None)
+@given(events, st.lists(st.booleans(), min_size=60, max_size=60))
+def test_counts_taken_now_and_then_equal_a_whole_count_and_stay_as_taken(
+    sequence: list[Event], taken: list[bool]
+) -> None:
+    """A workload's pods are copied for a snapshot only when counts() is asked for: whatever events come between two
+    asks, each ask equals a whole count of the pods at that moment, and keeps equalling it after later events."""
+    pods: dict[str, PodPlacement] = {}
+    tally = PodTally(INDEX.virtual_nodes, PRICING)
+    handed: list[tuple[PodCounts, PodCounts]] = []
+    for (uid, deleted, node, owner, namespace, phase, cpu), take in zip(sequence, taken, strict=False):
+        new = None if deleted else placement(uid, node, owner, namespace, phase, cpu)
+        old = pods.pop(f"u{uid}", None)
+        if new is not None:
+            pods[new.uid] = new
+        tally.replace(old, new)
+        if take:
+            handed.append((tally.counts(), _pod_counts(CONFIG, INDEX, pods.values())))
+    handed.append((tally.counts(), _pod_counts(CONFIG, INDEX, pods.values())))
+    for counts, expected in handed:
+        assert_same(counts, expected)
+
+
 def test_counts_handed_out_do_not_change_with_later_events() -> None:
     tally = PodTally(INDEX.virtual_nodes, PRICING)
     first = placement(1, VIRTUAL_NODE, 0, "default", "Running", "1")
@@ -76,7 +99,12 @@ def test_counts_handed_out_do_not_change_with_later_events() -> None:
     assert before.pods_on_virtual_nodes == {VIRTUAL_NODE: 1}
     assert before.owned_pods == {first.owner_uid: frozenset({"u1"})}
     assert before.virtual_pod_uids == frozenset({"u1"})
-    assert tally.counts().virtual_pod_uids == frozenset({"u2"})
+    after = tally.counts()
+    assert after.virtual_pod_uids == frozenset({"u2"})
+    assert after.owned_pods == {first.owner_uid: frozenset({"u2"})}
+    tally.remove(placement(2, VIRTUAL_NODE, 0, "default", "Running", "1"))
+    assert tally.counts().owned_pods == {}
+    assert after.owned_pods == {first.owner_uid: frozenset({"u2"})}
 
 
 def test_a_namespace_with_no_pod_left_on_the_virtual_node_has_no_spend_entry() -> None:

@@ -1,7 +1,7 @@
 """The cluster view and the request path at Kubernetes' documented limits: 5,000 nodes, 150,000 pods.
 
     python -m tests.bench.bench_scale [--nodes 5000] [--pods 150000] [--events-per-second 100] [--seconds 20]
-                                      [--candidates N] [--shapes K]
+                                      [--candidates N] [--shapes K] [--owner-sizes 30,1000,10000]
 
 The real :class:`~extender.cluster.view.ClusterView` runs with its own watch threads and publisher; only the API
 server is synthetic: list calls answer JSON bodies (pages when asked for them) and watch calls stream JSON event
@@ -11,6 +11,8 @@ production. It prints:
 - initial sync: from ``start()`` until the view is ready (every list read, the first snapshot published), and
   the resident memory then (VmRSS) and at its peak (VmHWM);
 - one snapshot build after sync (``rebuild()``);
+- first, apart from the rest (``--owner-sizes``): the cost of one pod event in the view, for ReplicaSets of several
+  sizes (the cost must not grow with the size of the pod's workload);
 - while pod events arrive at ``--events-per-second`` (adds, bindings, updates, deletes, and probes: pods bound to
   the virtual node): the lag from a probe's event to the first snapshot that shows it, and the latency of
   ``ExtenderService.filter`` / ``.prioritize`` (parse, decide, reply, JSON encoding) for a pending pod that
@@ -58,7 +60,8 @@ def _rss() -> tuple[float, float]:
 class Synthetic:
     """The objects: nodes as large as AKS's, running pods of ReplicaSets spread over them."""
 
-    def __init__(self, nodes: int, pods: int) -> None:
+    def __init__(self, nodes: int, pods: int, owner_size: int = OWNER_SIZE) -> None:
+        self.owner_size = owner_size
         self.node_names = [aks_node(i, POOLS[i % len(POOLS)])["metadata"]["name"] for i in range(nodes)]
         self.pod_count = pods
         template = realistic_pod()
@@ -79,7 +82,7 @@ class Synthetic:
         return [self.node(i) for i in range(len(self.node_names))] + [virtual_node()]
 
     def pod(self, index: int, node: str | None, phase: str = "Running") -> Json:
-        owner = f"web-{index // OWNER_SIZE:05d}"
+        owner = f"web-{index // self.owner_size:05d}"
         metadata = {
             **self.template["metadata"], "name": f"{owner}-{index:06d}", "namespace": f"team-{index % 50:02d}",
             "uid": f"pod-{index:07d}", "resourceVersion": str(next(self.version)),
@@ -316,6 +319,36 @@ def measure(nodes: int, pods: int, rate: float, seconds: float, candidates: int 
               f"p50 {_ms(values, 0.5):.2f} ms, p99 {_ms(values, 0.99):.2f} ms, max {1000 * max(values):.2f} ms")
 
 
+EVENTS_PER_SNAPSHOT = 50  # the publisher's rebuilds, one per burst of watch events
+
+
+def event_cost(owner_size: int, events: int = 3000) -> float:
+    """Microseconds per pod event (decoding the line, then the view's handling, with a snapshot published every
+    EVENTS_PER_SNAPSHOT events) while one ReplicaSet of ``owner_size`` running pods gains pods: each new pod is added
+    Pending, bound, then Running, as a scale-up goes."""
+    objects = Synthetic(100, owner_size, owner_size=owner_size + events)  # the new pods join the same ReplicaSet
+    view = ClusterView(None, TideoverConfig())  # type: ignore[arg-type]
+    view._replace("nodes", objects.nodes_list())
+    view._replace("pods", [objects.pod(i, objects.node_names[i % 100]) for i in range(owner_size)])
+    for resource in view.RESOURCES:
+        view._mark_synced(resource)
+    view.rebuild()
+    lines: list[bytes] = []
+    for index in range(owner_size, owner_size + events // 3):
+        home = objects.node_names[index % 100]
+        for kind, node, phase in (("ADDED", None, "Pending"), ("MODIFIED", home, "Pending"),
+                                  ("MODIFIED", home, "Running")):
+            lines.append(orjson.dumps({"type": kind, "object": objects.pod(index, node, phase=phase)}))
+    gc.collect()
+    started = time.perf_counter()
+    for count, line in enumerate(lines, start=1):
+        event = orjson.loads(line)
+        view._apply("pods", event["type"], event["object"])
+        if count % EVENTS_PER_SNAPSHOT == 0:
+            view.rebuild()
+    return (time.perf_counter() - started) / len(lines) * 1e6
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.bench_scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=5000)
@@ -327,7 +360,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shapes", type=int, default=1,
                         help="workloads whose pods differ in requests, in turn (default 1; over 256, prioritize's "
                              "per-shape cache never hits)")
+    parser.add_argument("--owner-sizes", default="30,1000,10000",
+                        help="ReplicaSet sizes for the cost of a pod event (comma-separated; empty: skip)")
     args = parser.parse_args(argv)
+    for size in (int(size) for size in args.owner_sizes.split(",") if size):
+        print(f"pod event cost, one ReplicaSet of {size} pods scaling up: {event_cost(size):.1f} µs per event "
+              f"(a snapshot every {EVENTS_PER_SNAPSHOT} events)")
     measure(args.nodes, args.pods, args.events_per_second, args.seconds, args.candidates, args.shapes)
     return 0
 
