@@ -6,6 +6,7 @@ The fake stands in for the HTTP responses only; the kubernetes client's Watch, t
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -320,5 +321,26 @@ def test_karpenter_objects_are_not_watched_with_the_default_signal(api: FakeCore
     try:
         _wait_for(view.ready)
         assert custom.calls == []
+    finally:
+        view.stop()
+
+
+def test_no_automatic_collection_while_the_pods_are_listed(api: FakeCoreV1Api) -> None:
+    """Each full collection during the initial list of pods walks every pod stored so far (half the sync at 150,000
+    pods): the collector is paused for the pods' list, and on again once it is stored."""
+    collector_on_during: dict[str, bool] = {}
+
+    def pods_page() -> _Response:
+        collector_on_during["pods"] = gc.isenabled()
+        return _Response(_list_body([pod("a", node_name=VIRTUAL_NODE)], "20"))
+
+    api.lists["pods"].append(pods_page)
+    assert gc.isenabled()
+    view = _view(api)
+    view.start()
+    try:
+        _wait_for(view.ready)
+        assert collector_on_during["pods"] is False
+        _wait_for(gc.isenabled)
     finally:
         view.stop()

@@ -6,8 +6,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from extender.decide.returns import ReturnPlan, Skip, SkipCode, plan_returns, return_targets
+from extender.decide.matching import pod_fits_template
+from extender.decide.returns import ReturnPlan, Skip, SkipCode, free_capacity, plan_returns, return_targets
 from extender.model.config import ReturnToVm
 from extender.model.snapshot import PodPlacement
 from tests.support.factories import NOW, cluster, snapshot, spilled, status_yaml, vm_node
@@ -139,3 +142,37 @@ def test_the_plan_says_which_vms_to_protect_and_when_to_release() -> None:
     # While a scale-up is pending, nothing new is protected, nothing released.
     pending = _plan(pods, status=status_yaml("InProgress", registered=2, target=3))
     assert pending.protect == frozenset() and not pending.release
+
+
+SCHEDULING = (
+    {},
+    {"nodeSelector": {"disk": "ssd"}},
+    {"tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}]},
+    {"nodeSelector": {"disk": "ssd"}, "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}]},
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["1", "2", "4"]), st.booleans(), st.booleans()), min_size=1, max_size=8),
+    st.lists(st.tuples(st.sampled_from([0.5, 1.5, 3.0]), st.integers(0, len(SCHEDULING) - 1)), max_size=12),
+)
+def test_return_targets_are_the_vms_some_spilled_pod_could_use_one_by_one(
+    node_specs: list[tuple[str, bool, bool]], pod_specs: list[tuple[float, int]]
+) -> None:
+    """Matching each distinct need once gives the nodes that matching every spilled pod gives."""
+    nodes = [
+        vm_node(f"vm-{i}", cpu=cpu, labels={"disk": "ssd"} if ssd else None,
+                taints=[{"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"}] if tainted else ())
+        for i, (cpu, ssd, tainted) in enumerate(node_specs)
+    ]
+    snap = snapshot([*nodes, *cluster(0)], QUIET)
+    pods = [spilled(f"p{i}", cpu=cpu, scheduling=SCHEDULING[which]) for i, (cpu, which) in enumerate(pod_specs)]
+    one_by_one = frozenset(
+        name for name, (cpu, memory) in free_capacity(snap, pods).items()
+        if any(cpu + 1e-9 >= pod.cpu and memory >= pod.memory
+               and not pod_fits_template(pod.scheduling, snap.nodes[name].facts.labels, snap.nodes[name].facts.taints,
+                                         name)
+               for pod in pods)
+    )
+    assert return_targets(snap, pods, pods) == one_by_one

@@ -15,7 +15,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +59,22 @@ LIST_PAGE = 500
 KARPENTER_RESOURCES = ("nodeclaims", "nodepools")
 # Seconds between looks for Karpenter's CRDs while they are not served (auto: the cluster may gain them).
 CRD_RETRY_SECONDS = 30.0
+
+
+@contextlib.contextmanager
+def _collector_paused(pause: bool) -> Iterator[None]:
+    """No automatic garbage collection meanwhile (when ``pause``). A list of pods makes one long-lived object (and a
+    few containers) per pod, and each full collection walks all that the store holds so far: at 150,000 pods, the
+    collections made during the list took about half of the sync (tests.bench.bench_scale). The objects are then
+    collected once and frozen (see ``_run_watch``)."""
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class _WatchExpired(Exception):
@@ -308,9 +324,10 @@ class ClusterView:
         while not self._stopping.is_set():
             try:
                 if resource_version is None:
-                    items, resource_version = self._list(resource, list_fn, kwargs)
-                    self._replace(resource, items)
-                    del items
+                    with _collector_paused(resource == "pods"):
+                        items, resource_version = self._list(resource, list_fn, kwargs)
+                        self._replace(resource, items)
+                        del items
                     self._mark_synced(resource)
                     if resource == "pods":
                         # The store is long-lived: keep the collector from walking it again and again (at 150,000

@@ -130,10 +130,11 @@ class ControllerLoop:
         virtual = frozenset(snapshot.virtual_nodes)
         cost = self._config.controllers.deletion_cost.virtual_pod_cost
         patched = 0
-        live = {pod.uid for pod in pods}
+        on_virtual = [pod for pod in pods if pod.node_name in virtual]  # the only pods given a cost
+        live = {pod.uid for pod in on_virtual}
         for uid in [uid for uid in self._costs_written if uid not in live]:
             del self._costs_written[uid]
-        for pod in pods:
+        for pod in on_virtual:
             wanted = desired_deletion_cost(pod, virtual, cost)
             if wanted is None or self._costs_written.get(pod.uid) == wanted:
                 continue

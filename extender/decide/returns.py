@@ -20,6 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
+
+import orjson
 
 from extender.decide.matching import pod_fits_template
 from extender.model.config import ReturnToVm
@@ -87,16 +90,34 @@ def return_targets(
     """The VM nodes some spilled pod could move to now: room for it, its taints tolerated, its node selector and
     required affinity matched. These are kept from scale-down while returns are possible; a node no spilled pod
     can use (a tainted system pool, say) is not."""
+    needs = _distinct_needs(spilled)
+    if not needs:
+        return frozenset()
+    least_cpu = min(cpu for cpu, _, _ in needs)
+    least_memory = min(memory for _, memory, _ in needs)
     targets: set[str] = set()
     for name, (cpu, memory) in free_capacity(snapshot, pods).items():
+        if cpu + 1e-9 < least_cpu or memory < least_memory:
+            continue  # too full for any of them
         facts = snapshot.nodes[name].facts
         if any(
-            cpu + 1e-9 >= pod.cpu and memory >= pod.memory
-            and not pod_fits_template(pod.scheduling, facts.labels, facts.taints, name)
-            for pod in spilled
+            cpu + 1e-9 >= need_cpu and memory >= need_memory
+            and not pod_fits_template(scheduling, facts.labels, facts.taints, name)
+            for need_cpu, need_memory, scheduling in needs
         ):
             targets.add(name)
     return frozenset(targets)
+
+
+def _distinct_needs(pods: Sequence[PodPlacement]) -> list[tuple[float, float, Mapping[str, Any]]]:
+    """(cores, bytes, scheduling constraints) of the pods, each distinct need once: a workload's pods share theirs,
+    so the nodes are matched against a few needs rather than against every spilled pod (5,000 nodes and 300 spilled
+    pods were 1.5 million matches a round)."""
+    needs: dict[tuple[float, float, bytes], Mapping[str, Any]] = {}
+    for pod in pods:
+        key = (pod.cpu, pod.memory, orjson.dumps(pod.scheduling, option=orjson.OPT_SORT_KEYS))
+        needs.setdefault(key, pod.scheduling)
+    return [(cpu, memory, scheduling) for (cpu, memory, _), scheduling in needs.items()]
 
 
 def _in_flight(pods: Sequence[PodPlacement], virtual: frozenset[str]) -> Counter[str]:

@@ -16,7 +16,9 @@ production. It prints:
 - while pod events arrive at ``--events-per-second`` (adds, bindings, updates, deletes, and probes: pods bound to
   the virtual node): the lag from a probe's event to the first snapshot that shows it, and the latency of
   ``ExtenderService.filter`` / ``.prioritize`` (parse, decide, reply, JSON encoding) for a pending pod that
-  tolerates the virtual node, with every node a candidate (or ``--candidates``), p50 / p99 / max.
+  tolerates the virtual node, with every node a candidate (or ``--candidates``), p50 / p99 / max; meanwhile the
+  leading replica's controller rounds run in the same process, against a fake API (``--no-controllers``: not), and
+  their durations are printed.
 
 Targets (issue 12): p99 < 5 ms for both verbs during the churn, lag < 1 s, RSS < 1.5 GiB. It asserts nothing.
 """
@@ -38,12 +40,14 @@ from typing import Any
 import orjson
 
 from extender.cluster.view import ClusterView
+from extender.controllers.loop import ControllerLoop
 from extender.edge.app import ExtenderService
 from extender.model.config import TideoverConfig
 from extender.model.snapshot import ClusterSnapshot
 from extender.telemetry.metrics import Metrics
 from tests.bench.bench_extender import POOLS, aks_node, realistic_pod
 from tests.support.factories import NOW, VIRTUAL_NODE, iso, virtual_node
+from tests.support.fakes import FakeKube
 
 Json = dict[str, Any]
 OWNER_SIZE = 30  # pods per ReplicaSet
@@ -245,6 +249,33 @@ class Churn:
         self._thread.join()
 
 
+class Controllers:
+    """The leading replica's controller rounds (deletion costs, returns to VMs), every
+    ``controllers.returnToVm.intervalSeconds`` as in production, writing to a fake API; each round's duration kept.
+    They share the process with the request path, as they do in tideover."""
+
+    def __init__(self, view: ClusterView, config: TideoverConfig) -> None:
+        self.loop = ControllerLoop(FakeKube(), config, view.snapshot, view.pods, lambda _event: None, Metrics())
+        self.interval = config.controllers.return_to_vm.interval_seconds
+        self.rounds: list[float] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="controllers")
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            started = time.perf_counter()
+            self.loop.round()
+            self.rounds.append(time.perf_counter() - started)
+            self._stopping.wait(self.interval)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+
 def _ms(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -261,7 +292,10 @@ def pod_bodies(names: Sequence[str], shapes: int) -> list[bytes]:
     return bodies
 
 
-def measure(nodes: int, pods: int, rate: float, seconds: float, candidates: int | None = None, shapes: int = 1) -> None:
+def measure(
+    nodes: int, pods: int, rate: float, seconds: float, candidates: int | None = None, shapes: int = 1,
+    with_controllers: bool = True,
+) -> None:
     random.seed(12)
     rss_before, _ = _rss()
     config = TideoverConfig()
@@ -292,8 +326,11 @@ def measure(nodes: int, pods: int, rate: float, seconds: float, candidates: int 
     service = ExtenderService(config, view.snapshot, Metrics())
     timings: dict[str, list[float]] = {"filter": [], "prioritize": []}
     churn.prepare(seconds)
+    controllers = Controllers(view, config) if with_controllers else None
     gc.collect()
     churn.start()
+    if controllers is not None:
+        controllers.start()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         body = next(bodies)
@@ -305,6 +342,8 @@ def measure(nodes: int, pods: int, rate: float, seconds: float, candidates: int 
             assert status == 200, payload
         time.sleep(0.002)
     churn.stop()
+    if controllers is not None:
+        controllers.stop()
     time.sleep(1.0)  # the last probes reach a snapshot
     view.stop()
     api.stop()
@@ -314,6 +353,10 @@ def measure(nodes: int, pods: int, rate: float, seconds: float, candidates: int 
     lags = churn.lags or [float("nan")]
     print(f"lag pod event -> snapshot ({len(churn.lags)} probes): p50 {_ms(lags, 0.5):.0f} ms, "
           f"p99 {_ms(lags, 0.99):.0f} ms, max {1000 * max(lags):.0f} ms")
+    if controllers is not None:
+        rounds = controllers.rounds or [float("nan")]
+        print(f"controller rounds ({len(controllers.rounds)}, one every {controllers.interval:g} s): median "
+              f"{1000 * statistics.median(rounds):.0f} ms, max {1000 * max(rounds):.0f} ms")
     for verb, values in timings.items():
         print(f"{verb:10} ({len(names)} candidates, {shapes} pod shape(s), {len(values)} calls): "
               f"p50 {_ms(values, 0.5):.2f} ms, p99 {_ms(values, 0.99):.2f} ms, max {1000 * max(values):.2f} ms")
@@ -362,11 +405,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "per-shape cache never hits)")
     parser.add_argument("--owner-sizes", default="30,1000,10000",
                         help="ReplicaSet sizes for the cost of a pod event (comma-separated; empty: skip)")
+    parser.add_argument("--controllers", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the leading replica's controller rounds beside the requests (default: on)")
     args = parser.parse_args(argv)
     for size in (int(size) for size in args.owner_sizes.split(",") if size):
         print(f"pod event cost, one ReplicaSet of {size} pods scaling up: {event_cost(size):.1f} µs per event "
               f"(a snapshot every {EVENTS_PER_SNAPSHOT} events)")
-    measure(args.nodes, args.pods, args.events_per_second, args.seconds, args.candidates, args.shapes)
+    measure(args.nodes, args.pods, args.events_per_second, args.seconds, args.candidates, args.shapes,
+            args.controllers)
     return 0
 
 
