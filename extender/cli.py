@@ -104,7 +104,7 @@ def serve(settings: ServeSettings) -> int:
     metrics = Metrics()
     metrics.watch_snapshot(view.snapshot, view.sync_ages, config.virtual_nodes)
     view.add_snapshot_listener(metrics.account_virtual_time)
-    controllers = ControllerLoop(kube, config, view.snapshot, view.pods, recorder.emit, metrics)
+    controllers = ControllerLoop(kube, config, view.snapshot, recorder.emit, metrics)
     elector = LeaderElector(api_client, config, controllers.run)
     waiting = WaitingNotifier(recorder.emit, config, leading=elector.leading.is_set)
     view.add_pod_listener(waiting.on_pod_change)

@@ -54,35 +54,39 @@ def test_rate_limiter_window() -> None:
 CONFIG = parse_config({"controllers": {"returnToVm": {"stableSeconds": 0, "minPodAgeSeconds": 60}}})
 
 
-def _loop(core: FakeKube, snap: ClusterSnapshot, pods: list[PodPlacement]) -> tuple[ControllerLoop, list[PodEvent]]:
+QUIET_STATUS = status_yaml("NoActivity", registered=2)
+
+
+def quiet(pods: list[PodPlacement]) -> ClusterSnapshot:
+    """No capacity pending, and these pods (the controllers read the pods from the snapshot)."""
+    return snapshot(cluster(2), QUIET_STATUS, pods=pods)
+
+
+def _loop(core: FakeKube) -> tuple[ControllerLoop, list[PodEvent]]:
     events: list[PodEvent] = []
-    loop = ControllerLoop(core, CONFIG, lambda: snap, lambda: pods, events.append, Metrics(),
-                          now=lambda: NOW)
+    loop = ControllerLoop(core, CONFIG, lambda: quiet([]), events.append, Metrics(), now=lambda: NOW)
     return loop, events
-
-
-QUIET = snapshot(cluster(2), status_yaml("NoActivity", registered=2))
 
 
 def test_deletion_cost_is_patched_once_per_spilled_pod() -> None:
     core = FakeKube()
     pods = [spilled("a", age=5), spilled("b", age=5), spilled("vm", node="aks-nodepool1-000000")]
-    loop, _ = _loop(core, QUIET, pods)
-    loop.apply_deletion_costs(QUIET, pods)
+    loop, _ = _loop(core)
+    loop.apply_deletion_costs(quiet(pods))
     assert [name for name, _ in core.pod_patches] == ["a", "b"]
     assert core.pod_patches[0][1] == {"metadata": {"annotations": {
         "controller.kubernetes.io/pod-deletion-cost": "-1000", "tideover.io/deletion-cost": "managed"}}}
     # The next round sees the annotation (as the watch would report it) and patches nothing.
     patched = [replace(p, deletion_cost="-1000", deletion_cost_by_tideover=True) for p in pods[:2]]
-    loop.apply_deletion_costs(QUIET, [*patched, pods[2]])
+    loop.apply_deletion_costs(quiet([*patched, pods[2]]))
     assert len(core.pod_patches) == 2
 
 
 def test_return_evicts_records_events_and_protects_targets() -> None:
     core = FakeKube()
     pods = [spilled("a", owner="rs-1"), spilled("b", owner="rs-2")]
-    loop, events = _loop(core, QUIET, pods)
-    plan = loop.return_pods(QUIET, pods)
+    loop, events = _loop(core)
+    plan = loop.return_pods(quiet(pods))
     assert [m.pod.name for m in plan.moves] == ["a", "b"]
     assert core.evictions == ["a", "b"]
     assert [(e.reason, e.pod_name) for e in events] == [(RETURNING_TO_VM, "a"), (RETURNING_TO_VM, "b")]
@@ -94,39 +98,39 @@ def test_return_evicts_records_events_and_protects_targets() -> None:
 def test_pdb_refusal_is_not_an_eviction_and_is_retried_later() -> None:
     core = FakeKube(pdb_blocks={"a"})
     pods = [spilled("a", owner="rs-1")]
-    loop, events = _loop(core, QUIET, pods)
-    loop.return_pods(QUIET, pods)
+    loop, events = _loop(core)
+    loop.return_pods(quiet(pods))
     assert core.evictions == [] and events == []
     core.pdb_blocks.clear()
-    loop.return_pods(QUIET, pods)
+    loop.return_pods(quiet(pods))
     assert core.evictions == ["a"]
 
 
 def test_a_new_leader_does_not_evict_a_pod_twice() -> None:
     core = FakeKube()
     pods = [spilled("a", owner="rs-1"), spilled("b", owner="rs-1")]
-    first, _ = _loop(core, QUIET, pods)
-    first.return_pods(QUIET, pods[:1])
+    first, _ = _loop(core)
+    first.return_pods(quiet(pods[:1]))
     assert core.evictions == ["a"]
     # The leader dies. The API now shows "a" terminating; the new leader starts from that state alone.
     after = [replace(pods[0], terminating=True), pods[1]]
-    second, _ = _loop(core, QUIET, after)
-    second.return_pods(QUIET, after)
+    second, _ = _loop(core)
+    second.return_pods(quiet(after))
     assert core.evictions == ["a", "b"]
 
 
 def test_nothing_moves_while_a_scale_up_is_pending_and_protection_is_released_after() -> None:
-    pending = snapshot(cluster(2), status_yaml("InProgress", registered=2, target=3))
     core = FakeKube()
-    pods = [spilled("a")]
-    loop, _ = _loop(core, pending, pods)
-    assert loop.return_pods(pending, pods).waiting == "capacity still pending in nodepool1"
+    pending = snapshot(cluster(2), status_yaml("InProgress", registered=2, target=3), pods=[spilled("a")])
+    loop, _ = _loop(core)
+    assert loop.return_pods(pending).waiting == "capacity still pending in nodepool1"
     assert core.evictions == []
     # Once every spilled pod is back, nodes tideover protected (this leader or a previous one) are released.
     marked = cluster(2)
     marked[0]["metadata"]["annotations"] = {RETURN_TARGET_MARKER: "true", SCALE_DOWN_DISABLED: "true"}
-    done = snapshot(marked, status_yaml("NoActivity", registered=2), now=NOW + timedelta(seconds=5))
-    loop.return_pods(done, [spilled("a", node="aks-nodepool1-000001")])
+    done = snapshot(marked, QUIET_STATUS, now=NOW + timedelta(seconds=5),
+                    pods=[spilled("a", node="aks-nodepool1-000001")])
+    loop.return_pods(done)
     assert ("aks-nodepool1-000000", {"metadata": {"annotations": {SCALE_DOWN_DISABLED: None,
                                                                   RETURN_TARGET_MARKER: None}}}) in core.node_patches
 
@@ -135,8 +139,7 @@ def test_rate_limit_spans_rounds() -> None:
     config = parse_config({"controllers": {"returnToVm": {"stableSeconds": 0, "maxEvictionsPerMinute": 1}}})
     core = FakeKube()
     pods = [spilled("a", owner="rs-1"), spilled("b", owner="rs-2")]
-    loop = ControllerLoop(core, config, lambda: QUIET, lambda: pods, lambda e: None, Metrics(),
-                          now=lambda: NOW)
-    loop.return_pods(QUIET, pods)
-    loop.return_pods(QUIET, pods)
+    loop = ControllerLoop(core, config, lambda: quiet(pods), lambda e: None, Metrics(), now=lambda: NOW)
+    loop.return_pods(quiet(pods))
+    loop.return_pods(quiet(pods))
     assert core.evictions == ["a"]

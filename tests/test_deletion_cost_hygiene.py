@@ -16,13 +16,22 @@ from extender.controllers.loop import ControllerLoop
 from extender.controllers.port import Outcome, WriteResult
 from extender.model.config import parse_config
 from extender.model.keys import DELETION_COST_MARKER, POD_DELETION_COST
-from extender.model.snapshot import PodPlacement
+from extender.model.snapshot import ClusterSnapshot, PodPlacement
 from extender.telemetry.metrics import Metrics
 from tests.support.factories import NOW, VIRTUAL_NODE, cluster, snapshot, spilled, status_yaml
 from tests.support.fakes import FakeKube
 
 CONFIG = parse_config({"controllers": {"returnToVm": {"enabled": False}}})
-QUIET = snapshot(cluster(2), status_yaml("NoActivity", registered=2))
+QUIET_STATUS = status_yaml("NoActivity", registered=2)
+
+
+def quiet(pods: list[PodPlacement]) -> ClusterSnapshot:
+    """No capacity pending, and these pods as the cluster view shows them (the controllers read them there)."""
+    return snapshot(cluster(2), QUIET_STATUS, pods=pods)
+
+
+def _loop(core: FakeKube) -> ControllerLoop:
+    return ControllerLoop(core, CONFIG, lambda: quiet([]), lambda _: None, Metrics(), now=lambda: NOW)
 VMS = ("aks-nodepool1-000000", "aks-nodepool1-000001")
 
 
@@ -39,12 +48,12 @@ def _rounds(pods: list[PodPlacement], rounds: int, watch_lag: int) -> FakeKube:
     """Run ``rounds`` controller rounds; the view shows a round's patches ``watch_lag`` rounds late (0: by the
     next round)."""
     core = FakeKube()
-    loop = ControllerLoop(core, CONFIG, lambda: QUIET, lambda: pods, lambda _: None, Metrics(), now=lambda: NOW)
+    loop = _loop(core)
     written_after: list[int] = []  # patches written by the end of each round
     for index in range(rounds):
         last_seen_round = index - 1 - watch_lag
         seen = written_after[last_seen_round] if last_seen_round >= 0 else 0
-        loop.apply_deletion_costs(QUIET, [_seen_by_watch(pod, core.pod_patches[:seen]) for pod in pods])
+        loop.apply_deletion_costs(quiet([_seen_by_watch(pod, core.pod_patches[:seen]) for pod in pods]))
         written_after.append(len(core.pod_patches))
     return core
 
@@ -84,18 +93,18 @@ def test_a_new_pod_after_a_return_is_a_new_pod_and_on_a_vm_gets_nothing() -> Non
     """A returned pod is evicted and its ReplicaSet makes a new one (new uid) that lands on a VM: no write."""
     core = FakeKube()
     pods = [spilled("web-1")]
-    loop = ControllerLoop(core, CONFIG, lambda: QUIET, lambda: pods, lambda _: None, Metrics(), now=lambda: NOW)
-    loop.apply_deletion_costs(QUIET, pods)
+    loop = _loop(core)
+    loop.apply_deletion_costs(quiet(pods))
     replacement = replace(spilled("web-2", node=VMS[0]), uid="uid-web-2")
-    loop.apply_deletion_costs(QUIET, [replacement])
-    loop.apply_deletion_costs(QUIET, [replacement])
+    loop.apply_deletion_costs(quiet([replacement]))
+    loop.apply_deletion_costs(quiet([replacement]))
     assert [name for name, _ in core.pod_patches] == ["web-1"]
 
 
 def test_a_failed_write_is_retried_next_round() -> None:
     core = FlakyKube(failures=1)
     pods = [spilled("web-1")]
-    loop = ControllerLoop(core, CONFIG, lambda: QUIET, lambda: pods, lambda _: None, Metrics(), now=lambda: NOW)
-    assert loop.apply_deletion_costs(QUIET, pods) == 0
-    assert loop.apply_deletion_costs(QUIET, pods) == 1
-    assert loop.apply_deletion_costs(QUIET, pods) == 0
+    loop = _loop(core)
+    assert loop.apply_deletion_costs(quiet(pods)) == 0
+    assert loop.apply_deletion_costs(quiet(pods)) == 1
+    assert loop.apply_deletion_costs(quiet(pods)) == 0

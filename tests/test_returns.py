@@ -22,8 +22,8 @@ STABLE = NOW - timedelta(minutes=5)
 
 def _plan(pods: list[PodPlacement], *, nodes: list[dict[str, Any]] | None = None, status: str = QUIET,
           stable_since: datetime | None = STABLE, budget: int = 100, policy: ReturnToVm = POLICY) -> ReturnPlan:
-    snap = snapshot(nodes if nodes is not None else cluster(2), status)
-    return plan_returns(snap, pods, NOW, policy, stable_since, budget)
+    snap = snapshot(nodes if nodes is not None else cluster(2), status, pods=pods)
+    return plan_returns(snap, NOW, policy, stable_since, budget)
 
 
 @pytest.mark.parametrize(
@@ -118,12 +118,11 @@ def test_return_targets_are_vms_a_spilled_pod_could_use() -> None:
                      taints=[{"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"}])
     full = vm_node("aks-nodepool1-000001", cpu="1")
     nodes = [*cluster(1), system, full]
-    snap = snapshot(nodes, QUIET)
     pods = [spilled("a", cpu=1.5), spilled("b", cpu=1.5)]
-    assert return_targets(snap, pods, pods) == frozenset({"aks-nodepool1-000000"})
+    assert return_targets(snapshot(nodes, QUIET, pods=pods), pods) == frozenset({"aks-nodepool1-000000"})
     picky = [spilled("c", cpu=0.5, scheduling={"nodeSelector": {"disk": "ssd"}})]
-    assert return_targets(snap, picky, picky) == frozenset()
-    assert return_targets(snap, [], []) == frozenset()
+    assert return_targets(snapshot(nodes, QUIET, pods=picky), picky) == frozenset()
+    assert return_targets(snapshot(nodes, QUIET), []) == frozenset()
 
 
 def test_the_plan_says_which_vms_to_protect_and_when_to_release() -> None:
@@ -166,13 +165,13 @@ def test_return_targets_are_the_vms_some_spilled_pod_could_use_one_by_one(
                 taints=[{"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"}] if tainted else ())
         for i, (cpu, ssd, tainted) in enumerate(node_specs)
     ]
-    snap = snapshot([*nodes, *cluster(0)], QUIET)
     pods = [spilled(f"p{i}", cpu=cpu, scheduling=SCHEDULING[which]) for i, (cpu, which) in enumerate(pod_specs)]
+    snap = snapshot([*nodes, *cluster(0)], QUIET, pods=pods)
     one_by_one = frozenset(
-        name for name, (cpu, memory) in free_capacity(snap, pods).items()
+        name for name, (cpu, memory) in free_capacity(snap).items()
         if any(cpu + 1e-9 >= pod.cpu and memory >= pod.memory
                and not pod_fits_template(pod.scheduling, snap.nodes[name].facts.labels, snap.nodes[name].facts.taints,
                                          name)
                for pod in pods)
     )
-    assert return_targets(snap, pods, pods) == one_by_one
+    assert return_targets(snap, pods) == one_by_one

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from extender.cluster.tally import PodTally
 from extender.model.config import TideoverConfig
+from extender.model.keys import POD_DELETION_COST
 from extender.model.objects import node_facts
 from extender.model.snapshot import PodCounts, PodPlacement, _pod_counts, index_nodes, pod_placement
 from tests.support.factories import VIRTUAL_NODE, pod, virtual_node, vm_node
@@ -18,10 +19,14 @@ INDEX = index_nodes(CONFIG, [node_facts(n) for n in (vm_node("vm-1"), vm_node("v
 PRICING = CONFIG.virtual_nodes.pricing
 
 
-def placement(uid: int, node: str | None, owner: int | None, namespace: str, phase: str, cpu: str) -> PodPlacement:
+def placement(uid: int, node: str | None, owner: int | None, namespace: str, phase: str, cpu: str,
+              terminating: bool = False, cost: str | None = None) -> PodPlacement:
     obj = pod(f"p{uid}", namespace, uid=f"u{uid}", node_name=node, cpu=cpu,
-              owner=("ReplicaSet", f"rs-{owner}") if owner is not None else None)
+              owner=("ReplicaSet", f"rs-{owner}") if owner is not None else None,
+              annotations={POD_DELETION_COST: cost} if cost is not None else None)
     obj["status"] = {"phase": phase}
+    if terminating:
+        obj["metadata"]["deletionTimestamp"] = "2026-11-29T10:00:00Z"
     return pod_placement(obj)
 
 
@@ -30,6 +35,11 @@ def assert_same(counts: PodCounts, expected: PodCounts) -> None:
     assert counts.owned_pods == expected.owned_pods
     assert counts.virtual_pods_by_owner == expected.virtual_pods_by_owner
     assert counts.virtual_pod_uids == expected.virtual_pod_uids
+    assert sorted(counts.virtual_pods, key=lambda p: p.uid) == sorted(expected.virtual_pods, key=lambda p: p.uid)
+    assert counts.in_flight_by_owner == expected.in_flight_by_owner
+    assert counts.requested_by_node.keys() == expected.requested_by_node.keys()
+    for node, requested in expected.requested_by_node.items():
+        assert counts.requested_by_node[node] == pytest.approx(requested)
     assert counts.virtual_spend_by_namespace.keys() == expected.virtual_spend_by_namespace.keys()
     for namespace, spend in expected.virtual_spend_by_namespace.items():
         assert counts.virtual_spend_by_namespace[namespace] == pytest.approx(spend)
@@ -44,12 +54,14 @@ events = st.lists(
         st.sampled_from(["default", "batch"]),
         st.sampled_from(["Pending", "Running", "Succeeded"]),
         st.sampled_from(["250m", "1", "2"]),
+        st.booleans(),  # terminating?
+        st.sampled_from([None, "-100", "5"]),  # its deletion cost
     ),
     max_size=60,
 )
 
 
-Event = tuple[int, bool, str | None, int | None, str, str, str]
+Event = tuple[int, bool, str | None, int | None, str, str, str, bool, str | None]
 
 
 @settings(max_examples=200, deadline=None)
@@ -57,8 +69,39 @@ Event = tuple[int, bool, str | None, int | None, str, str, str]
 def test_per_event_counts_equal_a_whole_count(sequence: list[Event]) -> None:
     pods: dict[str, PodPlacement] = {}
     tally = PodTally(INDEX.virtual_nodes, PRICING)
-    for uid, deleted, node, owner, namespace, phase, cpu in sequence:
-        new = None if deleted else placement(uid, node, owner, namespace, phase, cpu)
+    for uid, deleted, node, owner, namespace, phase, cpu, terminating, cost in sequence:
+        new = None if deleted else placement(uid, node, owner, namespace, phase, cpu, terminating, cost)
+        old = pods.pop(f"u{uid}", None)
+        if new is not None:
+            pods[new.uid] = new
+        tally.replace(old, new)
+        assert_same(tally.counts(), _pod_counts(CONFIG, INDEX, pods.values()))
+
+
+# Changes to pods that stay where they are (each pod's node, owner, namespace and requests follow from its number):
+# status updates, terminations and deletion costs, which the tally mostly skips.
+status_changes = st.lists(
+    st.tuples(
+        st.integers(0, 8),
+        st.booleans(),  # deleted?
+        st.sampled_from(["Pending", "Running", "Succeeded"]),
+        st.booleans(),  # terminating?
+        st.sampled_from([None, "-100", "5"]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(status_changes)
+def test_status_changes_are_counted_as_a_whole_count_would(
+    sequence: list[tuple[int, bool, str, bool, str | None]],
+) -> None:
+    pods: dict[str, PodPlacement] = {}
+    tally = PodTally(INDEX.virtual_nodes, PRICING)
+    for uid, deleted, phase, terminating, cost in sequence:
+        node = (None, "vm-1", VIRTUAL_NODE)[uid % 3]
+        new = None if deleted else placement(uid, node, uid % 2, "default", phase, "1", terminating, cost)
         old = pods.pop(f"u{uid}", None)
         if new is not None:
             pods[new.uid] = new
@@ -76,8 +119,9 @@ def test_counts_taken_now_and_then_equal_a_whole_count_and_stay_as_taken(
     pods: dict[str, PodPlacement] = {}
     tally = PodTally(INDEX.virtual_nodes, PRICING)
     handed: list[tuple[PodCounts, PodCounts]] = []
-    for (uid, deleted, node, owner, namespace, phase, cpu), take in zip(sequence, taken, strict=False):
-        new = None if deleted else placement(uid, node, owner, namespace, phase, cpu)
+    for (uid, deleted, node, owner, namespace, phase, cpu, terminating, cost), take in zip(sequence, taken,
+                                                                                            strict=False):
+        new = None if deleted else placement(uid, node, owner, namespace, phase, cpu, terminating, cost)
         old = pods.pop(f"u{uid}", None)
         if new is not None:
             pods[new.uid] = new

@@ -39,4 +39,4 @@ def test_the_initial_list_is_read_page_by_page(monkeypatch: Any) -> None:
     assert all(isinstance(item, PodPlacement) for item in items)
     assert [item.uid for item in items] == [f"u{i}" for i in range(5)]
     view._replace("pods", items)
-    assert {p.uid for p in view.pods()} == {f"u{i}" for i in range(5)}
+    assert set(view._store.pods) == {f"u{i}" for i in range(5)}

@@ -150,11 +150,6 @@ class ClusterView:
     def ready(self) -> bool:
         return self._snapshot.synced
 
-    def pods(self) -> list[PodPlacement]:
-        """The pods as last seen (a copy), for the controllers."""
-        with self._lock:
-            return list(self._store.pods.values())
-
     def holds_pending(self, pod: PodFacts) -> bool:
         """Whether the pod watch delivered this pod (its uid, with the namespace, name and controller owner the request
         gives), Pending and not bound. Reads the live store, which each watch event updates ahead of the next

@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from kubernetes import client
@@ -84,7 +84,6 @@ class ControllerLoop:
         kube: KubeWrites,
         config: TideoverConfig,
         snapshot: Callable[[], ClusterSnapshot],
-        pods: Callable[[], Sequence[PodPlacement]],
         emit: Callable[[PodEvent], None],
         metrics: Metrics,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -92,7 +91,6 @@ class ControllerLoop:
         self._kube = kube
         self._config = config
         self._snapshot = snapshot
-        self._pods = pods
         self._emit = emit
         self._metrics = metrics
         self._now = now
@@ -118,23 +116,23 @@ class ControllerLoop:
         snapshot = self._snapshot()
         if not snapshot.synced:
             return None
-        pods = list(self._pods())
         if self._config.controllers.deletion_cost.enabled:
-            self.apply_deletion_costs(snapshot, pods)
+            self.apply_deletion_costs(snapshot)
         if self._config.controllers.return_to_vm.enabled:
-            return self.return_pods(snapshot, pods)
+            return self.return_pods(snapshot)
         return None
 
     # -- deletion cost -----------------------------------------------------------------------------
-    def apply_deletion_costs(self, snapshot: ClusterSnapshot, pods: Sequence[PodPlacement]) -> int:
+    def apply_deletion_costs(self, snapshot: ClusterSnapshot) -> int:
+        """A deletion cost on the virtual nodes' pods (the only pods given one), so that a scale-down takes them
+        first."""
         virtual = frozenset(snapshot.virtual_nodes)
         cost = self._config.controllers.deletion_cost.virtual_pod_cost
         patched = 0
-        on_virtual = [pod for pod in pods if pod.node_name in virtual]  # the only pods given a cost
-        live = {pod.uid for pod in on_virtual}
+        live = snapshot.virtual_pod_uids
         for uid in [uid for uid in self._costs_written if uid not in live]:
             del self._costs_written[uid]
-        for pod in on_virtual:
+        for pod in snapshot.virtual_pods:
             wanted = desired_deletion_cost(pod, virtual, cost)
             if wanted is None or self._costs_written.get(pod.uid) == wanted:
                 continue
@@ -149,7 +147,7 @@ class ControllerLoop:
         return patched
 
     # -- return to VMs -----------------------------------------------------------------------------
-    def return_pods(self, snapshot: ClusterSnapshot, pods: Sequence[PodPlacement]) -> ReturnPlan:
+    def return_pods(self, snapshot: ClusterSnapshot) -> ReturnPlan:
         """Plan (:func:`~extender.decide.returns.plan_returns`), then act on the plan: protect, evict, release."""
         now = self._now()
         if snapshot.pending_pools:
@@ -157,7 +155,7 @@ class ControllerLoop:
         elif self._stable_since is None:
             self._stable_since = now
         plan = plan_returns(
-            snapshot, pods, now, self._config.controllers.return_to_vm, self._stable_since, self._limiter.budget()
+            snapshot, now, self._config.controllers.return_to_vm, self._stable_since, self._limiter.budget()
         )
         for node in sorted(plan.protect):
             self._protect(node)

@@ -249,6 +249,12 @@ class ClusterSnapshot:
     virtual_spend_by_namespace: Mapping[str, float] = field(repr=False, default_factory=dict)
     # Uids of the pods bound to virtual nodes.
     virtual_pod_uids: frozenset[str] = field(repr=False, default=frozenset())
+    # For the controllers (extender.decide.returns, deletion costs), so that a round reads no pod but these:
+    # the pods bound to virtual nodes; node -> (cores, bytes) requested by the pods bound to it; owner uid -> its pods
+    # on the move (terminating, unbound, or bound and still Pending).
+    virtual_pods: tuple[PodPlacement, ...] = field(repr=False, default=())
+    requested_by_node: Mapping[str, tuple[float, float]] = field(repr=False, default_factory=dict)
+    in_flight_by_owner: Mapping[str, int] = field(repr=False, default_factory=dict)
     # What the next build starts from (None only in snapshots not made by build_snapshot).
     pending_history: PendingHistory | None = field(repr=False, default=None, compare=False)
     # Where the pools' capacity signal came from: cluster-autoscaler or karpenter (autoscaler.capacitySignal).
@@ -518,6 +524,9 @@ def build_snapshot(
         virtual_pods_by_owner=counts.virtual_pods_by_owner,
         virtual_spend_by_namespace=counts.virtual_spend_by_namespace,
         virtual_pod_uids=counts.virtual_pod_uids,
+        virtual_pods=counts.virtual_pods,
+        requested_by_node=counts.requested_by_node,
+        in_flight_by_owner=counts.in_flight_by_owner,
         capacity_source=source.name,
     )
 
@@ -576,6 +585,14 @@ class PodCounts:
     virtual_pods_by_owner: Mapping[str, int]
     virtual_spend_by_namespace: Mapping[str, float]
     virtual_pod_uids: frozenset[str]
+    virtual_pods: tuple[PodPlacement, ...] = ()
+    requested_by_node: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    in_flight_by_owner: Mapping[str, int] = field(default_factory=dict)
+
+
+def in_flight(pod: PodPlacement) -> bool:
+    """An active pod on the move: going away, or not yet running where it was bound (or not bound yet)."""
+    return pod.terminating or pod.node_name is None or pod.phase == "Pending"
 
 
 def _pod_counts(config: TideoverConfig, node_index: NodeIndex, pods: Iterable[PodPlacement]) -> PodCounts:
@@ -583,16 +600,23 @@ def _pod_counts(config: TideoverConfig, node_index: NodeIndex, pods: Iterable[Po
     owned: dict[str, set[str]] = {}
     virtual_by_owner: dict[str, int] = {}
     spend: dict[str, float] = {}
-    virtual_uids: set[str] = set()
+    virtual_pods: dict[str, PodPlacement] = {}
+    requested: dict[str, tuple[float, float]] = {}
+    moving: dict[str, int] = {}
     pricing = config.virtual_nodes.pricing
     for pod in pods:
         if not pod.active:
             continue
         if pod.owner_uid:
             owned.setdefault(pod.owner_uid, set()).add(pod.uid)
+            if in_flight(pod):
+                moving[pod.owner_uid] = moving.get(pod.owner_uid, 0) + 1
+        if pod.node_name is not None:
+            cpu, memory = requested.get(pod.node_name, (0.0, 0.0))
+            requested[pod.node_name] = (cpu + pod.cpu, memory + pod.memory)
         if pod.node_name in on_virtual:
             on_virtual[pod.node_name] += 1
-            virtual_uids.add(pod.uid)
+            virtual_pods[pod.uid] = pod
             if pod.owner_uid:
                 virtual_by_owner[pod.owner_uid] = virtual_by_owner.get(pod.owner_uid, 0) + 1
             spend[pod.namespace] = spend.get(pod.namespace, 0.0) + pricing.pod_cost_per_hour(
@@ -603,7 +627,10 @@ def _pod_counts(config: TideoverConfig, node_index: NodeIndex, pods: Iterable[Po
         owned_pods={owner: frozenset(uids) for owner, uids in owned.items()},
         virtual_pods_by_owner=virtual_by_owner,
         virtual_spend_by_namespace=spend,
-        virtual_pod_uids=frozenset(virtual_uids),
+        virtual_pod_uids=frozenset(virtual_pods),
+        virtual_pods=tuple(virtual_pods.values()),
+        requested_by_node=requested,
+        in_flight_by_owner=moving,
     )
 
 

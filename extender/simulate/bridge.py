@@ -248,10 +248,9 @@ def filter_pod(
 
 
 def returns(
-    view: ClusterSnapshot, pods: Sequence[PodPlacement], now: float, config: TideoverConfig,
-    stable_since: float | None, budget: int,
+    view: ClusterSnapshot, now: float, config: TideoverConfig, stable_since: float | None, budget: int,
 ) -> ReturnPlan:
     return plan_returns(
-        view, pods, at(now), config.controllers.return_to_vm, at(stable_since) if stable_since is not None else None,
+        view, at(now), config.controllers.return_to_vm, at(stable_since) if stable_since is not None else None,
         budget,
     )

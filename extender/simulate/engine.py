@@ -319,11 +319,7 @@ class Simulation:
         nodes = [self._node_facts(node) for node in self.nodes.values() if node.registered]
         if self.policy.virtual_node:
             nodes.append(bridge.virtual_node_facts(self.gated))
-        pods = [
-            bridge.placement(pod.facts, node=pod.node, phase=pod.phase, terminating=pod.terminating,
-                             created=pod.created)
-            for pod in self.all_pods if pod.gone_at is None
-        ]
+        pods = self._placements()
         view = bridge.snapshot(self.config, nodes, pods, self.status, self.now, self.history)
         self.history = view.pending_history or self.history
         self._refresh_gate(view)
@@ -421,9 +417,7 @@ class Simulation:
             self.stable_since = None
         elif self.stable_since is None:
             self.stable_since = self.now
-        placements = self._placements()
-        plan = bridge.returns(view, placements, self.now, self.config, self.stable_since,
-                              self.limiter.budget(self.now))
+        plan = bridge.returns(view, self.now, self.config, self.stable_since, self.limiter.budget(self.now))
         # The controller's marks: scale-down-disabled on the VMs the plan protects, all lifted on release.
         self.protected = set() if plan.release else self.protected | plan.protect
         by_uid = {p.uid: p for p in on_virtual}

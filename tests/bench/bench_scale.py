@@ -255,7 +255,7 @@ class Controllers:
     They share the process with the request path, as they do in tideover."""
 
     def __init__(self, view: ClusterView, config: TideoverConfig) -> None:
-        self.loop = ControllerLoop(FakeKube(), config, view.snapshot, view.pods, lambda _event: None, Metrics())
+        self.loop = ControllerLoop(FakeKube(), config, view.snapshot, lambda _event: None, Metrics())
         self.interval = config.controllers.return_to_vm.interval_seconds
         self.rounds: list[float] = []
         self._stopping = threading.Event()
