@@ -31,6 +31,9 @@ class ScoreDecision:
     start_seconds: tuple[float, ...]
     policy: WorkloadPolicy
     unknown_nodes: tuple[str, ...] = field(default=())
+    # Every candidate has the same score: a constant added to every node, which changes no ranking (see
+    # prioritize_reply in extender/edge/wire.py).
+    uniform: bool = False
 
 
 def _cost_per_hour(pod: PodFacts, snapshot: ClusterSnapshot, config: TideoverConfig, safe: NDArray[np.int64],
@@ -165,7 +168,9 @@ def decide_scores(
         return ScoreDecision((), (), (), policy)
     index = snapshot.index
     if len(index) == 0:
-        return ScoreDecision(tuple((n, 0) for n in names), (0.0,) * count, (0.0,) * count, policy, tuple(names))
+        return ScoreDecision(
+            tuple((n, 0) for n in names), (0.0,) * count, (0.0,) * count, policy, tuple(names), uniform=True
+        )
     if models is None:
         models = node_models(pod, snapshot, config)
     if models.vm_uniform and _all_vms_known(names, candidate_set, snapshot):
@@ -177,6 +182,7 @@ def decide_scores(
             cost_per_hour=(float(models.cost_per_hour[first]),) * count,
             start_seconds=(float(models.start_seconds[first]),) * count,
             policy=policy,
+            uniform=True,
         )
     positions = np.fromiter(map(index.get, names, repeat(-1)), dtype=np.int64, count=count)
     known = positions >= 0
@@ -197,4 +203,5 @@ def decide_scores(
         start_seconds=tuple(latency.tolist()),
         policy=policy,
         unknown_nodes=unknown,
+        uniform=bool(scores.min() == scores.max()),
     )

@@ -166,7 +166,8 @@ class ExtenderService:
         snap = self.snapshot()
         models = self._models.models(parsed.pod, snap, self.config)
         decision = decide_scores(parsed.pod, parsed.node_names, snap, self.config, models, parsed.name_set)
-        self._decision_counter("prioritize", "scored").inc()
+        # "uniform": every candidate scored the same, answered with an empty list (prioritize_reply).
+        self._decision_counter("prioritize", "uniform" if decision.uniform else "scored").inc()
         if decision.unknown_nodes:
             self.metrics.unknown_nodes.labels("prioritize").inc(len(decision.unknown_nodes))
         return 200, prioritize_reply(decision)

@@ -182,7 +182,17 @@ def filter_error_reply(message: str) -> dict[str, Any]:
 
 
 def prioritize_reply(decision: ScoreDecision) -> list[dict[str, Any]]:
-    """HostPriorityList: [{"Host": name, "Score": 0..10}]."""
+    """HostPriorityList: [{"Host": name, "Score": 0..10}]; empty when every candidate has the same score.
+
+    kube-scheduler adds each listed host's score (times the extender's weight) to that node's total and adds nothing
+    to a node left out (``prioritizeNodes`` in pkg/scheduler/schedule_one.go), so the same score on every candidate
+    and no score at all rank the nodes alike, and the empty list spares both sides encoding and decoding a list as
+    long as the candidates (one VM pool at one price, the common case: see NodeModels.vm_uniform). What changes is
+    how kube-scheduler v1.36 breaks a tie for the top score: it draws a random tie-breaker only for nodes an extender
+    listed, so tied nodes are then taken as without any extender, in the order its parallel filters found them
+    (kubernetes/kubernetes#141024 proposes the draw for every node)."""
+    if decision.uniform:
+        return []
     return [{"Host": name, "Score": score} for name, score in decision.scores]
 
 
