@@ -357,6 +357,39 @@ def test_prioritize_reply_shape() -> None:
     assert h.sample("tideover_decisions_total", {"verb": "prioritize", "outcome": "scored"}) == 1.0
 
 
+_SPOT_PRICED = parse_config({"vmPools": {"pools": [{"name": "nodepool1", "pricePerHour": 0.1},
+                                                  {"name": "spot", "pricePerHour": 0.03}]}})
+
+
+@pytest.mark.parametrize(
+    ("nodes", "candidates", "empty"),
+    [
+        pytest.param(default_nodes(), ["vm-1", "vm-2"], True, id="one-pool-one-price"),
+        pytest.param(default_nodes(), ["vm-2"], True, id="a-lone-candidate"),
+        pytest.param(default_nodes(), ["vm-1", VIRTUAL_NODE], False, id="with-the-virtual-node"),
+        pytest.param(default_nodes(), ["vm-1", "ghost"], False, id="with-a-node-tideover-has-not-seen"),
+        pytest.param([*default_nodes(), vm_node("spot-1", "spot")], ["vm-1", "spot-1"], False, id="two-prices"),
+        pytest.param([*default_nodes(), vm_node("spot-1", "spot")], ["vm-1", "vm-2"], True,
+                     id="two-prices-in-the-cluster-one-among-the-candidates"),
+        pytest.param([vm_node("warm", images=[(NGINX, 500_000_000)]), vm_node("cold"), virtual_node()],
+                     ["cold", "warm"], False, id="an-image-on-one-node"),
+    ],
+)
+def test_prioritize_lists_no_node_when_every_candidate_scores_the_same(
+    nodes: list[dict[str, Any]], candidates: list[str], empty: bool
+) -> None:
+    # kube-scheduler adds a listed node's score and nothing for a node left out: equal scores rank as none at all.
+    h = harness(snapshot(nodes, config=_SPOT_PRICED), config=_SPOT_PRICED)
+    reply = h.prioritize(names_args(pod(image="nginx:1.27"), candidates))
+    if empty:
+        assert reply == []
+    else:
+        assert [entry["Host"] for entry in reply] == candidates
+        assert len({entry["Score"] for entry in reply}) > 1
+    outcome = "uniform" if empty else "scored"
+    assert h.sample("tideover_decisions_total", {"verb": "prioritize", "outcome": outcome}) == 1.0
+
+
 def test_prioritize_full_nodes_form() -> None:
     h = harness()
     reply = h.prioritize(nodes_args(pod(), [vm_node("vm-2"), virtual_node()]))

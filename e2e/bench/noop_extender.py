@@ -5,11 +5,14 @@ candidate node, /prioritize scores every candidate 0. What kube-scheduler pays f
 the HTTP mechanism alone, which :mod:`e2e.bench.throughput` compares tideover against.
 
     python -m uvicorn e2e.bench.noop_extender:app --port 8899 --no-access-log --log-level warning
+
+``app_empty`` is the same except that /prioritize lists no node: the least an extender with a prioritize verb can
+answer (kube-scheduler adds nothing to a node left out), as tideover answers when every candidate scores the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -34,10 +37,26 @@ def _prioritize(args: dict[str, Any]) -> Any:
     return [{"Host": name, "Score": 0} for name in _names(args)]
 
 
+def _prioritize_empty(args: dict[str, Any]) -> Any:
+    return []
+
+
 _VERBS = {"/filter": _filter, "/prioritize": _prioritize}
+_VERBS_EMPTY = {"/filter": _filter, "/prioritize": _prioritize_empty}
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    await _serve(_VERBS, scope, receive, send)
+
+
+async def app_empty(scope: Scope, receive: Receive, send: Send) -> None:
+    await _serve(_VERBS_EMPTY, scope, receive, send)
+
+
+Verbs = Mapping[str, Callable[[dict[str, Any]], Any]]
+
+
+async def _serve(verbs: Verbs, scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":  # lifespan: nothing to set up
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -51,7 +70,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    verb = _VERBS.get(scope["path"])
+    verb = verbs.get(scope["path"])
     if verb is None:
         status, payload = (200, b"ok") if scope["path"] == "/healthz" else (404, b"{}")
     else:

@@ -8,7 +8,8 @@ compare like with like on a shared machine; the table shows the best round of ea
     python -m e2e.bench.throughput --nodes 1000 --pods 1000 --rounds 3
 
 Configurations (``--configs``): none (no extender), noop (e2e/bench/noop_extender.py: filter + prioritize,
-the floor of any HTTP extender), noop-filter (the same, filter only), tideover (config/scheduler-config.yaml's
+the floor of any HTTP extender), noop-filter (the same, filter only), noop-empty (the same, its prioritize listing
+no node, as tideover's does when every candidate scores the same), tideover (config/scheduler-config.yaml's
 extender entry as shipped), tideover-filter (without prioritizeVerb), tideover-managed (managedResources:
 only pods requesting MANAGED_RESOURCE are sent to tideover; the tolerating pods request it, the others not).
 Kinds (``--kinds``): plain (pods that do not tolerate the virtual node) and tolerating (the seeds' workloads:
@@ -45,7 +46,7 @@ from e2e.harness.cluster import LocalCluster, free_port
 from e2e.harness.tideover import ROOT, SCHEDULER_CONFIG, TideoverProcess
 from e2e.harness.workloads import pod_spec
 
-CONFIGS = ("none", "noop", "noop-filter", "tideover", "tideover-filter", "tideover-managed")
+CONFIGS = ("none", "noop", "noop-filter", "noop-empty", "tideover", "tideover-filter", "tideover-managed")
 KINDS = ("plain", "tolerating")
 NAMESPACE = "bench"
 # The extended resource of the tideover-managed configuration: no node advertises it, and the scheduler
@@ -138,11 +139,11 @@ def replica_set(name: str, replicas: int, spec: dict[str, Any]) -> dict[str, Any
 
 
 @contextlib.contextmanager
-def noop_extender(work_dir: Path) -> Iterator[tuple[str, int]]:
+def noop_extender(work_dir: Path, app: str = "app") -> Iterator[tuple[str, int]]:
     port = free_port()
     log = (work_dir / "noop-extender.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "e2e.bench.noop_extender:app", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "uvicorn", f"e2e.bench.noop_extender:{app}", "--host", "127.0.0.1", "--port", str(port),
          "--no-access-log", "--log-level", "warning"],
         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
     )
@@ -205,7 +206,7 @@ def extender_for(
     if config == "none":
         yield None, None
     elif config.startswith("noop"):
-        with noop_extender(work_dir) as (url, pid):
+        with noop_extender(work_dir, "app_empty" if config == "noop-empty" else "app") as (url, pid):
             yield url, pid
     else:
         run_dir = work_dir / f"tideover-{time.monotonic_ns()}"
@@ -352,8 +353,9 @@ def report(
     results: dict[tuple[str, str], Result], configs: Sequence[str], kinds: Sequence[str], pods: int
 ) -> str:
     lines = ["| configuration | kind | pods/s, best | pods/s, median | rounds | vs none: best / paired "
-             "| vs noop: best / paired | extender CPU ms per pod: main thread + others (median) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| vs noop: best / paired | vs noop-empty: best / paired "
+             "| extender CPU ms per pod: main thread + others (median) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for config in configs:
         for kind in kinds:
             result = results[config, kind]
@@ -361,7 +363,7 @@ def report(
             lines.append(
                 f"| {config} | {kind} | {result.best:.0f} | {statistics.median(result.pods_per_second):.0f} "
                 f"| {rounds} | {ratio(results, config, kind, 'none')} | {ratio(results, config, kind, 'noop')} "
-                f"| {result.cpu_ms_per_pod(pods)} |"
+                f"| {ratio(results, config, kind, 'noop-empty')} | {result.cpu_ms_per_pod(pods)} |"
             )
     return "\n".join(lines)
 

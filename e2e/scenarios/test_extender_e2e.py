@@ -152,11 +152,34 @@ def test_placement_follows_tideover_scores(stack: tuple[LocalCluster, TideoverPr
     ns.wait(lambda: not any(cluster.node(n)["spec"].get("taints") for n in (spot, dear)), 30, "untainted VM nodes")
     ns.create_pod(pod("load", cpu="1", tolerate_virtual=False, nodeName=spot))
     ns.wait(lambda: ns.running_on().get("load") == spot, 30, "the load pod on the spot node")
-    before = tideover.metric("tideover_decisions_total", {"verb": "prioritize"})
+    scored = {"verb": "prioritize", "outcome": "scored"}  # the scores differed, so they were all sent
+    before = tideover.metric("tideover_decisions_total", scored)
     ns.create_pod(pod("cheap", cpu="500m", tolerate_virtual=False, annotations={"tideover.io/priority": "economy"}))
     ns.wait(lambda: ns.placements().get("cheap") is not None, 60, "the economy pod to be scheduled")
     assert ns.placements()["cheap"] == spot, f"expected the cheaper node {spot}, not {dear}"
-    assert tideover.metric("tideover_decisions_total", {"verb": "prioritize"}) > before
+    assert tideover.metric("tideover_decisions_total", scored) > before
+
+
+def test_equal_scores_leave_the_choice_to_the_scheduler(
+    stack: tuple[LocalCluster, TideoverProcess], ns: Namespace
+) -> None:
+    """Two VM nodes of one pool at one price, neither with an image the pod needs: tideover scores them alike, so
+    prioritize answers the empty list (outcome uniform), which kube-scheduler accepts, and its own plugins choose:
+    the emptier node, not the one already half used."""
+    cluster, tideover = stack
+    busy, idle = add_vm_nodes(cluster, 2, pool="nodepool1")
+    ns.wait(lambda: not any(cluster.node(n)["spec"].get("taints") for n in (busy, idle)), 30, "untainted VM nodes")
+    ns.create_pod(pod("load", cpu="1", tolerate_virtual=False, nodeName=busy))
+    ns.wait(lambda: ns.running_on().get("load") == busy, 30, "the load pod on one of the nodes")
+    uniform = {"verb": "prioritize", "outcome": "uniform"}
+    before = tideover.metric("tideover_decisions_total", uniform)
+    only_these = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [busy, idle]}]},
+    ]}}}
+    ns.create_pod(pod("either", cpu="500m", tolerate_virtual=False, affinity=only_these))
+    ns.wait(lambda: ns.placements().get("either") is not None, 60, "the pod to be scheduled")
+    assert ns.placements()["either"] == idle, f"expected the emptier node {idle}, not {busy}"
+    assert tideover.metric("tideover_decisions_total", uniform) > before
 
 
 def test_scheduling_survives_tideover_outage_and_decisions_resume(
