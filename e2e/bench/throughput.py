@@ -161,6 +161,32 @@ def noop_extender(work_dir: Path, app: str = "app") -> Iterator[tuple[str, int]]
             process.wait(5)
 
 
+def served(url: str, pods: int) -> str:
+    """What tideover answered in a round, from its /metrics (a process per round): requests per pod and verb, the
+    server's time per request (from the body read to the reply encoded), and prioritize's outcomes."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    count: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    outcomes: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            verb = sample.labels.get("verb", "")
+            if sample.name == "tideover_request_duration_seconds_count":
+                count[verb] = sample.value
+            elif sample.name == "tideover_request_duration_seconds_sum":
+                seconds[verb] = sample.value
+            elif sample.name == "tideover_decisions_total" and verb == "prioritize":
+                outcomes[sample.labels["outcome"]] = sample.value
+    parts = [f"{verb} {count[verb] / pods:.2f}/pod, {1000 * seconds.get(verb, 0.0) / max(count[verb], 1):.3f} ms each"
+             for verb in sorted(count)]
+    return "; ".join(parts) + f"; prioritize outcomes {dict(sorted(outcomes.items()))}"
+
+
 def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
     import urllib.request
 
@@ -325,6 +351,8 @@ def one_round(
             cluster.wait_for(lambda: len(clock.bound) >= pods, timeout, f"{pods} pods of {name} bound", interval=0.2)
             used = cpu_use(pid) - before
             cluster.stop_component("kube-scheduler")
+            if config.startswith("tideover") and url is not None:
+                print(f"  {name}: {served(url, pods)}", file=sys.stderr)
     finally:
         clock.stop()
     if clock.relists:
