@@ -1215,6 +1215,50 @@ def test_pod_memo_reuses_only_the_same_pod(first: dict[str, Any], second: dict[s
     assert again.cpu == cpu  # the facts are always those of the pod sent (a forged copy is read afresh)
 
 
+def _replica(name: str, **options: Any) -> dict[str, Any]:
+    obj = pod(name, uid=f"uid-{name}", **options)  # one ReplicaSet (the factory's owner), a new uid each
+    obj["metadata"]["resourceVersion"] = "1"
+    return orjson.loads(orjson.dumps(obj))
+
+
+@pytest.mark.parametrize(
+    ("second", "shared", "cpu", "image"),
+    [
+        pytest.param(_replica("web-2"), True, 0.5, "docker.io/library/nginx:1.27", id="another-replica"),
+        pytest.param(_replica("web-2", cpu="2"), False, 2.0, "docker.io/library/nginx:1.27", id="other-requests"),
+        pytest.param(_replica("web-2", image="nginx:1.28"), False, 0.5, "docker.io/library/nginx:1.28",
+                     id="a-rollout-image"),
+        pytest.param(_replica("web-2", tolerate_virtual=False), False, 0.5, "docker.io/library/nginx:1.27",
+                     id="other-tolerations"),
+    ],
+)
+def test_pod_memo_reads_a_workloads_spec_once(second: dict[str, Any], shared: bool, cpu: float, image: str) -> None:
+    # Replicas of one workload share their spec: a new replica's spec is compared with the one last read for the
+    # workload, and its facts reused only when equal. The pod's own facts (name, uid) are always its own.
+    from extender.edge.wire import PodMemo
+    from extender.model.objects import pod_facts
+
+    memo = PodMemo()
+    first = memo.read(_replica("web-1"))
+    facts = memo.read(second)
+    assert (facts.tolerations is first.tolerations) is shared
+    assert (facts.name, facts.uid, facts.cpu, facts.images) == ("web-2", "uid-web-2", cpu, (image,))
+    assert facts == pod_facts(second)  # what reading it afresh gives
+
+
+def test_pod_memo_reads_a_bad_spec_as_an_error_after_a_good_one() -> None:
+    from extender.edge.wire import PodMemo
+    from extender.model.objects import ObjectError
+
+    memo = PodMemo()
+    memo.read(_replica("web-1"))
+    bad = _replica("web-2")
+    bad["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "lots"
+    with pytest.raises(ObjectError) as error:
+        memo.read(bad)
+    assert error.value.field == "Pod.spec.containers[0].resources.requests.cpu"
+
+
 def test_pod_memo_keeps_at_most_its_size() -> None:
     from extender.edge.wire import PodMemo
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bench import bench_extender, bench_scale
+from tests.bench import bench_cold, bench_extender, bench_scale
 
 
 def test_the_request_benchmark_times_every_path(capsys: pytest.CaptureFixture[str]) -> None:
@@ -27,3 +27,12 @@ def test_the_scale_benchmark_prints_its_figures(capsys: pytest.CaptureFixture[st
     for figure in ("ReplicaSet of 30 pods", "ReplicaSet of 300 pods", "initial sync:", "snapshot build after sync",
                    "churn: ", "lag pod event -> snapshot", "controller rounds (", "filter ", "prioritize "):
         assert figure in out, figure
+
+
+def test_the_cold_cache_benchmark_prints_both_servers_hot_and_cold(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_cold.main(["--nodes", "20", "--candidates", "8", "--pods", "5", "--evict-mib", "1"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    cases = {(kind, server, caches) for kind, server, caches, *_ in rows}
+    servers, caches = ("tideover", "noop-empty"), ("hot", "cold")
+    assert cases == {(k, s, c) for k in ("plain", "tolerating") for s in servers for c in caches}
+    assert all(float(value) > 0 for *_, value in rows)  # per pod: filter + prioritize

@@ -243,9 +243,9 @@ def _sort_candidates(
     the candidates as a set, when the caller has one."""
     if request_kinds is None:
         # The usual request (NodeNames): set operations in C instead of a lookup per candidate in Python.
-        # (A set's difference with a dict looks each candidate up; with a keys view, it walks every node.)
+        # (Against the snapshot's set of node names: each candidate looked up once, in a table smaller than the map's.)
         present = set(candidates) if candidate_set is None else candidate_set
-        if not present.difference(snapshot.nodes):
+        if not present.difference(snapshot.node_names):
             virtual_hits = present.intersection(snapshot.virtual_nodes)
             if not virtual_hits:
                 return (), candidates, ()

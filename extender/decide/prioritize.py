@@ -147,7 +147,17 @@ class ModelCache:
 def _all_vms_known(candidates: Sequence[str], candidate_set: frozenset[str] | None, snapshot: ClusterSnapshot) -> bool:
     """Whether every candidate is a node of the snapshot and none is virtual (set operations in C)."""
     present = frozenset(candidates) if candidate_set is None else candidate_set
-    return not present.difference(snapshot.nodes) and present.isdisjoint(snapshot.virtual_nodes)
+    return not present.difference(snapshot.node_names) and present.isdisjoint(snapshot.virtual_nodes)
+
+
+def all_score_the_top(
+    models: NodeModels, candidates: Sequence[str], snapshot: ClusterSnapshot,
+    candidate_set: frozenset[str] | None = None,
+) -> bool:
+    """Whether every candidate gets the top score without the per-node maths: the VMs have the same cost and start
+    latency for the pod's shape (``models.vm_uniform``) and every candidate is such a VM. The HTTP edge then answers
+    at once (an empty list: :func:`~extender.edge.wire.prioritize_reply`), as :func:`decide_scores` would."""
+    return bool(candidates) and models.vm_uniform and _all_vms_known(candidates, candidate_set, snapshot)
 
 
 def decide_scores(
@@ -173,7 +183,7 @@ def decide_scores(
         )
     if models is None:
         models = node_models(pod, snapshot, config)
-    if models.vm_uniform and _all_vms_known(names, candidate_set, snapshot):
+    if all_score_the_top(models, names, snapshot, candidate_set):
         # Equal cost and latency everywhere: every candidate is the best on both, so each scores the top score, as
         # combined_scores would give it (a table-driven test holds the two paths equal).
         first = index[names[0]]

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from extender.decide.filter import FilterDecision, FilterOutcome, decide_filter
 from extender.decide.guards import SpillLedger
-from extender.decide.prioritize import ModelCache, decide_scores
+from extender.decide.prioritize import ModelCache, all_score_the_top, decide_scores
 from extender.edge.tls import Peers, refusal
 from extender.edge.wire import (
     ExtenderArgs,
@@ -165,6 +165,11 @@ class ExtenderService:
             return parsed
         snap = self.snapshot()
         models = self._models.models(parsed.pod, snap, self.config)
+        if len(snap.index) and all_score_the_top(models, parsed.node_names, snap, parsed.name_set):
+            # What decide_scores would find (every candidate the top score) and prioritize_reply answer (no node),
+            # without scoring each candidate: one pool at one price, the common case.
+            self._decision_counter("prioritize", "uniform").inc()
+            return 200, []
         decision = decide_scores(parsed.pod, parsed.node_names, snap, self.config, models, parsed.name_set)
         # "uniform": every candidate scored the same, answered with an empty list (prioritize_reply).
         self._decision_counter("prioritize", "uniform" if decision.uniform else "scored").inc()

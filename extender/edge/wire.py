@@ -13,7 +13,7 @@ from typing import Any, Literal
 from extender.decide.filter import FilterDecision
 from extender.decide.prioritize import ScoreDecision
 from extender.model.bounded import BoundedMap
-from extender.model.objects import Json, ObjectError, PodFacts, pod_facts
+from extender.model.objects import Json, ObjectError, PodFacts, SpecFacts, pod_facts, spec_facts
 
 
 class WireError(ValueError):
@@ -87,6 +87,10 @@ class PodMemo:
 
     def __init__(self, size: int = 64) -> None:
         self._pods: BoundedMap[tuple[str, str], tuple[Any, PodFacts]] = BoundedMap(size)
+        # The spec last read per workload (its controller's uid as the pod states it), with what was read of it: the
+        # replicas of a workload share their spec, so a new replica's spec is compared (equal: its facts are the
+        # same) instead of read. Only specs read without error are kept.
+        self._specs: BoundedMap[Any, tuple[Any, SpecFacts]] = BoundedMap(size)
 
     def read(self, pod: Any, path: str = "Pod") -> PodFacts:
         metadata = pod.get("metadata") if isinstance(pod, Mapping) else None
@@ -99,9 +103,28 @@ class PodMemo:
         kept = self._pods.get(key)
         if kept is not None and kept[0] == pod:
             return kept[1]
-        facts = pod_facts(pod, path)
+        workload = _owner_key(metadata)
+
+        def read_spec(spec: Any, spec_path: str) -> SpecFacts:
+            known = self._specs.get(workload)
+            if known is not None and known[0] == spec:
+                return known[1]
+            read = spec_facts(spec, spec_path)
+            self._specs.put(workload, (spec, read))
+            return read
+
+        facts = pod_facts(pod, path, read_spec)
         self._pods.put(key, (pod, facts))
         return facts
+
+
+def _owner_key(metadata: Mapping[str, Any]) -> Any:
+    """The first owner reference's uid as sent, unchecked (a memo's key only: the spec itself is compared)."""
+    owners = metadata.get("ownerReferences")
+    if isinstance(owners, list) and owners and isinstance(owners[0], Mapping):
+        uid = owners[0].get("uid")
+        return uid if isinstance(uid, str) else None
+    return None
 
 
 def parse_extender_args(body: Any, read_pod: Callable[[Any, str], PodFacts] = pod_facts) -> ExtenderArgs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -293,14 +293,18 @@ def pod_namespace(metadata: Json, meta_path: str = "metadata") -> str:
     return _str(metadata, "namespace", meta_path, "default") or "default"
 
 
-def pod_facts(pod: Any, path: str = "Pod") -> PodFacts:
-    if not isinstance(pod, Mapping):
-        raise ObjectError(path, f"must be an object, got {type(pod).__name__}")
-    metadata = _mapping(pod, "metadata", path)
-    spec = _mapping(pod, "spec", path)
-    status = _mapping(pod, "status", path)
-    meta_path, spec_path = f"{path}.metadata", f"{path}.spec"
+@dataclass(frozen=True, slots=True)
+class SpecFacts:
+    """What :func:`pod_facts` reads of a pod's spec: the same for every pod of a workload's template."""
 
+    tolerations: tuple[Json, ...]
+    cpu: float
+    memory: float
+    images: tuple[str, ...]
+    node_name: str | None
+
+
+def spec_facts(spec: Json, spec_path: str = "Pod.spec") -> SpecFacts:
     check_pod_limits(spec, spec_path)
     cpu, memory = pod_requests(spec, spec_path)
     images: dict[str, None] = {}  # insertion-ordered set: linear de-duplication
@@ -313,9 +317,22 @@ def pod_facts(pod: Any, path: str = "Pod") -> PodFacts:
     for index, toleration in enumerate(tolerations):
         if not isinstance(toleration, Mapping):
             raise ObjectError(f"{spec_path}.tolerations[{index}]", "must be an object")
-    owner = pod_owner(metadata, meta_path)
+    return SpecFacts(tuple(tolerations), cpu, memory, tuple(images), _str(spec, "nodeName", spec_path) or None)
 
-    node_name = _str(spec, "nodeName", spec_path) or None
+
+SpecReader = Callable[[Json, str], SpecFacts]
+
+
+def pod_facts(pod: Any, path: str = "Pod", read_spec: SpecReader = spec_facts) -> PodFacts:
+    """The pod's facts; ``read_spec`` reads its spec (:func:`spec_facts`, or a memo of it)."""
+    if not isinstance(pod, Mapping):
+        raise ObjectError(path, f"must be an object, got {type(pod).__name__}")
+    metadata = _mapping(pod, "metadata", path)
+    spec = _mapping(pod, "spec", path)
+    status = _mapping(pod, "status", path)
+    meta_path = f"{path}.metadata"
+    read = read_spec(spec, f"{path}.spec")
+    owner = pod_owner(metadata, meta_path)
     return PodFacts(
         namespace=pod_namespace(metadata, meta_path),
         name=_str(metadata, "name", meta_path) or _str(metadata, "generateName", meta_path),
@@ -323,14 +340,14 @@ def pod_facts(pod: Any, path: str = "Pod") -> PodFacts:
         labels=_str_map(metadata, "labels", meta_path),
         annotations=_str_map(metadata, "annotations", meta_path),
         spec=spec,
-        tolerations=tuple(tolerations),
-        cpu=cpu,
-        memory=memory,
-        images=tuple(images),
+        tolerations=read.tolerations,
+        cpu=read.cpu,
+        memory=read.memory,
+        images=read.images,
         owner_kind=owner.kind,
         owner_name=owner.name,
         owner_uid=owner.uid,
-        node_name=node_name,
+        node_name=read.node_name,
         phase=_str(status, "phase", f"{path}.status") or None,
         created=parse_time(metadata.get("creationTimestamp")),
     )
