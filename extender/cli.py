@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -62,9 +63,19 @@ def _kube_api_client(kubeconfig: Path | None) -> Any:
     return kube_config.new_client_from_config()
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM (how Kubernetes stops a pod) ends the process with an exception (exit status 143), not by the signal's
+    default action, so that ``finally`` blocks and atexit handlers run. uvicorn catches the signal while it serves,
+    shuts the servers down, then raises it again under the handler it found: this one. Without it the process died
+    there: serve's ``finally`` did not run, nor the kubernetes client's removal of the temporary files it writes for a
+    kubeconfig's inline certificates."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
 def serve(settings: ServeSettings) -> int:
     """The composition root: builds every component and wires them together, in the order they depend on each
     other, then serves until stopped. One function on purpose: the wiring is read in one place."""
+    _exit_on_sigterm()
     from kubernetes import client
 
     from extender.cluster.view import ClusterView
