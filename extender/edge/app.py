@@ -165,7 +165,7 @@ class ExtenderService:
             return parsed
         snap = self.snapshot()
         models = self._models.models(parsed.pod, snap, self.config)
-        if len(snap.index) and all_score_the_top(models, parsed.node_names, snap, parsed.name_set):
+        if all_score_the_top(models, parsed.node_names, snap, parsed.name_set):
             # What decide_scores would find (every candidate the top score) and prioritize_reply answer (no node),
             # without scoring each candidate: one pool at one price, the common case.
             self._decision_counter("prioritize", "uniform").inc()
