@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -75,8 +76,38 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
+# Ports free_port has handed out in this process: each once, though a component may not have bound it yet.
+_HANDED_OUT: set[int] = set()
+_LOWEST_PORT = 20000
+
+
+def _ephemeral_start() -> int:
+    """The first port of the kernel's range for outgoing connections (32768 by default on Linux)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A port nothing listens on, for a component to bind later. Taken below the range the kernel gives outgoing
+    connections: a port from bind(0) is in that range, and a client's connection could take it before the component
+    binds it (kube-scheduler once exited with "address already in use" on such a port). Each port is handed out once
+    per process."""
+    rng = random.SystemRandom()
+    high = _ephemeral_start() - 1
+    for _ in range(100 if high > _LOWEST_PORT else 0):
+        port = rng.randint(_LOWEST_PORT, high)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # no range below the ephemeral one: as before
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
