@@ -1305,3 +1305,161 @@ def test_pod_memo_and_model_cache_survive_two_threads() -> None:
         sys.setswitchinterval(interval)
     assert errors == []
     assert memo.read(pods[-1]).cpu == pod_facts(pods[-1]).cpu
+
+
+# -- kube-scheduler's own shape of body, read in parts ---------------------------------------------------------------
+
+
+def _scheduler_body(pod_obj: Any, names: Any) -> bytes:
+    """A body as kube-scheduler writes it (Go's encoding/json: every field of ExtenderArgs, in order, no spaces)."""
+    return orjson.dumps({"Pod": pod_obj, "Nodes": None, "NodeNames": names})
+
+
+_SNEAKY_POD = {**pod(), "Nodes": None, "NodeNames": ["vm-9"]}  # the second head inside the pod's own text
+
+
+@pytest.mark.parametrize(
+    ("body", "in_parts"),
+    [
+        pytest.param(_scheduler_body(pod(), ["vm-1", VIRTUAL_NODE]), True, id="kube-schedulers-shape"),
+        pytest.param(_scheduler_body(_SNEAKY_POD, ["vm-1"]), True, id="the-head-also-inside-the-pod"),
+        pytest.param(_scheduler_body(pod(annotations={"a": ',"Nodes":null,"NodeNames":["x"]'}), ["vm-1"]), True,
+                     id="the-head-inside-an-annotation"),
+        pytest.param(_scheduler_body(pod(cpu="lots"), ["vm-1"]), True, id="a-bad-pod"),
+        pytest.param(_scheduler_body(pod(), ["vm-1", "vm-1"]), True, id="a-duplicate-name"),
+        pytest.param(_scheduler_body(pod(), ["vm-1", ""]), True, id="an-empty-name"),
+        pytest.param(_scheduler_body(pod(cpu="lots"), ["vm-1", "vm-1"]), True, id="both-bad-the-pod-first"),
+        pytest.param(_scheduler_body(None, ["vm-1"]), False, id="no-pod"),
+        pytest.param(_scheduler_body(pod(), None), False, id="no-names"),
+        pytest.param(_scheduler_body(pod(), "vm-1"), False, id="names-not-a-list"),
+        pytest.param(_scheduler_body([1], ["vm-1"]), False, id="pod-not-an-object"),
+        pytest.param(orjson.dumps({"Pod": pod(), "NodeNames": ["vm-1"]}), False, id="no-nodes-field"),
+        pytest.param(orjson.dumps({"NodeNames": ["vm-1"], "Nodes": None, "Pod": pod()}), False, id="other-order"),
+        pytest.param(_scheduler_body(pod(), ["vm-1"]) + b" ", False, id="trailing-space"),
+        pytest.param(b'{"Pod":{"a":1}},"Nodes":null,"NodeNames":["vm-1"]}', False, id="not-json"),
+    ],
+)
+def test_a_body_read_in_parts_reads_as_decoded_whole(body: bytes, in_parts: bool) -> None:
+    # The parts are read only when the body is exactly kube-scheduler's shape, and then give what decoding the body
+    # whole gives: the same arguments, or the same error (the pod's before the names'). Any other body is left to the
+    # whole decoding (None), which reports its problem.
+    from extender.edge.wire import NamesMemo, PodMemo, WireError, parse_extender_args, read_scheduler_body
+
+    def outcome(read: Callable[[], Any]) -> Any:
+        try:
+            return read()
+        except WireError as error:
+            return str(error)
+        except orjson.JSONDecodeError:
+            return "not JSON"
+
+    whole = outcome(lambda: parse_extender_args(orjson.loads(body)))
+    parts = outcome(lambda: read_scheduler_body(body, PodMemo(), NamesMemo()))
+    assert (parts is not None) is in_parts
+    if parts is None:
+        return
+    if isinstance(whole, str):
+        assert parts == whole
+    else:
+        assert (parts.pod, parts.node_names, parts.nodes, parts.form, parts.name_set) == (
+            whole.pod, whole.node_names, whole.nodes, whole.form, whole.name_set)
+        assert parts.names_text is not None and orjson.loads(parts.names_text) == list(whole.node_names)
+
+
+def test_the_same_text_is_read_once() -> None:
+    from extender.edge.wire import TEXTS_KEPT, NamesMemo, PodMemo, read_scheduler_body
+
+    pods, names = PodMemo(), NamesMemo()
+    body = _scheduler_body(pod(), ["vm-1", "vm-2"])
+    first = read_scheduler_body(body, pods, names)
+    again = read_scheduler_body(bytes(bytearray(body)), pods, names)  # an equal body, another object
+    assert first is not None and again is not None
+    assert again.pod is first.pod and again.name_set is first.name_set
+    other = read_scheduler_body(_scheduler_body(pod(cpu="2"), ["vm-1", "vm-2"]), pods, names)
+    assert other is not None and other.pod.cpu == 2.0 and other.name_set is first.name_set
+    for index in range(TEXTS_KEPT):  # as many other pods as are kept: the first is gone
+        read_scheduler_body(_scheduler_body(pod(f"web-{index + 10}"), [f"vm-{index + 10}"]), pods, names)
+    late = read_scheduler_body(body, pods, names)
+    assert late is not None and late.pod is not first.pod and late.pod == first.pod
+
+
+def _two_price_harness() -> Harness:
+    config = parse_config({"vmPools": {"pools": [{"name": "cheap", "pricePerHour": 0.05},
+                                                 {"name": "pricey", "pricePerHour": 0.5}]}})
+    nodes = [vm_node("pricey-1", "pricey"), vm_node("cheap-1", "cheap"), virtual_node()]
+    return harness(snapshot(nodes, config=config), config=config)
+
+
+@pytest.mark.parametrize("shape", ["kube-scheduler", "other"])
+def test_prioritize_scores_the_list_filter_kept(shape: str) -> None:
+    # Filter keeps the VMs of a tolerating pod and remembers that list under the text of its reply; prioritize, sent
+    # that list, scores exactly it (not the virtual node filter was sent), in both shapes of body.
+    h = _two_price_harness()
+    encode = _scheduler_body if shape == "kube-scheduler" else (
+        lambda pod_obj, names: orjson.dumps({"NodeNames": names, "Pod": pod_obj}))
+    obj = pod(uid="uid-kept")
+    kept = h.filter(encode(obj, ["pricey-1", VIRTUAL_NODE, "cheap-1"]))["NodeNames"]
+    assert kept == ["pricey-1", "cheap-1"]
+    scores = h.prioritize(encode(obj, kept))
+    assert [entry["Host"] for entry in scores] == kept
+    assert scores[1]["Score"] > scores[0]["Score"]  # the cheaper VM
+    every = h.filter(encode(obj, ["pricey-1", "cheap-1"]))["NodeNames"]  # every candidate kept: the text sent back
+    assert every == ["pricey-1", "cheap-1"]
+
+
+def _changed(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    obj = _replica("web-2")
+    target = obj
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("second", "shared"),
+    [
+        pytest.param(_replica("web-2"), True, id="another-replica"),
+        pytest.param(_changed(("metadata", "labels"), {"tier": "web"}), False, id="other-labels"),
+        pytest.param(_changed(("metadata", "annotations"), {SPILL: "never"}), False, id="other-annotations"),
+        pytest.param(_changed(("metadata", "ownerReferences", 0, "name"), "web-other"), False,
+                     id="other-owner-name-same-uid"),
+        pytest.param(_changed(("spec", "nodeName"), "vm-1"), False, id="bound"),
+    ],
+)
+def test_pod_memo_shares_what_replicas_share_only_when_equal(second: dict[str, Any], shared: bool) -> None:
+    # What replicas share (spec, owner references, labels, annotations) is read once per workload; a replica that
+    # differs in any of these is read afresh, and its facts are always what reading it alone gives.
+    from extender.edge.wire import PodMemo
+    from extender.model.objects import pod_facts
+
+    memo = PodMemo()
+    first = memo.read(_replica("web-1"))
+    facts = memo.read(second)
+    assert (facts.tolerations is first.tolerations and facts.annotations is first.annotations) is shared
+    assert facts == pod_facts(second)
+
+
+@pytest.mark.parametrize("node_gone", [False, True])
+def test_prioritize_trusts_filters_vms_only_on_the_same_nodes(node_gone: bool) -> None:
+    # Filter kept the VMs of a tolerating pod, all known: prioritize, sent that list, need not look them up again,
+    # but only while the snapshot's nodes are those filter saw. A VM gone since is unknown and scores 0, so the
+    # scores are listed.
+    config = TideoverConfig()
+    before = snapshot(default_nodes(), config=config)
+    after = snapshot([vm_node("vm-1"), virtual_node()], config=config) if node_gone else before
+    current = [before]
+    metrics = Metrics()
+    client = TestClient(create_app(ExtenderService(config, lambda: current[0], metrics), ready=lambda: True))
+    obj = pod(uid="uid-flag")
+
+    def post(verb: str, names: list[str]) -> Any:
+        response = client.post(f"/{verb}", content=_scheduler_body(obj, names))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    kept = post("filter", ["vm-1", VIRTUAL_NODE, "vm-2"])["NodeNames"]
+    assert kept == ["vm-1", "vm-2"]
+    current[0] = after
+    scores = post("prioritize", kept)
+    assert scores == ([{"Host": "vm-1", "Score": 10}, {"Host": "vm-2", "Score": 0}] if node_gone else [])

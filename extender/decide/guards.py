@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 from extender.model.config import ProviderProfile, TideoverConfig, VirtualSubnet
 from extender.model.keys import MAX_VIRTUAL_PERCENT, MAX_VIRTUAL_REPLICAS, OS_LABELS
-from extender.model.objects import PodFacts
+from extender.model.objects import OBJECT, PodFacts
 from extender.model.policy import WorkloadPolicy
 from extender.model.snapshot import ClusterSnapshot
 
@@ -55,7 +55,7 @@ _EMPTY: Mapping[str, Any] = {}
 
 
 def _map(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else _EMPTY
+    return value if isinstance(value, OBJECT) else _EMPTY
 
 
 def _seq(value: Any) -> Sequence[Any]:

@@ -35,6 +35,8 @@ from collections.abc import Collection, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Final
 
+from extender.model.objects import OBJECT
+
 __all__ = [
     "FILTERED_TAINT_EFFECTS",
     "Json",
@@ -81,7 +83,7 @@ def _str_field(obj: Json, name: str) -> str | None:
 
 def toleration_tolerates(toleration: Json, taint: Json) -> bool:
     """Upstream ``Toleration.ToleratesTaint`` (comparison operators disabled). Malformed input -> False."""
-    if not isinstance(toleration, Mapping) or not isinstance(taint, Mapping):
+    if not isinstance(toleration, OBJECT) or not isinstance(taint, OBJECT):
         return False
     effect = _str_field(toleration, "effect")
     if effect is None or (effect and effect != _str_field(taint, "effect")):
@@ -103,7 +105,7 @@ def _tolerated(tolerations: Sequence[Any], taint: Json) -> bool:
 
 
 def _blocking_effect(taint: Any, effects: Collection[str]) -> bool:
-    if not isinstance(taint, Mapping):
+    if not isinstance(taint, OBJECT):
         return False
     effect = taint.get("effect")
     return isinstance(effect, str) and effect in effects
@@ -142,7 +144,7 @@ def tolerates_all(
 
 def describe_taint(taint: Json) -> str:
     """Upstream ``Taint.ToString``: ``key=value:Effect``, ``key:Effect``, ``key=value:`` or ``key``."""
-    if not isinstance(taint, Mapping):
+    if not isinstance(taint, OBJECT):
         return f"<malformed taint {taint!r}>"
     key = taint.get("key") or ""
     value = taint.get("value") or ""
@@ -213,7 +215,7 @@ def _string_list(values: Any) -> Sequence[str] | str:
 
 def _expression(expr: Any, labels: Mapping[str, str]) -> bool | str:
     """Evaluate one ``matchExpressions`` requirement: match result, or an error message if malformed."""
-    if not isinstance(expr, Mapping):
+    if not isinstance(expr, OBJECT):
         return f"expected an object, got {_type_name(expr)}"
     key = expr.get("key") or ""
     if not isinstance(key, str):
@@ -264,7 +266,7 @@ def _expression(expr: Any, labels: Mapping[str, str]) -> bool | str:
 
 def _field(expr: Any, node_name: str | None) -> bool | str:
     """Evaluate one ``matchFields`` requirement (In/NotIn with exactly one value)."""
-    if not isinstance(expr, Mapping):
+    if not isinstance(expr, OBJECT):
         return f"expected an object, got {_type_name(expr)}"
     key = expr.get("key") or ""
     if not isinstance(key, str):
@@ -308,7 +310,7 @@ def _term_problem(term: Any, labels: Mapping[str, str], node_name: str | None, e
     """
     if term is None:
         return _EMPTY_TERM
-    if not isinstance(term, Mapping):
+    if not isinstance(term, OBJECT):
         return f"malformed term: expected an object, got {_type_name(term)}"
     exprs = _requirements(term, "matchExpressions")
     if isinstance(exprs, str):
@@ -348,7 +350,7 @@ def _node_selector_problem(pod_spec: Json, labels: Mapping[str, str]) -> str | N
     selector = pod_spec.get("nodeSelector")
     if selector is None:
         return None
-    if not isinstance(selector, Mapping):
+    if not isinstance(selector, OBJECT):
         return f"malformed nodeSelector: expected an object, got {_type_name(selector)}"
     for key, wanted in selector.items():
         if not isinstance(key, str) or not isinstance(wanted, str):
@@ -366,17 +368,17 @@ def _required_affinity_problem(
     affinity = pod_spec.get("affinity")
     if affinity is None:
         return None
-    if not isinstance(affinity, Mapping):
+    if not isinstance(affinity, OBJECT):
         return f"malformed affinity: expected an object, got {_type_name(affinity)}"
     node_affinity = affinity.get("nodeAffinity")
     if node_affinity is None:
         return None
-    if not isinstance(node_affinity, Mapping):
+    if not isinstance(node_affinity, OBJECT):
         return f"malformed nodeAffinity: expected an object, got {_type_name(node_affinity)}"
     required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
     if required is None:
         return None
-    if not isinstance(required, Mapping):
+    if not isinstance(required, OBJECT):
         return (
             "malformed requiredDuringSchedulingIgnoredDuringExecution: "
             f"expected an object, got {_type_name(required)}"
@@ -401,7 +403,7 @@ def required_node_affinity_mismatch(
     pod_spec: Json, labels: Mapping[str, str], node_name: str | None = None
 ) -> str | None:
     """None if ``nodeSelector`` AND required node affinity match the node, else a short reason."""
-    if not isinstance(pod_spec, Mapping):
+    if not isinstance(pod_spec, OBJECT):
         return f"malformed pod spec: expected an object, got {_type_name(pod_spec)}"
     return _node_selector_problem(pod_spec, labels) or _required_affinity_problem(pod_spec, labels, node_name)
 
@@ -414,7 +416,7 @@ def pod_fits_template(
     Covers nodeSelector, required node affinity and untolerated NoSchedule/NoExecute taints (one reason
     per taint, in node order). Resources, ports, pod (anti-)affinity and topology spread are not checked.
     """
-    if not isinstance(pod_spec, Mapping):
+    if not isinstance(pod_spec, OBJECT):
         return [f"malformed pod spec: expected an object, got {_type_name(pod_spec)}"]
     reasons: list[str] = []
     problem = _node_selector_problem(pod_spec, labels)

@@ -152,12 +152,14 @@ def _all_vms_known(candidates: Sequence[str], candidate_set: frozenset[str] | No
 
 def all_score_the_top(
     models: NodeModels, candidates: Sequence[str], snapshot: ClusterSnapshot,
-    candidate_set: frozenset[str] | None = None,
+    candidate_set: frozenset[str] | None = None, known_vms: bool = False,
 ) -> bool:
     """Whether every candidate gets the top score without the per-node maths: the VMs have the same cost and start
-    latency for the pod's shape (``models.vm_uniform``) and every candidate is such a VM. The HTTP edge then answers
-    at once (an empty list: :func:`~extender.edge.wire.prioritize_reply`), as :func:`decide_scores` would."""
-    return bool(candidates) and models.vm_uniform and _all_vms_known(candidates, candidate_set, snapshot)
+    latency for the pod's shape (``models.vm_uniform``) and every candidate is such a VM (``known_vms``: the caller
+    knows they all are VM nodes of this snapshot). The HTTP edge then answers at once (an empty list:
+    :func:`~extender.edge.wire.prioritize_reply`), as :func:`decide_scores` would."""
+    return bool(candidates) and models.vm_uniform and (
+        known_vms or _all_vms_known(candidates, candidate_set, snapshot))
 
 
 def decide_scores(

@@ -30,6 +30,7 @@ from extender.decide.prioritize import ModelCache, all_score_the_top, decide_sco
 from extender.edge.tls import Peers, refusal
 from extender.edge.wire import (
     ExtenderArgs,
+    NamesMemo,
     PodMemo,
     WireError,
     error_body,
@@ -37,6 +38,7 @@ from extender.edge.wire import (
     filter_reply,
     parse_extender_args,
     prioritize_reply,
+    read_scheduler_body,
 )
 from extender.model.config import TideoverConfig
 from extender.model.objects import PodFacts
@@ -91,8 +93,10 @@ class ExtenderService:
         self._counters: dict[tuple[str, str], Any] = {}
         # Prioritize's per-node cost and latency, per pod shape, until a node changes (a workload's replicas share).
         self._models = ModelCache()
-        # The pods last read: prioritize reads the pod filter has just read.
+        # The pods and candidate lists last read: prioritize reads the pod filter has just read, and the candidates
+        # filter has just kept.
         self._pods = PodMemo()
+        self._names = NamesMemo()
 
     def _decision_counter(self, verb: str, outcome: str) -> Any:
         """The decisions counter's child for (verb, outcome), looked up once (labels() locks and builds a key)."""
@@ -104,10 +108,16 @@ class ExtenderService:
 
     def _parse(self, verb: str, body: bytes) -> ExtenderArgs | tuple[int, dict[str, str]]:
         try:
+            read = read_scheduler_body(body, self._pods, self._names)  # kube-scheduler's own shape, in parts
+            if read is not None:
+                return read
             data = orjson.loads(body)
         except orjson.JSONDecodeError as error:
             self.metrics.bad_requests.labels(verb, "400").inc()
             return 400, error_body(f"(body): not valid JSON: {error}")
+        except WireError as error:
+            self.metrics.bad_requests.labels(verb, "400").inc()
+            return 400, error_body(str(error))
         try:
             return parse_extender_args(data, self._pods.read)
         except WireError as error:
@@ -157,7 +167,21 @@ class ExtenderService:
             log.debug("filter pod=%s outcome=%s: %s", parsed.pod.key, decision.outcome.value, decision.reason)
         if self.on_filter_decision is not None and seen:  # no Events about pods tideover has not seen
             self.on_filter_decision(parsed.pod, decision)
-        return 200, filter_reply(parsed, decision)
+        return 200, filter_reply(parsed, decision, self._kept_names_text(parsed, decision, snap))
+
+    def _kept_names_text(self, args: ExtenderArgs, decision: FilterDecision, snap: ClusterSnapshot) -> bytes | None:
+        """The JSON text of the NodeNames filter replies with, in the NodeNames form: the request's own text when every
+        candidate stays, in order (the decision keeps the request's tuple then), else the kept names encoded here and
+        remembered, since kube-scheduler sends prioritize that list next. When filter kept only the VMs, all of them
+        known to the snapshot (vm-fits, no unknown node), that is remembered too."""
+        if args.form != "names" or args.sent_names is not None:
+            return None
+        if decision.feasible is args.node_names:
+            return args.names_text
+        text = orjson.dumps(decision.feasible)
+        vms_of = snap.node_index if decision.outcome is FilterOutcome.VM_FITS and not decision.unknown_nodes else None
+        self._names.remember(text, decision.feasible, frozenset(decision.feasible), vms_of)
+        return text
 
     def prioritize(self, body: bytes, final: bool = True) -> tuple[int, Any]:
         parsed = self._parse("prioritize", body)
@@ -165,7 +189,8 @@ class ExtenderService:
             return parsed
         snap = self.snapshot()
         models = self._models.models(parsed.pod, snap, self.config)
-        if all_score_the_top(models, parsed.node_names, snap, parsed.name_set):
+        known_vms = parsed.vms_of is not None and parsed.vms_of is snap.node_index  # filter found them all VMs
+        if all_score_the_top(models, parsed.node_names, snap, parsed.name_set, known_vms):
             # What decide_scores would find (every candidate the top score) and prioritize_reply answer (no node),
             # without scoring each candidate: one pool at one price, the common case.
             self._decision_counter("prioritize", "uniform").inc()

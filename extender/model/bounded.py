@@ -31,3 +31,26 @@ class BoundedMap(Generic[K, V]):
             self._items[key] = value
             while len(self._items) > self.size:
                 del self._items[next(iter(self._items))]
+
+
+class RecentTexts(Generic[V]):
+    """What was read from the last ``size`` texts (JSON as a request carried it), newest first, found by comparing
+    texts. For a handful of entries this is cheaper than a map: a text of kilobytes would be hashed on every lookup,
+    where a comparison ends at once when the lengths differ and at the first differing byte otherwise. Safe to share
+    between threads: the entries are replaced whole (two racing puts may keep one of the two, never a mix)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: tuple[tuple[bytes, V], ...] = ()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, text: bytes) -> V | None:
+        for kept, value in self._entries:
+            if kept == text:
+                return value
+        return None
+
+    def put(self, text: bytes, value: V) -> None:
+        self._entries = ((text, value), *self._entries[: self.size - 1])
