@@ -245,7 +245,7 @@ def _sort_candidates(
         # The usual request (NodeNames): set operations in C instead of a lookup per candidate in Python.
         # (Against the snapshot's set of node names: each candidate looked up once, in a table smaller than the map's.)
         present = set(candidates) if candidate_set is None else candidate_set
-        if not present.difference(snapshot.node_names):
+        if present <= snapshot.node_names:
             virtual_hits = present.intersection(snapshot.virtual_nodes)
             if not virtual_hits:
                 return (), candidates, ()

@@ -147,7 +147,7 @@ class ModelCache:
 def _all_vms_known(candidates: Sequence[str], candidate_set: frozenset[str] | None, snapshot: ClusterSnapshot) -> bool:
     """Whether every candidate is a node of the snapshot and none is virtual (set operations in C)."""
     present = frozenset(candidates) if candidate_set is None else candidate_set
-    return not present.difference(snapshot.node_names) and present.isdisjoint(snapshot.virtual_nodes)
+    return present <= snapshot.node_names and present.isdisjoint(snapshot.virtual_nodes)
 
 
 def all_score_the_top(
