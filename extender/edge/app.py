@@ -180,7 +180,7 @@ class ExtenderService:
             return args.names_text
         text = orjson.dumps(decision.feasible)
         vms_of = snap.node_index if decision.outcome is FilterOutcome.VM_FITS and not decision.unknown_nodes else None
-        self._names.remember(text, decision.feasible, frozenset(decision.feasible), vms_of)
+        self._names.remember(text, decision.feasible, vms_of)
         return text
 
     def prioritize(self, body: bytes, final: bool = True) -> tuple[int, Any]:

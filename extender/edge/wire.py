@@ -175,7 +175,7 @@ class CheckedNames:
     """A NodeNames list that passed the checks of :func:`_checked_names`, and its set."""
 
     names: tuple[str, ...]
-    name_set: frozenset[str]
+    name_set: frozenset[str] | None  # None: not made (those who need it make it)
     # The node index (ClusterSnapshot.node_index) of which every name is a VM node, when filter found it so while
     # deciding (the VMs it kept); prioritize, sent this list on the same index, need not look again. None: unknown.
     vms_of: object | None = None
@@ -194,11 +194,10 @@ class NamesMemo:
         a JSON list (the caller reads the body whole then, for its usual error)."""
         return _read_text(self._texts, text, list, lambda names: CheckedNames(tuple(names), _checked_names(names)))
 
-    def remember(self, text: bytes, names: tuple[str, ...], name_set: frozenset[str],
-                 vms_of: object | None = None) -> None:
+    def remember(self, text: bytes, names: tuple[str, ...], vms_of: object | None = None) -> None:
         """``text`` is the JSON of ``names``, a part of a checked list in its order (so checked too); ``vms_of``: see
-        :attr:`CheckedNames.vms_of`."""
-        self._texts.put(text, CheckedNames(names, name_set, vms_of))
+        :attr:`CheckedNames.vms_of`. No set of the names is made: prioritize needs none when ``vms_of`` holds."""
+        self._texts.put(text, CheckedNames(names, None, vms_of))
 
 
 # kube-scheduler (nodeCacheCapable: true) writes ExtenderArgs with Go's encoding/json: the struct's fields in their
