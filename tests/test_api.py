@@ -1366,6 +1366,20 @@ def test_a_body_read_in_parts_reads_as_decoded_whole(body: bytes, in_parts: bool
         assert parts.names_text is not None and orjson.loads(parts.names_text) == list(whole.node_names)
 
 
+def test_kube_schedulers_own_body_is_read_in_parts() -> None:
+    # A filter body as kube-scheduler v1.36.3 sent it (captured from e2e/bench/throughput.py's do-nothing extender,
+    # a tolerating pod and 21 candidates): read in parts, as the body decoded whole reads.
+    from pathlib import Path
+
+    from extender.edge.wire import NamesMemo, PodMemo, parse_extender_args, read_scheduler_body
+
+    body = (Path(__file__).parent / "data" / "kube-scheduler-v1.36.3-extender-args.json").read_bytes()
+    parts = read_scheduler_body(body, PodMemo(), NamesMemo())
+    whole = parse_extender_args(orjson.loads(body))
+    assert parts is not None and len(parts.node_names) == 21
+    assert (parts.pod, parts.node_names, parts.name_set) == (whole.pod, whole.node_names, whole.name_set)
+
+
 def test_the_same_text_is_read_once() -> None:
     from extender.edge.wire import TEXTS_KEPT, NamesMemo, PodMemo, read_scheduler_body
 
