@@ -109,17 +109,10 @@ class ExtenderService:
     def _parse(self, verb: str, body: bytes) -> ExtenderArgs | tuple[int, dict[str, str]]:
         try:
             read = read_scheduler_body(body, self._pods, self._names)  # kube-scheduler's own shape, in parts
-            if read is not None:
-                return read
-            data = orjson.loads(body)
+            return read if read is not None else parse_extender_args(orjson.loads(body), self._pods.read)
         except orjson.JSONDecodeError as error:
             self.metrics.bad_requests.labels(verb, "400").inc()
             return 400, error_body(f"(body): not valid JSON: {error}")
-        except WireError as error:
-            self.metrics.bad_requests.labels(verb, "400").inc()
-            return 400, error_body(str(error))
-        try:
-            return parse_extender_args(data, self._pods.read)
         except WireError as error:
             self.metrics.bad_requests.labels(verb, "400").inc()
             return 400, error_body(str(error))
